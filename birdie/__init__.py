@@ -1,0 +1,1 @@
+"""birdie: reward-driven automated curricula for language-model pretraining."""
