@@ -16,6 +16,14 @@ from typing import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "objectives": ("birdie.objectives.cli", "show the objectives applied to a sample story"),
     "tokenizer": ("birdie.tokenizer_cli", "train a byte-level BPE tokenizer"),
+    "data": ("birdie.data.cli", "pre-tokenize a corpus into shards; inspect packed batches"),
+    "models": ("birdie.models.cli", "list the model presets with their parameter counts"),
+    "train": ("birdie.train.cli", "train a model with a curriculum over objectives"),
+    "generate": ("birdie.train.generate_cli", "sample continuations from an exported checkpoint"),
+    "demo": ("birdie.demo_cli", "train the tiny default model on synthetic stories (or: demo agent)"),
+    "eval": ("birdie.eval.cli", "phone-book retrieval, story infilling and SQuAD v2 evaluations"),
+    "serve": ("birdie.harness.serve_cli", "serve checkpoints over an OpenAI-compatible HTTP API"),
+    "plot": ("birdie.curriculum.plot_cli", "plot the objective mixture and losses from a decision log"),
 }
 
 
