@@ -11,6 +11,23 @@ Packing conventions, read from the pipeline's batch (see ``docs/architecture.md`
 * ``prefix`` (B, T) bool: ``attention_mask == 1``, the example's bidirectional context. Target and padding are
   causal. Bidirectional layers let prefix positions see later prefix positions of the same segment; target
   positions never see later positions.
+
+Construction and registration (the shell's side of the contract):
+
+* A family's mixer class is built once per layer as ``mixer_cls(config, layer_index)`` with the
+  :class:`~birdie.models.config.ModelConfig` and the 0-based layer index. It reads the fields it needs
+  (``d_model``, ``n_heads``, ``state_dim`` via ``config.recurrent_width``, ``conv_width``, ``options``, ...) and
+  asks ``config.is_bidirectional(layer_index)`` whether this layer gives the prefix a bidirectional view.
+  The mixer initialises its own parameters in ``__init__``; the shell never re-initialises them.
+* The family module registers itself at import time:
+  ``birdie.models.registry.register_family("hawk", HawkMixer, has_mlp=True)``. ``has_mlp=True`` adds the shell's
+  gated MLP after the mixer in every block (its activation is ``config.mlp_activation``: ``silu`` = SwiGLU,
+  ``gelu_tanh`` = GeGLU). The built-in families live in ``birdie.models.{transformer,supra,hawk,gated_ssm}`` and
+  are imported on first use by name, so ``birdie.models.create("hawk-tiny")`` works without importing them.
+* The input ``x`` of ``forward``/``step`` is the pre-normed residual stream (B, T, D) or (B, D); the output is
+  added to the residual by the shell.
+* ``state`` is opaque to the shell, except that generation keeps it across steps. Recurrent families keep it in
+  float32 with a size independent of the length (the bidirectional layers cache only their forward half).
 """
 
 from __future__ import annotations
@@ -43,6 +60,46 @@ class SequenceInfo:
         start = torch.ones_like(seg, dtype=torch.bool)
         start[:, 1:] = seg[:, 1:] != seg[:, :-1]
         return start
+
+    @property
+    def segment_end(self) -> Tensor:
+        """(B, T) bool: True on the last position of a segment (or padding run); reverse recurrences reset there."""
+        seg = self.segment_ids
+        end = torch.ones_like(seg, dtype=torch.bool)
+        end[:, :-1] = seg[:, :-1] != seg[:, 1:]
+        return end
+
+    @classmethod
+    def from_batch(
+        cls,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        segment_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> "SequenceInfo":
+        """Layout of a pipeline batch; absent keys default to one segment per row, positions restarting at every
+        segment start, and no bidirectional prefix (fully causal). Shapes must all equal ``input_ids``' (B, T)."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length); got shape {tuple(input_ids.shape)}")
+        for name, value in (("attention_mask", attention_mask), ("segment_ids", segment_ids),
+                            ("position_ids", position_ids)):
+            if value is not None and value.shape != input_ids.shape:
+                raise ValueError(
+                    f"{name} has shape {tuple(value.shape)} but input_ids has {tuple(input_ids.shape)}; "
+                    "every batch tensor must be (batch, length)"
+                )
+        batch, length = input_ids.shape
+        device = input_ids.device
+        if segment_ids is None:
+            segment_ids = torch.ones(batch, length, dtype=torch.long, device=device)
+        segment_ids = segment_ids.long()
+        if position_ids is None:
+            index = torch.arange(length, device=device).expand(batch, length)
+            start = torch.ones_like(segment_ids, dtype=torch.bool)
+            start[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+            position_ids = index - torch.where(start, index, 0).cummax(dim=1).values
+        prefix = (attention_mask == 1) if attention_mask is not None else torch.zeros_like(segment_ids, dtype=torch.bool)
+        return cls(segment_ids=segment_ids, position_ids=position_ids.long(), prefix=prefix)
 
     @classmethod
     def single(cls, batch: int, length: int, device: torch.device, prefix_len: int = 0) -> "SequenceInfo":

@@ -1,0 +1,195 @@
+"""``ModelConfig``: every architectural choice of a language model, validated, JSON round-trippable.
+
+One dataclass serves every family; fields a family does not read are ignored by it (``state_dim`` means nothing to
+a Transformer). Family-specific extras that have no field here go in ``options``, which the family's mixer validates.
+``to_dict``/``from_dict`` give the ``config.json`` written next to exported weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+NORMS = ("rmsnorm", "layernorm")
+MLP_ACTIVATIONS = ("silu", "gelu_tanh")
+BIDIRECTIONAL_PATTERNS = ("none", "all", "alternate")
+SUPRA_DECAYS = ("alibi", "retnet", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a :class:`~birdie.models.lm.LanguageModel`.
+
+    Attributes:
+        family: registered mixer family: ``transformer``, ``supra``, ``hawk``, ``gated_ssm`` (or your own).
+        vocab_size: rows of the embedding and the output head; must cover the tokenizer's ``vocab_size``.
+        d_model: width of the residual stream.
+        n_layers: number of residual blocks.
+        n_heads: attention / linear-attention heads (Hawk: diagonal blocks of its gates).
+        n_kv_heads: key/value heads for grouped-query attention; ``None`` = ``n_heads`` (plain MHA).
+        head_dim: per-head width; ``None`` = ``d_model // n_heads`` (must divide evenly then).
+        mlp_hidden: hidden width of the gated MLP; ``None`` = 8/3 * d_model rounded up to ``mlp_multiple_of``.
+            Families without an MLP (Gated SSM) ignore it.
+        mlp_multiple_of: rounding for the default ``mlp_hidden`` (open_lm uses 256).
+        mlp_activation: ``silu`` (SwiGLU) or ``gelu_tanh`` (GeGLU, Hawk).
+        state_dim: recurrent width (Hawk's RG-LRU width, the Gated SSM's N); ``None`` = ``d_model``.
+        conv_width: temporal convolution width of Hawk's recurrent block.
+        norm: ``rmsnorm`` or ``layernorm`` (gain only, no bias; open_lm's ``gain_only_lp_layer_norm``).
+        norm_eps: epsilon of every norm.
+        rope_base: RoPE base frequency (10,000 open_lm; 250,000 the Birdie Transformer).
+        tie_embeddings: share the input embedding with the output head.
+        bidirectional_layers: which layers give prefix positions (``attention_mask == 1``) a view of later prefix
+            tokens: ``"none"`` (causal model), ``"all"`` (prefix-LM Transformer), ``"alternate"`` (layers 0, 2,
+            4, ... as in the paper's recurrent models) or an explicit tuple of layer indices.
+        qk_norm: SUPRA: normalise the feature-mapped q and k (open_lm ``qk_norm``).
+        decay: SUPRA per-head decay: ``alibi`` (open_lm default), ``retnet`` or ``none``.
+        chunk_size: SUPRA chunk length of the parallel form.
+        z_loss: coefficient of the z-loss ``mean(logsumexp(logits) ** 2)`` over target positions; 0 disables.
+        init_std: standard deviation of the shell's weight init (embeddings, MLP, head).
+        max_seq_len: the sequence length the preset is meant for (informational; RoPE needs no table).
+        options: family-specific extras, validated by that family's mixer.
+    """
+
+    family: str
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int = 1
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    mlp_hidden: int | None = None
+    mlp_multiple_of: int = 256
+    mlp_activation: str = "silu"
+    state_dim: int | None = None
+    conv_width: int = 4
+    norm: str = "rmsnorm"
+    norm_eps: float = 1e-6
+    rope_base: float = 10_000.0
+    tie_embeddings: bool = False
+    bidirectional_layers: str | tuple[int, ...] = "none"
+    qk_norm: bool = False
+    decay: str = "alibi"
+    chunk_size: int = 64
+    z_loss: float = 0.0
+    init_std: float = 0.02
+    max_seq_len: int = 2048
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.family, str) or not self.family:
+            raise ValueError(f"ModelConfig.family={self.family!r} must be a non-empty family name")
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_multiple_of", "conv_width", "chunk_size",
+                     "max_seq_len"):
+            _require_positive_int(name, getattr(self, name))
+        for name in ("n_kv_heads", "head_dim", "mlp_hidden", "state_dim"):
+            if getattr(self, name) is not None:
+                _require_positive_int(name, getattr(self, name))
+        if self.n_heads % self.kv_heads:
+            raise ValueError(
+                f"ModelConfig.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (grouped-query attention)"
+            )
+        if self.head_dim is None and self.d_model % self.n_heads:
+            raise ValueError(
+                f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                "set head_dim explicitly"
+            )
+        if self.head_size % 2:
+            raise ValueError(f"ModelConfig head size {self.head_size} must be even for RoPE")
+        _require_choice("mlp_activation", self.mlp_activation, MLP_ACTIVATIONS)
+        _require_choice("norm", self.norm, NORMS)
+        _require_choice("decay", self.decay, SUPRA_DECAYS)
+        for name in ("norm_eps", "rope_base", "init_std"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r} must be a positive number")
+        if not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
+            raise ValueError(f"ModelConfig.z_loss={self.z_loss!r} must be >= 0")
+        self._validate_bidirectional()
+        object.__setattr__(self, "options", dict(self.options))
+
+    def _validate_bidirectional(self) -> None:
+        pattern = self.bidirectional_layers
+        if isinstance(pattern, str):
+            if pattern not in BIDIRECTIONAL_PATTERNS:
+                raise ValueError(
+                    f"ModelConfig.bidirectional_layers={pattern!r} must be one of {list(BIDIRECTIONAL_PATTERNS)} "
+                    "or a tuple of layer indices"
+                )
+            return
+        layers = tuple(pattern)
+        bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.n_layers]
+        if bad:
+            raise ValueError(
+                f"ModelConfig.bidirectional_layers has {bad}, not layer indices in [0, {self.n_layers})"
+            )
+        object.__setattr__(self, "bidirectional_layers", tuple(sorted(set(layers))))
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads (``n_kv_heads`` or ``n_heads``)."""
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def head_size(self) -> int:
+        """Per-head width (``head_dim`` or ``d_model // n_heads``)."""
+        return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def mlp_width(self) -> int:
+        """Hidden width of the gated MLP: ``mlp_hidden`` or 8/3 * d_model rounded up to ``mlp_multiple_of``."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        return self.mlp_multiple_of * math.ceil(8 * self.d_model / 3 / self.mlp_multiple_of)
+
+    @property
+    def recurrent_width(self) -> int:
+        """Recurrent state width (``state_dim`` or ``d_model``)."""
+        return self.state_dim or self.d_model
+
+    def is_bidirectional(self, layer_index: int) -> bool:
+        """Whether layer ``layer_index`` lets prefix positions see later prefix positions of their segment."""
+        pattern = self.bidirectional_layers
+        if pattern == "all":
+            return True
+        if pattern == "none":
+            return False
+        if pattern == "alternate":
+            return layer_index % 2 == 0
+        return layer_index in pattern
+
+    def replace(self, **overrides: Any) -> "ModelConfig":
+        """A copy with ``overrides`` applied (and validated); unknown names raise ``TypeError``."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"ModelConfig has no field(s) {unknown}; known: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists); ``from_dict`` reads it back."""
+        data = dataclasses.asdict(self)
+        if isinstance(self.bidirectional_layers, tuple):
+            data["bidirectional_layers"] = list(self.bidirectional_layers)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError`` naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"ModelConfig.from_dict: unknown key(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if isinstance(values.get("bidirectional_layers"), list):
+            values["bidirectional_layers"] = tuple(values["bidirectional_layers"])
+        return cls(**values)
+
+
+def _require_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"ModelConfig.{name}={value!r} must be a positive integer")
+
+
+def _require_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"ModelConfig.{name}={value!r} must be one of {list(choices)}")

@@ -1,0 +1,80 @@
+"""Building blocks shared by the families: norms, the gated MLP and rotary position embeddings.
+
+Parameter names follow open_lm (``weight`` for norms, ``w12``/``w3`` for the gated MLP) so open_lm checkpoints load
+without renaming.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from birdie.models.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """``x * rsqrt(mean(x**2) + eps) * weight`` over the last dimension, computed in fp32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+def build_norm(config: ModelConfig, dim: int | None = None) -> nn.Module:
+    """The config's norm over ``dim`` features (default ``d_model``): RMSNorm or gain-only LayerNorm."""
+    width = dim or config.d_model
+    if config.norm == "rmsnorm":
+        return RMSNorm(width, config.norm_eps)
+    return nn.LayerNorm(width, eps=config.norm_eps, bias=False)
+
+
+class GatedMLP(nn.Module):
+    """``w3(act(a) * b)`` with ``[a | b] = w12(x)``: SwiGLU (``silu``) or GeGLU (``gelu_tanh``), no biases.
+
+    Shapes: (..., d_model) -> (..., d_model); hidden width ``config.mlp_width``.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.hidden = config.mlp_width
+        self.activation = config.mlp_activation
+        self.w12 = nn.Linear(config.d_model, 2 * self.hidden, bias=False)
+        self.w3 = nn.Linear(self.hidden, config.d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.w12(x).chunk(2, dim=-1)
+        act = F.silu(gate) if self.activation == "silu" else F.gelu(gate, approximate="tanh")
+        return self.w3(act * up)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """``[x1 | x2] -> [-x2 | x1]`` on the last dimension (the GPT-NeoX / open_lm ``rotary`` layout)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
+    """Rotary position embedding in the rotate-half layout.
+
+    Args:
+        x: (B, T, H, d) with d even.
+        positions: (B, T) integer positions of each token.
+        base: RoPE base frequency.
+
+    Returns:
+        (B, T, H, d), same dtype as ``x``; angles are computed in fp32 from the positions (no cached table, so any
+        position works and the module has no buffers).
+    """
+    dim = x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim)
+    angles = positions.to(torch.float32)[..., None] * inv_freq  # (B, T, d/2)
+    angles = torch.cat((angles, angles), dim=-1)[:, :, None, :]  # (B, T, 1, d)
+    x32 = x.float()
+    return (x32 * angles.cos() + rotate_half(x32) * angles.sin()).to(x.dtype)

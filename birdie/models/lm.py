@@ -1,0 +1,183 @@
+"""``LanguageModel``: the shell every family shares.
+
+Embedding -> ``n_layers`` pre-norm residual blocks (``x += mixer(norm(x))``, then ``x += mlp(norm(x))`` when the
+family has an MLP) -> final norm -> output head (tied or not). The mixer is the only family-specific part
+(:mod:`birdie.models.mixer`). Module names follow open_lm (``tok_embeddings``, ``layers.{i}.attention``,
+``attention_norm``, ``ffn_norm``, ``feed_forward.w12``/``w3``, ``norm``, ``output``) so its checkpoints load as is;
+``attention`` holds whatever mixer the family uses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from birdie.models.config import ModelConfig
+from birdie.models.layers import GatedMLP, build_norm
+from birdie.models.mixer import SequenceInfo
+from birdie.models.registry import Family, get_family
+
+IGNORE_INDEX = -100
+
+
+class Block(nn.Module):
+    """One pre-norm residual block: mixer, then (if the family has one) the gated MLP."""
+
+    def __init__(self, config: ModelConfig, layer_index: int, family: Family) -> None:
+        super().__init__()
+        self.attention_norm = build_norm(config)
+        self.attention = family.mixer(config, layer_index)
+        self.ffn_norm = build_norm(config) if family.has_mlp else None
+        self.feed_forward = GatedMLP(config) if family.has_mlp else None
+
+    def _add_mlp(self, x: Tensor) -> Tensor:
+        if self.feed_forward is None:
+            return x
+        return x + self.feed_forward(self.ffn_norm(x))
+
+    def forward(self, x: Tensor, info: SequenceInfo) -> tuple[Tensor, Any]:
+        """x (B, T, D) -> (B, T, D) and the mixer's state after each row's last position."""
+        mixed, state = self.attention(self.attention_norm(x), info)
+        return self._add_mlp(x + mixed), state
+
+    def step(self, x: Tensor, position: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One token: x (B, D), position (B,) -> (B, D) and the updated state."""
+        mixed, state = self.attention.step(self.attention_norm(x), position, state)
+        return self._add_mlp(x + mixed), state
+
+
+class LanguageModel(nn.Module):
+    """A language model of any registered family, built from a :class:`ModelConfig`.
+
+    ``model(**batch)`` takes the pipeline's batch (``docs/architecture.md``) and returns ``(logits, loss)``.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        family = get_family(config.family)
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config, index, family) for index in range(config.n_layers))
+        self.norm = build_norm(config)
+        self.output = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self._init_shell_weights()
+        if config.tie_embeddings:
+            self.output.weight = self.tok_embeddings.weight
+
+    def _init_shell_weights(self) -> None:
+        """Normal(0, init_std) for embeddings, MLP input and head; the MLP output is scaled down by
+        sqrt(2 * n_layers) so the residual stream's variance stays flat with depth. Mixers init themselves."""
+        std = self.config.init_std
+        nn.init.normal_(self.tok_embeddings.weight, std=std)
+        nn.init.normal_(self.output.weight, std=std)
+        for block in self.layers:
+            if block.feed_forward is not None:
+                nn.init.normal_(block.feed_forward.w12.weight, std=std)
+                nn.init.normal_(block.feed_forward.w3.weight, std=std / math.sqrt(2 * self.config.n_layers))
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Parameter count (shared tensors once); ``exclude_embeddings`` leaves out the input embedding."""
+        params = {id(p): p for p in self.parameters()}
+        if exclude_embeddings:
+            params.pop(id(self.tok_embeddings.weight), None)
+        return sum(p.numel() for p in params.values())
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        label_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        segment_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Run a (packed) batch.
+
+        Args:
+            input_ids: (B, T) token ids.
+            label_ids: (B, T) next-token targets aligned with positions (no shift); -100 = no loss.
+            attention_mask: (B, T); 1 = bidirectional prefix position, anything else causal. None: all causal.
+            segment_ids: (B, T); 1..k per packed example, 0 = padding. None: one segment per row.
+            position_ids: (B, T); restart at 0 in every segment. None: derived from ``segment_ids``.
+
+        Returns:
+            logits (B, T, vocab_size) and the loss: mean cross-entropy over ``label_ids != -100`` plus
+            ``config.z_loss * mean(logsumexp ** 2)`` over the same positions (None without ``label_ids``).
+        """
+        info = SequenceInfo.from_batch(input_ids, attention_mask, segment_ids, position_ids)
+        hidden, _ = self.hidden_states(input_ids, info)
+        logits = self.output(hidden)
+        if label_ids is None:
+            return logits, None
+        if label_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"label_ids has shape {tuple(label_ids.shape)} but input_ids has {tuple(input_ids.shape)}"
+            )
+        return logits, language_model_loss(logits, label_ids, self.config.z_loss)
+
+    def hidden_states(self, input_ids: Tensor, info: SequenceInfo) -> tuple[Tensor, list[Any]]:
+        """Final-normed hidden states (B, T, D) and each layer's state after the last position of every row."""
+        self._check_token_ids(input_ids)
+        x = self.tok_embeddings(input_ids)
+        states = []
+        for block in self.layers:
+            x, state = block(x, info)
+            states.append(state)
+        return self.norm(x), states
+
+    def step(self, token_ids: Tensor, position: Tensor, states: list[Any]) -> tuple[Tensor, list[Any]]:
+        """Decode one token per row: token_ids (B,), position (B,) -> logits (B, vocab_size), new states."""
+        self._check_token_ids(token_ids)
+        x = self.tok_embeddings(token_ids)
+        new_states = []
+        for block, state in zip(self.layers, states):
+            x, state = block.step(x, position, state)
+            new_states.append(state)
+        return self.output(self.norm(x)), new_states
+
+    def generate(
+        self,
+        prompt_ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos: int | None = None,
+        prefix_len: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Sample a continuation with a cache; see :func:`birdie.models.generation.generate`."""
+        from birdie.models.generation import generate
+
+        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        eos=eos, prefix_len=prefix_len, generator=generator)
+
+    def _check_token_ids(self, ids: Tensor) -> None:
+        if ids.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"token ids must be int64 or int32; got {ids.dtype}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise ValueError(
+                f"token ids span [{int(ids.min())}, {int(ids.max())}] but the model's vocab_size is "
+                f"{self.config.vocab_size}; build the model with vocab_size >= the tokenizer's vocab_size"
+            )
+
+
+def language_model_loss(logits: Tensor, label_ids: Tensor, z_loss: float = 0.0) -> Tensor:
+    """Mean cross-entropy over ``label_ids != -100`` (+ ``z_loss * mean(logsumexp ** 2)``), in fp32.
+
+    A batch without any target gives a zero loss that still depends on the logits, so gradient accumulation over
+    micro-batches that happen to hold only context keeps working.
+    """
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_labels = label_ids.reshape(-1)
+    keep = flat_labels != IGNORE_INDEX
+    if not bool(keep.any()):
+        return flat_logits.sum() * 0.0
+    picked = flat_logits[keep].float()
+    loss = F.cross_entropy(picked, flat_labels[keep].long())
+    if z_loss:
+        loss = loss + z_loss * torch.logsumexp(picked, dim=-1).pow(2).mean()
+    return loss
