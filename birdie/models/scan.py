@@ -25,14 +25,21 @@ accumulation dtype and callers cast it back.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from birdie.models.mixer import SequenceInfo
 
-def _accumulation_dtype(a: Tensor, x: Tensor) -> torch.dtype:
-    return torch.promote_types(torch.promote_types(a.dtype, x.dtype), torch.float32)
+
+def accumulation_dtype(*tensors: Tensor) -> torch.dtype:
+    """float32, or the widest input dtype when wider (float64 stays float64, so gradcheck-grade checks work)."""
+    dtype = torch.float32
+    for tensor in tensors:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
 
 
 def _check_inputs(a: Tensor, x: Tensor, reset: Tensor | None) -> None:
@@ -119,7 +126,7 @@ def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool
         h: (B, T, D) in the accumulation dtype (float32, or float64 for float64 inputs).
     """
     _check_inputs(a, x, reset)
-    dtype = _accumulation_dtype(a, x)
+    dtype = accumulation_dtype(a, x)
     a, x = a.to(dtype), x.to(dtype)
     if reset is not None:
         a = torch.where(reset.unsqueeze(-1), torch.zeros((), dtype=dtype, device=a.device), a)
@@ -131,7 +138,7 @@ def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool
 def linear_scan_reference(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool = False) -> Tensor:
     """The same contract as :func:`linear_scan`, as a plain loop over time steps (the test oracle)."""
     _check_inputs(a, x, reset)
-    dtype = _accumulation_dtype(a, x)
+    dtype = accumulation_dtype(a, x)
     a, x = a.to(dtype), x.to(dtype)
     if x.shape[1] == 0:
         return x.clone()
@@ -145,3 +152,56 @@ def linear_scan_reference(a: Tensor, x: Tensor, reset: Tensor | None = None, rev
         state = decay * state + inputs[t]
         outputs[t] = state
     return torch.stack([outputs[t] for t in range(len(inputs))], dim=1)
+
+
+def reverse_resets(info: SequenceInfo) -> Tensor:
+    """(B, T) bool resets of a reverse (right-to-left) scan over the bidirectional prefix.
+
+    State flows from t + 1 into t only when both are prefix positions of the same segment, so the reverse state
+    of a prefix position summarises the later prefix positions of its segment, and every target or padding
+    position (and the last prefix position, whose successor is the first target-region input) sees nothing
+    later. That keeps a prefix's encoding a function of the prefix alone, exactly like the prefix-LM attention
+    mask, and makes a prefilled prompt equal the same prompt inside a longer sequence.
+    """
+    flows = torch.zeros_like(info.prefix)
+    flows[:, :-1] = info.prefix[:, :-1] & info.prefix[:, 1:] & (info.segment_ids[:, :-1] == info.segment_ids[:, 1:])
+    return ~flows
+
+
+def channel_resets(info: SequenceInfo, width: int, n_reverse: int) -> Tensor:
+    """(B, T, width) bool: per channel, whether its scan resets at t (forward channels first, then reverse)."""
+    batch, length = info.segment_ids.shape
+    forward = info.segment_start.unsqueeze(-1).expand(batch, length, width - n_reverse)
+    if n_reverse == 0:
+        return forward
+    backward = reverse_resets(info).unsqueeze(-1).expand(batch, length, n_reverse)
+    return torch.cat((forward, backward), dim=-1)
+
+
+def bidirectional_scan(a: Tensor, x: Tensor, info: SequenceInfo, n_reverse: int) -> Tensor:
+    """The recurrence of a (possibly bidirectional) layer over packed rows.
+
+    Channels ``[:D - n_reverse]`` run left to right over everything, resetting at segment starts; the last
+    ``n_reverse`` channels run right to left over the prefix only (:func:`reverse_resets`). ``n_reverse = 0`` is
+    a causal layer. a, x: (B, T, D) -> h: (B, T, D) in the accumulation dtype.
+    """
+    n_forward = x.shape[-1] - n_reverse
+    forward = linear_scan(a[..., :n_forward], x[..., :n_forward], info.segment_start)
+    if n_reverse == 0:
+        return forward
+    backward = linear_scan(a[..., n_forward:], x[..., n_forward:], reverse_resets(info), reverse=True)
+    return torch.cat((forward, backward), dim=-1)
+
+
+@dataclass
+class RecurrentState:
+    """Decoding cache of a recurrent layer: float32, its size independent of the sequence length.
+
+    Attributes:
+        h: (B, n_forward) state of the causal channels (bidirectional layers' reverse half needs no cache: in the
+            target region it equals its input).
+        conv: (B, conv_width - 1, W) the last inputs of a temporal convolution, oldest first; None without one.
+    """
+
+    h: Tensor
+    conv: Tensor | None = None
