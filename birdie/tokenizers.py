@@ -66,6 +66,7 @@ class SpecialTokens:
     names: tuple[str, ...]
     ids: tuple[int, ...]
     _by_name: dict[str, int] = field(init=False, repr=False, compare=False)
+    _sentinels: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.ids):
@@ -73,6 +74,9 @@ class SpecialTokens:
         if len(set(self.ids)) != len(self.ids):
             raise ValueError("SpecialTokens: ids must be distinct")
         object.__setattr__(self, "_by_name", dict(zip(self.names, self.ids)))
+        sentinels = np.array([i for n, i in zip(self.names, self.ids) if n.startswith("<|mask_")], dtype=np.int64)
+        sentinels.flags.writeable = False  # shared by every call; objectives read it on their hot path
+        object.__setattr__(self, "_sentinels", sentinels)
 
     @classmethod
     def contiguous(cls, first_id: int, num_sentinels: int = NUM_SENTINELS) -> "SpecialTokens":
@@ -107,7 +111,7 @@ class SpecialTokens:
     @property
     def sentinels(self) -> np.ndarray:
         """Sentinel ids for masked spans, in order (int64, at least 100)."""
-        return np.array([i for n, i in zip(self.names, self.ids) if n.startswith("<|mask_")], dtype=np.int64)
+        return self._sentinels
 
     def paradigm(self, objective_class: str) -> int:
         """Paradigm token of an objective class (one of :data:`OBJECTIVE_CLASSES`)."""

@@ -2,38 +2,46 @@
 
 ``OBJECTIVES`` maps each objective name (the seeds' names) to its config class. :func:`make_objective` builds one
 from a mixture entry ``{"name": ..., "prob": ..., **params}``; unknown names or parameters raise errors that list
-the valid ones.
+the valid ones. :func:`resolve_mixture` turns a mixture name or a list of entries into configs whose ``prob`` sum
+to 1; every config has an ``objective_class`` (the curriculum's reward group) and a stable ``key``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
+from birdie.objectives.autoencoding import Autoencoding, AutoencodingWithDeshuffling
 from birdie.objectives.base import Example, ObjectiveConfig, Skip
+from birdie.objectives.copying import Copying
+from birdie.objectives.deshuffling import Deshuffling
+from birdie.objectives.infilling import Infilling
+from birdie.objectives.mixtures import (
+    MIXTURES,
+    class_probabilities,
+    mixture_probabilities,
+    representative_objectives,
+    resolve_mixture,
+)
 from birdie.objectives.next_token_prediction import NextTokenPrediction
+from birdie.objectives.prefix_language_modeling import PrefixLanguageModeling
+from birdie.objectives.registry import OBJECTIVES, make_objective
+from birdie.objectives.selective_copying import SelectiveCopying
 
-OBJECTIVES: dict[str, type[ObjectiveConfig]] = {
-    cls.name: cls
-    for cls in (
-        NextTokenPrediction,
-    )
-}
-
-
-def make_objective(entry: Mapping[str, Any]) -> ObjectiveConfig:
-    """Build an objective config from a mixture entry ``{"name": ..., "prob": ..., **params}``."""
-    if "name" not in entry:
-        raise ValueError(f"objective entry {dict(entry)!r} has no 'name'; valid names: {', '.join(OBJECTIVES)}")
-    name = entry["name"]
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; valid names: {', '.join(OBJECTIVES)}")
-    cls = OBJECTIVES[name]
-    params = {k: v for k, v in entry.items() if k != "name"}
-    valid = set(cls.__dataclass_fields__)
-    unknown = sorted(set(params) - valid)
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for objective {name!r}; valid: {', '.join(sorted(valid))}")
-    return cls(**params)
-
-
-__all__ = ["OBJECTIVES", "Example", "ObjectiveConfig", "Skip", "make_objective", "NextTokenPrediction"]
+__all__ = [
+    "MIXTURES",
+    "OBJECTIVES",
+    "Autoencoding",
+    "AutoencodingWithDeshuffling",
+    "Copying",
+    "Deshuffling",
+    "Example",
+    "Infilling",
+    "NextTokenPrediction",
+    "ObjectiveConfig",
+    "PrefixLanguageModeling",
+    "SelectiveCopying",
+    "Skip",
+    "class_probabilities",
+    "make_objective",
+    "mixture_probabilities",
+    "representative_objectives",
+    "resolve_mixture",
+]

@@ -11,10 +11,16 @@ An objective is a frozen config dataclass whose ``__call__`` is a pure function 
   (the packer lays an example out as ``prefix + [begin_generating] + target[:-1]``).
 * ``tokenizer`` -- gives the special ids (``tokenizer.specials``) and, for deshuffling, ``decode``/``encode``.
 
-The result is an :class:`Example` (``prefix`` = bidirectional context, ``target`` = what the model must produce,
-``leftover`` = the ids of the document this example did not consume, for the next segment) or a :class:`Skip`
-when the document is too short for this objective -- never an exception for ordinary text, never an empty example.
-Configs validate their fields at construction and raise ``ValueError`` naming the field and the valid range.
+An objective uses a *chunk* from the front of ``ids``: its length is drawn uniformly from the config's ``length``
+range (the paper's "sequence length" control), capped by the document and by what fits in ``budget``; ``length =
+None`` means "as much as fits". The result is an :class:`Example` (``prefix`` = bidirectional context, ``target`` =
+what the model must produce, ``leftover`` = ``ids[chunk:]``, the ids this example did not consume, never
+re-tokenized) or a :class:`Skip` when the document is too short for this objective -- never an exception for
+ordinary text, never an empty example. Configs validate their fields at construction and raise ``ValueError``
+naming the field and the valid range.
+
+Each configuration has an ``objective_class`` (the curriculum groups rewards by it) and a stable, readable ``key``
+such as ``infilling_r0.15_s3_l128-256`` (for per-configuration logs).
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class Skip:
 
 
 ParadigmMode = Literal["prepend", "append", "random", "none"]
+LengthRange = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -77,20 +84,30 @@ class ObjectiveConfig:
         prob: sampling weight of this configuration in a mixture (normalised over the mixture; > 0).
         paradigm: where the objective's paradigm token goes -- ``"prepend"`` (start of the prefix), ``"append"``
             (end of the prefix), ``"random"`` (append with probability ``paradigm_append_prob``, else prepend, as
-            the paper describes) or ``"none"``.
+            the paper's A.6 describes; the default) or ``"none"``.
         paradigm_append_prob: probability of appending when ``paradigm == "random"``.
+        length: ``(min, max)`` source tokens per example, drawn uniformly; ``None`` = as many as fit the budget.
     """
 
     name: ClassVar[str] = ""
+    #: The curriculum class this objective belongs to (rewards are grouped by it).
+    objective_class: ClassVar[str] = ""
+    #: Fields always shown in :attr:`key`, with their abbreviations (other fields appear only when not default).
+    key_fields: ClassVar[dict[str, str]] = {}
+
     prob: float = 1.0
-    paradigm: ParadigmMode = "prepend"
+    paradigm: ParadigmMode = "random"
     paradigm_append_prob: float = 0.5
+    length: LengthRange | None = None
 
     def __post_init__(self) -> None:
-        check(self, "prob", self.prob > 0 and np.isfinite(self.prob), "must be a finite number > 0")
+        check(self, "prob", isinstance(self.prob, (int, float)) and self.prob > 0 and np.isfinite(self.prob),
+              "must be a finite number > 0")
         check(self, "paradigm", self.paradigm in ("prepend", "append", "random", "none"),
               "must be one of 'prepend', 'append', 'random', 'none'")
         check(self, "paradigm_append_prob", 0.0 <= self.paradigm_append_prob <= 1.0, "must be in [0, 1]")
+        if self.length is not None:
+            check_range(self, "length", minimum=1)
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         raise TypeError(f"{type(self).__name__} does not implement __call__")
@@ -98,6 +115,18 @@ class ObjectiveConfig:
     def params(self) -> dict[str, Any]:
         """Field values (without ``prob``), as written in a mixture entry."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "prob"}
+
+    @property
+    def key(self) -> str:
+        """Stable, human-readable id of this configuration, e.g. ``infilling_r0.15_s3_l128-256``."""
+        parts = [self.name]
+        parts += [short + _format_value(getattr(self, name)) for name, short in self.key_fields.items()]
+        parts += [
+            f"{f.name}={_format_value(getattr(self, f.name))}"
+            for f in fields(self)
+            if f.name != "prob" and f.name not in self.key_fields and getattr(self, f.name) != f.default
+        ]
+        return "_".join(parts)
 
     def with_paradigm(self, prefix: np.ndarray, rng: np.random.Generator, tokenizer: Tokenizer) -> np.ndarray:
         """``prefix`` with this objective's paradigm token placed as ``self.paradigm`` says."""
@@ -114,9 +143,50 @@ class ObjectiveConfig:
         """How many positions the paradigm token takes (0 or 1)."""
         return 0 if self.paradigm == "none" else 1
 
+    def chunk_length(self, available: int, cap: int, rng: np.random.Generator) -> int:
+        """Source tokens for one example: a draw from ``length`` capped by ``available`` (document) and ``cap``."""
+        n = min(available, cap)
+        if self.length is not None:
+            n = min(n, int(rng.integers(self.length[0], self.length[1] + 1)))
+        return max(n, 0)
+
+
+def as_ids(ids: Any) -> np.ndarray:
+    """``ids`` as a 1-D int32 array (no copy when it already is one)."""
+    return np.asarray(ids, dtype=np.int32).reshape(-1)
+
 
 def check(config: object, field_name: str, ok: bool, requirement: str) -> None:
     """Raise a ValueError naming the config class, the field, its value and the requirement when ``ok`` is false."""
     if not ok:
         value = getattr(config, field_name, None)
         raise ValueError(f"{type(config).__name__}.{field_name}={value!r} {requirement}")
+
+
+def check_range(config: object, field_name: str, minimum: int, maximum: int | None = None) -> None:
+    """Validate an integer ``(lo, hi)`` field (a list or a single int is normalised to a tuple in place)."""
+    value = getattr(config, field_name)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value), int(value))
+    if isinstance(value, list):
+        value = tuple(value)
+    upper = f" <= {maximum}" if maximum is not None else ""
+    ok = (
+        isinstance(value, tuple) and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+        and minimum <= value[0] <= value[1] and (maximum is None or value[1] <= maximum)
+    )
+    check(config, field_name, ok, f"must be a pair of integers (lo, hi) with {minimum} <= lo <= hi{upper}")
+    object.__setattr__(config, field_name, (int(value[0]), int(value[1])))
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "auto"
+    if isinstance(value, tuple):
+        return str(value[0]) if value[0] == value[1] else f"{value[0]}-{value[1]}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -10,19 +10,20 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import EMPTY, Example, ObjectiveConfig, Skip, check
+from birdie.objectives.base import EMPTY, Example, ObjectiveConfig, Skip, as_ids, check
 from birdie.tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
 class NextTokenPrediction(ObjectiveConfig):
-    """Causal language modelling on the document's next ``budget`` tokens.
+    """Causal language modelling on the document's next tokens (as many as fit unless ``length`` is set).
 
     Attributes:
         min_tokens: documents (or leftovers) shorter than this are skipped.
     """
 
     name: ClassVar[str] = "next_token_prediction"
+    objective_class: ClassVar[str] = "next_token_prediction"
     min_tokens: int = 1
 
     def __post_init__(self) -> None:
@@ -30,9 +31,9 @@ class NextTokenPrediction(ObjectiveConfig):
         check(self, "min_tokens", self.min_tokens >= 1, "must be >= 1")
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
-        room = budget - self.paradigm_tokens
-        if len(ids) < self.min_tokens or room < 1:
-            return Skip(f"needs >= {self.min_tokens} tokens and room for 1, got {len(ids)} in budget {budget}", ids)
-        target = ids[:room].astype(np.int32, copy=False)
+        ids = as_ids(ids)
+        n = self.chunk_length(len(ids), budget - self.paradigm_tokens, rng)
+        if n < self.min_tokens:
+            return Skip(f"needs >= {self.min_tokens} tokens, got {n} (document {len(ids)}, budget {budget})", ids)
         prefix = self.with_paradigm(EMPTY, rng, tokenizer)
-        return Example(prefix=prefix, target=target, leftover=ids[room:])
+        return Example(prefix=prefix, target=ids[:n], leftover=ids[n:])

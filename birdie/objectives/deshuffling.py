@@ -1,0 +1,69 @@
+"""Deshuffling: restore text whose characters were partly (or wholly) permuted.
+
+Character-level by definition, so this is the one objective that decodes and re-encodes: the chunk's ids are
+decoded, a random ``shuffle_fraction`` of its characters permute among their own positions, and the shuffled text
+is encoded as the prefix. The target is the original ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check
+from birdie.tokenizers import Tokenizer
+
+# Shuffled text usually encodes into more tokens than the original; shrink the chunk this many times at most.
+MAX_FIT_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Deshuffling(ObjectiveConfig):
+    """Shuffle ``shuffle_fraction`` of a chunk's characters; predict the original tokens.
+
+    Attributes:
+        shuffle_fraction: fraction of characters that are permuted among themselves, in (0, 1]; 1.0 shuffles the
+            whole sequence (the paper's grid: 0.5 or 1.0).
+        length: source tokens per example (paper: (128, 256) or (512, 1024)).
+        min_tokens: shorter chunks are skipped.
+    """
+
+    name: ClassVar[str] = "deshuffling"
+    objective_class: ClassVar[str] = "deshuffling"
+    key_fields: ClassVar[dict[str, str]] = {"shuffle_fraction": "p", "length": "l"}
+    shuffle_fraction: float = 0.5
+    length: LengthRange | None = (128, 256)
+    min_tokens: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self, "shuffle_fraction", 0.0 < self.shuffle_fraction <= 1.0, "must be in (0, 1]")
+        check(self, "min_tokens", self.min_tokens >= 1, "must be >= 1")
+
+    def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
+        ids = as_ids(ids)
+        room = budget - self.paradigm_tokens
+        n = self.chunk_length(len(ids), room // 2, rng)
+        for _ in range(MAX_FIT_ATTEMPTS):
+            if n < self.min_tokens:
+                break
+            shuffled = tokenizer.encode(shuffle_characters(tokenizer.decode(ids[:n]), self.shuffle_fraction, rng))
+            if len(shuffled) + n <= room:
+                prefix = self.with_paradigm(as_ids(shuffled), rng, tokenizer)
+                return Example(prefix=prefix, target=ids[:n], leftover=ids[n:])
+            n = min(n - 1, room * n // (n + len(shuffled)))  # keep the shuffled/original token ratio
+        return Skip(f"needs >= {self.min_tokens} tokens whose shuffled text fits budget {budget} "
+                    f"(document {len(ids)} tokens)", ids)
+
+
+def shuffle_characters(text: str, fraction: float, rng: np.random.Generator) -> str:
+    """``text`` with ``round(fraction * len(text))`` random characters permuted among their positions."""
+    chars = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).copy()
+    count = int(round(fraction * len(chars)))
+    if count < 2:
+        return text
+    positions = rng.permutation(len(chars))[:count] if count < len(chars) else np.arange(len(chars))
+    chars[positions] = chars[rng.permutation(positions)]
+    return chars.tobytes().decode("utf-32-le")
