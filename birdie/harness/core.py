@@ -1,0 +1,330 @@
+"""The scoring core: log-likelihoods, rolling perplexity, prompt log-probs and generation for any ScoringModel.
+
+Both front-ends (the in-process lm-eval model and the HTTP server) call this module, so a model is scored the
+same way whichever path a user takes. All inputs and outputs are token ids and Python floats; log-softmax runs in
+float32 whatever the model's dtype.
+
+How a request ``(context, continuation)`` is laid out
+-----------------------------------------------------
+Every request becomes a *shared* part (read once per distinct context) and a *tail* whose logits predict the
+continuation token by token:
+
+* prefix-LM scoring (Birdie-trained models, as training packs an example): shared = ``context`` (the bidirectional
+  prefix), tail = ``[begin_generating] + continuation[:-1]``.
+* causal scoring: shared = ``context[:-1]``, tail = ``context[-1:] + continuation[:-1]``.
+
+The plain path runs ``shared + tail`` as one row per request (rows batched, right-padded). With state reuse a
+model that offers ``scan`` reads each distinct shared part once, keeps its state (optionally in an LRU across
+calls), and runs the distinct tails of all its continuations as one batch from that state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from birdie.harness.models import ScoringModel, repeat_state
+
+TokenIds = Sequence[int]
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """How the core batches and reuses work.
+
+    Attributes:
+        batch_size: rows per model call (>= 1).
+        state_reuse: read a shared context once and continue every continuation from its state (models with
+            ``scan`` only).
+        prefix_cache_size: contexts whose state is kept across calls (LRU); 0 keeps states within one call only.
+    """
+
+    batch_size: int = 16
+    state_reuse: bool = True
+    prefix_cache_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"ScorerConfig.batch_size={self.batch_size} must be >= 1")
+        if self.prefix_cache_size < 0:
+            raise ValueError(f"ScorerConfig.prefix_cache_size={self.prefix_cache_size} must be >= 0")
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    """Score of one continuation.
+
+    Attributes:
+        token_logprobs: log p(continuation[i] | everything before), float32 values as Python floats.
+        is_greedy: every continuation token is an argmax of its distribution.
+    """
+
+    token_logprobs: tuple[float, ...]
+    is_greedy: bool
+
+    @property
+    def logprob(self) -> float:
+        """Sum of ``token_logprobs``, added left to right (as lm-eval's API client adds them)."""
+        return sum(self.token_logprobs)
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """Causal log-probs of a whole prompt plus one greedy next token (the OpenAI ``echo`` response).
+
+    Attributes:
+        token_logprobs: ``[None, log p(t1|t0), ..., log p(t_{n-1}|t_<n-1), log p(next|prompt)]``, length n + 1.
+        top: ``[None] + [(ids, logprobs) of the top-k at each position]``, length n + 1.
+        next_token: the greedy next token after the prompt.
+    """
+
+    token_logprobs: list[float | None]
+    top: list[tuple[list[int], list[float]] | None]
+    next_token: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A generated continuation: ``text`` is cut before the first stop string and never includes EOS."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+
+
+def log_softmax32(logits: Any) -> torch.Tensor:
+    """``log_softmax`` over the last axis in float32 of numpy/torch/JAX logits."""
+    if not isinstance(logits, torch.Tensor):
+        logits = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def _right_pad(rows: Sequence[TokenIds]) -> np.ndarray:
+    """(B, max_len) int64 with rows left-aligned; padding id 0 (never read: every padded position is causal and
+    comes after the row's real tokens)."""
+    out = np.zeros((len(rows), max(len(r) for r in rows)), dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _score_positions(log_probs: torch.Tensor, targets: TokenIds) -> ContinuationScore:
+    """Score ``targets`` (L,) against ``log_probs`` (L, V)."""
+    target = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+    picked = log_probs.gather(1, target[:, None])[:, 0]
+    greedy = bool((picked >= log_probs.max(dim=1).values).all())
+    return ContinuationScore(tuple(picked.tolist()), greedy)
+
+
+class Scorer:
+    """Scores requests with a :class:`~birdie.harness.models.ScoringModel`.
+
+    ``stats`` counts the tokens read as shared context (``context_tokens``), tail tokens (``tail_tokens``),
+    model calls and prefix-cache hits, so the effect of state reuse can be measured.
+    """
+
+    def __init__(self, model: ScoringModel, config: ScorerConfig | None = None) -> None:
+        self.model = model
+        self.config = config or ScorerConfig()
+        self.stats: Counter[str] = Counter()
+        self._states: OrderedDict[tuple[int, tuple[int, ...]], Any] = OrderedDict()
+        self.stateful = self.config.state_reuse and callable(getattr(model, "scan", None))
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    # ------------------------------------------------------------------ loglikelihood
+    def loglikelihood(
+        self, requests: Sequence[tuple[TokenIds, TokenIds]], prefix: bool | None = None
+    ) -> list[ContinuationScore]:
+        """Score each ``(context_ids, continuation_ids)``; the result keeps the order of ``requests``.
+
+        Args:
+            requests: token-id pairs; continuations must be non-empty, and causal scoring needs a non-empty
+                context (lm-eval supplies its prefix token for an empty context).
+            prefix: feed contexts as the bidirectional prefix; default: the model's ``prefix_lm``.
+        """
+        prefix = self.model.prefix_lm if prefix is None else prefix
+        if prefix and not self.model.prefix_lm:
+            raise ValueError("prefix scoring needs a prefix-LM model; this model is causal")
+        laid_out = [self._layout(list(ctx), list(cont), prefix) for ctx, cont in requests]
+        results: list[ContinuationScore | None] = [None] * len(laid_out)
+        if self.stateful:
+            self._score_with_states(laid_out, prefix, results)
+        else:
+            self._score_plain(list(range(len(laid_out))), laid_out, prefix, results)
+        return results  # type: ignore[return-value]
+
+    def _layout(self, context: list[int], continuation: list[int], prefix: bool) -> tuple[tuple[int, ...], list[int], list[int]]:
+        if not continuation:
+            raise ValueError("cannot score an empty continuation")
+        if prefix:
+            bos = self.tokenizer.specials.begin_generating
+            return tuple(context), [bos] + continuation[:-1], continuation
+        if not context:
+            raise ValueError("causal scoring needs at least one context token (e.g. the EOS/BOS prefix token)")
+        return tuple(context[:-1]), context[-1:] + continuation[:-1], continuation
+
+    def _score_plain(self, indices: list[int], laid_out: list, prefix: bool, results: list) -> None:
+        order = sorted(indices, key=lambda i: -(len(laid_out[i][0]) + len(laid_out[i][1])))
+        for batch in _chunks(order, self.config.batch_size):
+            rows = [list(laid_out[i][0]) + laid_out[i][1] for i in batch]
+            prefix_lengths = np.array([len(laid_out[i][0]) if prefix else 0 for i in batch], dtype=np.int64)
+            logits = self.model.logits(_right_pad(rows), prefix_lengths)
+            self.stats["model_calls"] += 1
+            for b, i in enumerate(batch):
+                shared, tail, targets = laid_out[i]
+                self.stats["context_tokens"] += len(shared)
+                self.stats["tail_tokens"] += len(tail)
+                results[i] = _score_positions(log_softmax32(logits[b, len(shared) : len(shared) + len(tail)]), targets)
+
+    def _score_with_states(self, laid_out: list, prefix: bool, results: list) -> None:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (shared, _, _) in enumerate(laid_out):
+            groups.setdefault(shared, []).append(i)
+        for shared, indices in groups.items():
+            if not shared:
+                self._score_plain(indices, laid_out, prefix, results)
+                continue
+            state = self._context_state(shared, len(shared) if prefix else 0)
+            tails: dict[tuple[int, ...], list[int]] = {}
+            for i in indices:
+                tails.setdefault(tuple(laid_out[i][1]), []).append(i)
+            distinct = sorted(tails, key=len, reverse=True)
+            for batch in _chunks(distinct, self.config.batch_size):
+                logits, _ = self.model.scan(_right_pad(batch), repeat_state(state, len(batch)), 0)
+                self.stats["model_calls"] += 1
+                for b, tail in enumerate(batch):
+                    self.stats["tail_tokens"] += len(tail)
+                    log_probs = log_softmax32(logits[b, : len(tail)])
+                    for i in tails[tail]:
+                        results[i] = _score_positions(log_probs, laid_out[i][2])
+
+    def _context_state(self, shared: tuple[int, ...], prefix_length: int) -> Any:
+        key = (prefix_length, shared)
+        if key in self._states:
+            self._states.move_to_end(key)
+            self.stats["cache_hits"] += 1
+            return self._states[key]
+        _, state = self.model.scan(np.asarray([shared], dtype=np.int64), None, prefix_length)
+        self.stats["model_calls"] += 1
+        self.stats["context_tokens"] += len(shared)
+        if self.config.prefix_cache_size:
+            self._states[key] = state
+            while len(self._states) > self.config.prefix_cache_size:
+                self._states.popitem(last=False)
+        return state
+
+    def clear_cache(self) -> None:
+        """Forget every cached context state."""
+        self._states.clear()
+
+    # ------------------------------------------------------------------ rolling
+    def loglikelihood_rolling(self, documents: Sequence[TokenIds], prefix_token: int, max_seq_len: int) -> list[float]:
+        """Total causal log-likelihood of each document with lm-eval's disjoint rolling windows.
+
+        The first window is conditioned on ``prefix_token``; every token is predicted exactly once, windows hold
+        at most ``max_seq_len`` tokens. Perplexity is always causal, whatever the model's prefix mode.
+        """
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        windows: list[tuple[list[int], list[int]]] = []
+        owners: list[int] = []
+        for doc_index, tokens in enumerate(documents):
+            for window in get_rolling_token_windows(list(tokens), prefix_token, max_seq_len, context_len=1):
+                windows.append(make_disjoint_window(window))
+                owners.append(doc_index)
+        totals = [0.0] * len(documents)
+        for owner, score in zip(owners, self.loglikelihood(windows, prefix=False)):
+            totals[owner] += score.logprob
+        return totals
+
+    # ------------------------------------------------------------------ echo
+    def prompt_logprobs(self, prompts: Sequence[TokenIds], top_k: int = 1) -> list[PromptLogprobs]:
+        """Causal log-probs of every prompt token, the top-``top_k`` alternatives, and one greedy next token."""
+        if top_k < 1:
+            raise ValueError(f"top_k={top_k} must be >= 1")
+        results: list[PromptLogprobs | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        for batch in _chunks(order, self.config.batch_size):
+            rows = [list(prompts[i]) for i in batch]
+            if any(not row for row in rows):
+                raise ValueError("cannot score an empty prompt")
+            logits = self.model.logits(_right_pad(rows), np.zeros(len(rows), dtype=np.int64))
+            self.stats["model_calls"] += 1
+            for b, i in enumerate(batch):
+                row = rows[b]
+                log_probs = log_softmax32(logits[b, : len(row)])
+                next_token = int(log_probs[-1].argmax())
+                picked = log_probs.gather(1, torch.as_tensor(row[1:] + [next_token])[:, None])[:, 0].tolist()
+                values, ids = log_probs.topk(min(top_k, log_probs.shape[1]), dim=1)
+                top = list(zip(ids.tolist(), values.tolist()))
+                results[i] = PromptLogprobs([None] + picked, [None] + top, next_token)
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self,
+        prompt: TokenIds,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        seed: int | None = None,
+        prefix: bool | None = None,
+    ) -> Generation:
+        """Decode after ``prompt`` until EOS, a stop string, or ``max_new_tokens`` tokens.
+
+        Greedy at ``temperature == 0``, otherwise sampled (reproducible with ``seed``). In prefix mode the prompt
+        is the bidirectional prefix followed by ``begin_generating``. The text is cut before the earliest stop
+        string.
+        """
+        prefix = self.model.prefix_lm if prefix is None else prefix
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+        if temperature < 0:
+            raise ValueError(f"temperature={temperature} must be >= 0")
+        specials = self.tokenizer.specials
+        ids = list(prompt) + ([specials.begin_generating] if prefix else [])
+        if not ids:
+            raise ValueError("cannot generate from an empty prompt with causal scoring")
+        prefix_length = len(prompt) if prefix else 0
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        stops = [s for s in stop if s]
+        generated: list[int] = []
+        state = None
+        next_logits = None
+        while len(generated) < max_new_tokens:
+            if self.stateful:
+                step_input, step_prefix = (ids, prefix_length) if state is None else (generated[-1:], 0)
+                logits, state = self.model.scan(np.asarray([step_input], dtype=np.int64), state, step_prefix)
+                next_logits = logits[0, -1]
+            else:
+                row = ids + generated
+                next_logits = self.model.logits(np.asarray([row], dtype=np.int64), np.array([prefix_length]))[0, len(row) - 1]
+            self.stats["model_calls"] += 1
+            token = self._choose(log_softmax32(next_logits), temperature, generator)
+            if token == specials.eos:
+                return Generation(self.tokenizer.decode(generated), generated, "stop")
+            generated.append(token)
+            text = self.tokenizer.decode(generated)
+            cut = min((text.find(s) for s in stops if s in text), default=-1)
+            if cut >= 0:
+                return Generation(text[:cut], generated, "stop")
+        return Generation(self.tokenizer.decode(generated), generated, "length")
+
+    @staticmethod
+    def _choose(log_probs: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
+        if temperature == 0:
+            return int(log_probs.argmax())
+        probs = torch.softmax(log_probs / temperature, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))

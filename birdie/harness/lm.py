@@ -1,0 +1,130 @@
+"""The in-process lm-evaluation-harness model, registered as ``birdie``.
+
+``--model birdie --model_args checkpoint=DIR`` scores a birdie export; ``--model_args module=pkg.mod,tag=T,...``
+scores a user module (see :class:`birdie.harness.models.UserModuleModel`). Further model args:
+
+* ``scoring=auto|prefix|causal``: feed contexts as the bidirectional prefix (default for prefix-LM models) or
+  causally.
+* ``state_reuse=true|false``: read each distinct context once (models with a state API).
+* ``prefix_cache=N``: contexts whose state is kept across calls (default 32; 0 = off).
+* ``max_length=N``: as in lm-eval's API models: inputs are left-truncated to ``N - 1`` tokens, perplexity windows
+  hold ``N - 2``; default: the model's own maximum.
+* ``max_gen_toks=N`` (default 256) and ``seed=N`` (default 1234, for sampled generation).
+
+Truncation, rolling windows, the empty-context prefix token and the stop sequences follow lm-eval's
+``local-completions`` client exactly, so on a causal model this path and ``birdie serve`` give the same outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lm_eval.models  # noqa: F401  -- fill the registry with the built-in models before adding ours
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from lm_eval.models.utils import handle_stop_sequences
+
+from birdie.harness.core import Scorer, ScorerConfig
+from birdie.harness.models import ScoringModel, _as_bool, load_scoring_model
+from birdie.harness.text import encode_text, eos_string
+
+#: lm-eval passes these to every model; they are not model arguments.
+_HARNESS_KWARGS = ("max_batch_size",)
+
+
+@register_model("birdie")
+class BirdieLM(TemplateLM):
+    """lm-eval model over the birdie scoring core.
+
+    Args:
+        checkpoint / module / tag / scoring / device: see :func:`birdie.harness.models.load_scoring_model`.
+        model: an already-built :class:`~birdie.harness.models.ScoringModel` (Python API only).
+        batch_size: rows per model call (lm-eval's ``--batch_size``; ``auto`` means 16).
+        kwargs: further arguments for a user module's ``load_model``/``load_tokenizer``.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        module: str | None = None,
+        tag: str = "",
+        scoring: str = "auto",
+        model: ScoringModel | None = None,
+        state_reuse: bool | str = True,
+        prefix_cache: int | str = 32,
+        max_length: int | str | None = None,
+        max_gen_toks: int | str = 256,
+        seed: int | str = 1234,
+        batch_size: int | str = 16,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        for key in _HARNESS_KWARGS:
+            kwargs.pop(key, None)
+        if model is None:
+            model = load_scoring_model(checkpoint, module, tag, scoring, device, **kwargs)
+        elif kwargs or checkpoint or module:
+            raise ValueError("pass either model= or checkpoint=/module= with their arguments, not both")
+        rows = 16 if str(batch_size).startswith("auto") else int(batch_size)
+        config = ScorerConfig(batch_size=rows, state_reuse=_as_bool(state_reuse, "state_reuse"),
+                              prefix_cache_size=int(prefix_cache))
+        self.scorer = Scorer(model, config)
+        self.tokenizer = model.tokenizer
+        total = int(max_length) if max_length is not None else model.max_length + 1
+        if total < 3:
+            raise ValueError(f"max_length={total} must be >= 3")
+        self._window = total - 1  # lm-eval's API models keep one position for the generated token
+        self.max_gen_toks = int(max_gen_toks)
+        self.seed = int(seed)
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.specials.eos
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self.tokenizer.specials.eos
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        return encode_text(self.tokenizer, string)
+
+    def tok_decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens)
+
+    def _loglikelihood_tokens(self, requests: list, disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
+        pairs = []
+        for _, context, continuation in requests:
+            whole = (list(context) + list(continuation))[-self._window :]
+            context_length = len(context) - max(0, len(context) + len(continuation) - self._window)
+            pairs.append((whole[:context_length], whole[context_length:]))
+        answers = []
+        for (cache_key, _, _), score in zip(requests, self.scorer.loglikelihood(pairs)):
+            answer = (score.logprob, score.is_greedy)
+            if cache_key is not None:
+                self.cache_hook.add_partial("loglikelihood", cache_key, answer)
+            answers.append(answer)
+        return answers
+
+    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+        documents = [self.tok_encode(string) for (string,) in (req.args for req in requests)]
+        totals = self.scorer.loglikelihood_rolling(documents, self.prefix_token_id, self._window - 1)
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        outputs = []
+        for context, gen_kwargs in (req.args for req in requests):
+            options = dict(gen_kwargs)
+            options.pop("do_sample", None)
+            max_tokens = int(options.pop("max_tokens", options.pop("max_gen_toks", self.max_gen_toks)))
+            stop = handle_stop_sequences(options.pop("until", None), eos_string(self.tokenizer))
+            prompt = self.tok_encode(context)[-(self._window - max_tokens) :]
+            generation = self.scorer.generate(
+                prompt, max_tokens, stop, temperature=float(options.pop("temperature", 0.0)), seed=self.seed
+            )
+            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), generation.text)
+            outputs.append(generation.text)
+        return outputs

@@ -1,0 +1,258 @@
+"""What the scoring core needs from a model, and adapters for birdie checkpoints and user modules.
+
+The core talks to a :class:`ScoringModel`: a tokenizer, a ``prefix_lm`` flag, and ``logits`` over a right-padded
+batch of token ids. A model that can also continue from a saved state (a recurrent state or a KV cache) offers
+``scan``; the core then reads a shared context once and reuses its state for every continuation.
+
+Two adapters:
+
+* :class:`BirdieScoringModel` wraps a birdie ``LanguageModel`` (``birdie.load(path)`` or
+  ``birdie.models.create(...)``).
+* :class:`UserModuleModel` wraps a user's Python module (a JAX, numpy or any-framework model) that defines the
+  hooks ``load_model(tag, **kwargs)``, ``logits(model, input_ids)`` and ``load_tokenizer(tag, **kwargs)``, and
+  optionally ``scan(model, input_ids, state, prefix_length)`` and ``PREFIX_LM = True``.
+
+:func:`load_scoring_model` builds either from the keyword arguments both front-ends accept
+(``checkpoint=DIR`` or ``module=pkg.mod,tag=T,...``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from birdie.tokenizers import Tokenizer, as_tokenizer
+
+
+@runtime_checkable
+class ScoringModel(Protocol):
+    """A model the scoring core can evaluate.
+
+    Attributes:
+        tokenizer: a birdie :class:`~birdie.tokenizers.Tokenizer`.
+        prefix_lm: True when the model was trained with a bidirectional prefix (Birdie); the core then feeds a
+            request's context as that prefix followed by ``begin_generating``.
+        max_length: the longest sequence the model accepts (positions).
+    """
+
+    tokenizer: Tokenizer
+    prefix_lm: bool
+    max_length: int
+
+    def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray) -> Any:
+        """Logits (B, T, V), float, as numpy or torch, for right-padded ``input_ids`` (B, T) int64.
+
+        The first ``prefix_lengths[b]`` positions of row ``b`` are a bidirectional prefix (0 = fully causal).
+        Positions after a row's real tokens are padding and their logits are ignored.
+        """
+
+
+@runtime_checkable
+class StatefulScoringModel(ScoringModel, Protocol):
+    """A :class:`ScoringModel` that can continue from a state."""
+
+    def scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0) -> tuple[Any, Any]:
+        """Run ``input_ids`` (B, T) after ``state`` and return ``(logits (B, T, V), new_state)``.
+
+        ``state=None`` starts fresh; then every row has the same real length and the first ``prefix_length``
+        positions are the bidirectional prefix. A non-None ``state`` has batch size B (the core repeats a
+        batch-1 state with :func:`repeat_state`) and the input is scanned causally after it. Rows may be
+        right-padded; the returned state is only used when no row was padded. ``state`` is never modified.
+        """
+
+
+def repeat_state(state: Any, times: int) -> Any:
+    """Repeat every array/tensor leaf of a batch-1 ``state`` pytree ``times`` along its leading dimension."""
+    if state is None or times == 1:
+        return state
+    if isinstance(state, dict):
+        return {key: repeat_state(value, times) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        items = [repeat_state(value, times) for value in state]
+        return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)
+    if isinstance(state, np.ndarray):
+        return np.repeat(state, times, axis=0)
+    if hasattr(state, "repeat_interleave"):
+        return state.repeat_interleave(times, dim=0)
+    if isinstance(state, (int, float, str)):
+        return state
+    raise TypeError(
+        f"cannot repeat a state leaf of type {type(state).__name__}; states must be nests of dict/list/tuple of "
+        "numpy arrays or tensors with the batch as leading dimension"
+    )
+
+
+class UserModuleModel:
+    """A model from a user's module with the seeds' hooks.
+
+    The module defines:
+
+    * ``load_model(tag: str, **kwargs) -> model``
+    * ``logits(model, input_ids: np.ndarray (B, T) int64) -> (B, T, V)`` array; when the module sets
+      ``PREFIX_LM = True`` it is called as ``logits(model, input_ids, prefix_lengths=...)``.
+    * ``load_tokenizer(tag: str, **kwargs)`` -> anything :func:`birdie.tokenizers.as_tokenizer` accepts
+      (``"bytes"``, a ``tokenizer.json`` path, a tiktoken encoding, an object with encode/decode).
+    * optional ``scan(model, input_ids, state, prefix_length) -> (logits, state)`` (see
+      :meth:`StatefulScoringModel.scan`), which enables state reuse.
+    * optional ``MAX_LENGTH: int`` (default 2048).
+    """
+
+    def __init__(self, module: str | Any, tag: str = "", **kwargs: Any) -> None:
+        self.module = importlib.import_module(module) if isinstance(module, str) else module
+        name = getattr(self.module, "__name__", str(module))
+        missing = [hook for hook in ("load_model", "logits", "load_tokenizer") if not callable(getattr(self.module, hook, None))]
+        if missing:
+            raise TypeError(
+                f"user module {name} lacks the hook(s) {', '.join(missing)}; define load_model(tag, **kwargs), "
+                "logits(model, input_ids) and load_tokenizer(tag, **kwargs)"
+            )
+        self.model = self.module.load_model(tag, **kwargs)
+        self.tokenizer = as_tokenizer(self.module.load_tokenizer(tag, **kwargs))
+        self.module_has_prefix = bool(getattr(self.module, "PREFIX_LM", False))
+        self.prefix_lm = self.module_has_prefix
+        self.max_length = int(getattr(self.module, "MAX_LENGTH", 2048))
+        if callable(getattr(self.module, "scan", None)):
+            self.scan = self._scan
+
+    def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray) -> Any:
+        if self.module_has_prefix:
+            return self.module.logits(self.model, input_ids, prefix_lengths=prefix_lengths)
+        if np.any(prefix_lengths):
+            raise ValueError(f"{self.module.__name__} has no bidirectional prefix (PREFIX_LM is not set)")
+        return self.module.logits(self.model, input_ids)
+
+    def _scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0) -> tuple[Any, Any]:
+        return self.module.scan(self.model, input_ids, state, prefix_length)
+
+
+class BirdieScoringModel:
+    """A birdie ``LanguageModel`` (torch) behind the :class:`ScoringModel` protocol.
+
+    ``logits`` runs the model's parallel form with ``attention_mask = position < prefix_length``, exactly the
+    layout training packs (one segment per row, positions from 0). When the model exposes ``prefill``/``step``
+    (its decoding cache), ``scan`` continues from that cache so a context is read once.
+
+    Args:
+        model: the ``LanguageModel``.
+        tokenizer: its tokenizer.
+        prefix_lm: feed contexts as the bidirectional prefix; default: the model config's ``prefix_lm`` flag,
+            else True (every Birdie-trained model saw prefixes).
+        device: where to run (default: the model's device).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, prefix_lm: bool | None = None, device: str | None = None) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self.device = next(self.model.parameters()).device
+        self.tokenizer = as_tokenizer(tokenizer)
+        config = getattr(model, "config", None)
+        if prefix_lm is None:
+            prefix_lm = bool(getattr(config, "prefix_lm", True))
+        self.prefix_lm = prefix_lm
+        self.max_length = int(getattr(config, "max_seq_len", getattr(config, "max_length", 2048)))
+        if callable(getattr(model, "prefill", None)) and callable(getattr(model, "step", None)):
+            self.scan = self._scan
+
+    def _tensor(self, array: np.ndarray):
+        return self.torch.as_tensor(np.asarray(array), dtype=self.torch.long, device=self.device)
+
+    def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray):
+        torch = self.torch
+        ids = self._tensor(input_ids)
+        positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        attention_mask = (positions < self._tensor(prefix_lengths)[:, None]).long()
+        with torch.inference_mode():
+            logits, _ = self.model(ids, attention_mask=attention_mask, position_ids=positions.contiguous())
+        return logits
+
+    def _scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0):
+        """Prefill (``state=None``) or step token by token through the model's decoding cache."""
+        torch = self.torch
+        ids = self._tensor(input_ids)
+        with torch.inference_mode():
+            if state is None:
+                logits, cache = self.model.prefill(ids, prefix_length=prefix_length)
+                return logits, (cache, ids.shape[1])
+            cache, position = state
+            outputs = []
+            for t in range(ids.shape[1]):
+                pos = torch.full((ids.shape[0],), position + t, dtype=torch.long, device=self.device)
+                step_logits, cache = self.model.step(ids[:, t], pos, cache)
+                outputs.append(step_logits)
+            return torch.stack(outputs, dim=1), (cache, position + ids.shape[1])
+
+
+def parse_model_args(text: str) -> dict[str, str]:
+    """Parse lm-eval's ``key=value,key=value`` model-args string."""
+    args: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"model args must be key=value pairs separated by commas; got {item!r} in {text!r}")
+        args[key.strip()] = value.strip()
+    return args
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} must be true or false")
+
+
+def load_scoring_model(
+    checkpoint: str | None = None,
+    module: str | None = None,
+    tag: str = "",
+    scoring: str = "auto",
+    device: str | None = None,
+    **kwargs: Any,
+) -> ScoringModel:
+    """Load a model for scoring from a birdie export directory or a user module.
+
+    Args:
+        checkpoint: a directory written by the trainer's export (read with ``birdie.load``).
+        module: an importable module with the user hooks (see :class:`UserModuleModel`); ``tag`` and the other
+            keyword arguments go to its ``load_model``/``load_tokenizer``.
+        scoring: ``"prefix"`` (context = bidirectional prefix), ``"causal"``, or ``"auto"`` (the model's own
+            ``prefix_lm``).
+        device: torch device for birdie checkpoints (lm-eval's default ``cuda:0`` falls back to CPU when CUDA is
+            unavailable).
+    """
+    if scoring not in ("auto", "prefix", "causal"):
+        raise ValueError(f"scoring={scoring!r} must be 'auto', 'prefix' or 'causal'")
+    if (checkpoint is None) == (module is None):
+        raise ValueError("give exactly one of checkpoint=DIR (a birdie export) or module=pkg.mod (user hooks)")
+    prefix = None if scoring == "auto" else scoring == "prefix"
+    if checkpoint is not None:
+        if kwargs:
+            raise ValueError(f"unknown model argument(s) for a checkpoint: {', '.join(sorted(kwargs))}")
+        import birdie
+
+        model, tokenizer = birdie.load(checkpoint)
+        return BirdieScoringModel(model, tokenizer, prefix_lm=prefix, device=_torch_device(device))
+    scoring_model = UserModuleModel(module, tag, **kwargs)
+    if prefix is not None:
+        if prefix and not scoring_model.module_has_prefix:
+            raise ValueError(f"scoring='prefix' needs a prefix-LM module; {module} does not set PREFIX_LM = True")
+        scoring_model.prefix_lm = prefix
+    return scoring_model
+
+
+def _torch_device(device: str | None) -> str | None:
+    if device is None or not device.startswith("cuda"):
+        return device
+    import torch
+
+    return device if torch.cuda.is_available() else "cpu"
+
