@@ -39,6 +39,19 @@ import torch
 from torch import Tensor, nn
 
 
+def segment_starts(segment_ids: Tensor) -> Tensor:
+    """(B, T) -> (B, T) bool, True where a row's run of equal ``segment_ids`` begins (always at t = 0)."""
+    start = torch.ones_like(segment_ids, dtype=torch.bool)
+    start[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    return start
+
+
+def segment_runs(segment_ids: Tensor) -> Tensor:
+    """(B, T) -> (B, T) int64 ids 1, 2, ... numbering the contiguous runs of equal ``segment_ids`` in each row,
+    so that a segment id that happens to repeat later in the row still starts a new, separate run."""
+    return segment_starts(segment_ids).long().cumsum(dim=1)
+
+
 @dataclass(frozen=True)
 class SequenceInfo:
     """Per-batch layout shared by every layer of one forward pass.
@@ -56,10 +69,13 @@ class SequenceInfo:
     @property
     def segment_start(self) -> Tensor:
         """(B, T) bool: True where a new segment (or padding run) begins; recurrent state resets there."""
-        seg = self.segment_ids
-        start = torch.ones_like(seg, dtype=torch.bool)
-        start[:, 1:] = seg[:, 1:] != seg[:, :-1]
-        return start
+        return segment_starts(self.segment_ids)
+
+    @property
+    def segment_runs(self) -> Tensor:
+        """(B, T) int64: contiguous runs of equal segment ids numbered 1, 2, ...; two positions may exchange
+        information only if their run ids are equal."""
+        return segment_runs(self.segment_ids)
 
     @property
     def segment_end(self) -> Tensor:
@@ -95,8 +111,7 @@ class SequenceInfo:
         segment_ids = segment_ids.long()
         if position_ids is None:
             index = torch.arange(length, device=device).expand(batch, length)
-            start = torch.ones_like(segment_ids, dtype=torch.bool)
-            start[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+            start = segment_starts(segment_ids)
             position_ids = index - torch.where(start, index, 0).cummax(dim=1).values
         prefix = (attention_mask == 1) if attention_mask is not None else torch.zeros_like(segment_ids, dtype=torch.bool)
         return cls(segment_ids=segment_ids, position_ids=position_ids.long(), prefix=prefix)

@@ -1,9 +1,9 @@
 """Softmax attention mixer (the Transformer family): MHA/GQA, RoPE, causal or prefix-LM, segment-masked.
 
 Mask (True = may attend), per row, query q and key k:
-``seg[q] == seg[k] and (k <= q or (bidirectional layer and prefix[q] and prefix[k]))``.
-Padding (segment 0) only attends to earlier padding, so no query row is ever fully masked. Unpacked causal
-batches take SDPA's ``is_causal`` fast path instead of building the (B, 1, T, T) mask.
+``run[q] == run[k] and (k <= q or (bidirectional layer and prefix[q] and prefix[k]))``, where ``run`` numbers
+the contiguous segments of a row. Padding only attends to earlier padding, so no query row is ever fully masked.
+Unpacked causal batches take SDPA's ``is_causal`` fast path instead of building the (B, 1, T, T) mask.
 
 Parameter names follow open_lm: ``in_proj`` (q | k | v stacked on the output dim) and ``out_proj``.
 """
@@ -31,7 +31,8 @@ def attention_mask(info: SequenceInfo, bidirectional: bool) -> Tensor:
     allowed = (index[None, :] <= index[:, None])[None]  # (1, Tq, Tk)
     if bidirectional:
         allowed = allowed | (info.prefix[:, :, None] & info.prefix[:, None, :])
-    same_segment = info.segment_ids[:, :, None] == info.segment_ids[:, None, :]
+    runs = info.segment_runs
+    same_segment = runs[:, :, None] == runs[:, None, :]
     return (allowed & same_segment)[:, None]
 
 
