@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -137,7 +138,12 @@ def _expand(slots: list[Any], rng: random.Random) -> list[str]:
     return templates
 
 
-def _capitalize(sentence: str) -> str:
+_ARTICLE_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiou])")
+
+
+def _polish(sentence: str) -> str:
+    """"a old owl" -> "an old owl" (the word lists have no vowel-initial word that takes "a"); capitalise."""
+    sentence = _ARTICLE_BEFORE_VOWEL.sub(r"\1n ", sentence)
     first = 1 if sentence.startswith('"') else 0
     return sentence[:first] + sentence[first:first + 1].upper() + sentence[first + 1:]
 
@@ -157,7 +163,7 @@ def _attempt(seed: int, index: int, attempt: int) -> Story:
             templates.append(rng.choice(words["transitions"]))
         templates += _expand(words["arcs"][plot], rng)
     templates += _expand(words["epilogue"], rng)
-    return Story(plot="+".join(chained), events=tuple(_capitalize(t.format_map(fields)) for t in templates))
+    return Story(plot="+".join(chained), events=tuple(_polish(t.format_map(fields)) for t in templates))
 
 
 def generate_story(seed: int, index: int) -> Story:
