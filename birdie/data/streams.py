@@ -1,0 +1,236 @@
+"""One stream of packed batches: documents -> objectives -> best-fit packing.
+
+A :class:`BatchStream` owns one document stream (its own shard of the source) and turns it into batches. Batch
+``b`` is a pure function of the stream's state before it, the pipeline seed and ``b`` (its RNG is seeded by
+``(seed, split, rank, [objective], b)``) and the mixture probabilities in force at ``b``; the state after it
+(epoch, documents read, the unconsumed rest of the current document, skip counters) is small and plain, so the
+pipeline can ship it between processes, checkpoint it and resume from it exactly.
+
+Per batch, until no row has ``min_segment_tokens`` free positions: take the rest of the current document (or
+read and tokenize the next one), draw an objective from the mixture, call it with ``budget`` = the largest free
+space of any row, and put the example in the row it fits most tightly (best fit). The document's leftover ids
+continue in the next segment, with a freshly drawn objective, and never get re-tokenized.
+
+Failures: an objective returning :class:`~birdie.objectives.base.Skip` is counted; after ``max_draws_per_piece``
+draws fail on one piece of a document, the piece is dropped (counted in ``dropped_tokens``) if the row was empty,
+otherwise the fullest candidate row is closed and the piece is retried in the emptier rows or the next batch.
+An objective that skips ``max_consecutive_skips`` times in a row, a source that yields
+``max_consecutive_skips`` unusable items in a row, or a source with no documents at all raises an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from birdie.data.packing import BatchBuilder
+from birdie.data.sources import Source
+from birdie.objectives.base import Example, ObjectiveConfig
+from birdie.tokenizers import Tokenizer
+
+EMPTY = np.zeros(0, dtype=np.int32)
+
+#: Columns of the per-objective counters in :class:`BatchStats`.
+OBJECTIVE_COUNTERS: tuple[str, ...] = ("draws", "samples", "tokens", "skips")
+
+
+class PipelineDataError(RuntimeError):
+    """The data cannot feed the pipeline: an objective that keeps skipping, a source with no usable documents."""
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What every stream of one pipeline shares (see :class:`birdie.data.pipeline.PipelineConfig`)."""
+
+    batch_size: int
+    sequence_length: int
+    seed: int
+    rank: int
+    min_segment_tokens: int
+    max_consecutive_skips: int
+    max_draws_per_piece: int
+    append_eos: bool
+
+
+@dataclass
+class StreamState:
+    """Where a stream stands between two batches; plain Python values so it pickles and checkpoints anywhere.
+
+    Attributes:
+        epoch: passes completed over the stream's documents.
+        position: items read in the current epoch.
+        carry: ids of the current document not consumed yet.
+        consecutive_skips: per objective, skips since its last example.
+        consecutive_invalid: unusable items read since the last usable one.
+    """
+
+    epoch: int = 0
+    position: int = 0
+    carry: list[int] = field(default_factory=list)
+    consecutive_skips: list[int] = field(default_factory=list)
+    consecutive_invalid: int = 0
+
+
+@dataclass
+class BatchStats:
+    """Counters for one or more batches.
+
+    Attributes:
+        objectives: int64 (num_objectives, 4) -- draws, samples, tokens (segment positions), skips.
+        documents: usable documents read.
+        invalid_documents: items skipped as empty or not text.
+        dropped_tokens: ids of pieces that no drawn objective could use.
+        filled: non-padding positions.
+        positions: all positions.
+    """
+
+    objectives: np.ndarray
+    documents: int = 0
+    invalid_documents: int = 0
+    dropped_tokens: int = 0
+    filled: int = 0
+    positions: int = 0
+
+    @classmethod
+    def zeros(cls, num_objectives: int) -> "BatchStats":
+        return cls(np.zeros((num_objectives, len(OBJECTIVE_COUNTERS)), dtype=np.int64))
+
+    def add(self, other: "BatchStats") -> None:
+        self.objectives += other.objectives
+        self.documents += other.documents
+        self.invalid_documents += other.invalid_documents
+        self.dropped_tokens += other.dropped_tokens
+        self.filled += other.filled
+        self.positions += other.positions
+
+
+class BatchStream:
+    """Produces the batches of one document stream.
+
+    Args:
+        source: where the documents come from.
+        tokenizer: encodes text documents; gives the pad, begin-generating and eos ids.
+        objectives: the mixture's objective configurations (their order fixes the probability vector's order).
+        settings: the shared pipeline settings.
+        split: ``"train"`` or ``"validation"``.
+        stream: this stream's index among ``num_streams`` (already including the rank).
+        rng_key: leading entries of every batch RNG seed (distinguishes splits, ranks, validation objectives).
+        state: where to start (default: the beginning).
+    """
+
+    def __init__(self, source: Source, tokenizer: Tokenizer, objectives: Sequence[ObjectiveConfig],
+                 settings: StreamSettings, split: str, stream: int, num_streams: int, rng_key: Sequence[int],
+                 state: StreamState | None = None) -> None:
+        self.source = source
+        self.tokenizer = tokenizer
+        self.objectives = list(objectives)
+        self.settings = settings
+        self.split = split
+        self.stream = stream
+        self.num_streams = num_streams
+        self.rng_key = list(rng_key)
+        self.state = state or StreamState()
+        if not self.state.consecutive_skips:
+            self.state.consecutive_skips = [0] * len(self.objectives)
+        self._carry = np.asarray(self.state.carry, dtype=np.int32)
+        self._items: Any = None
+        self._eos = np.array([tokenizer.specials.eos], dtype=np.int32)
+
+    def next_batch(self, batch_index: int, probs: np.ndarray) -> tuple[np.ndarray, BatchStats]:
+        """Batch ``batch_index`` under mixture ``probs``: a (5, batch_size, sequence_length) int64 buffer."""
+        settings = self.settings
+        rng = np.random.default_rng([*self.rng_key, batch_index])
+        cdf = np.cumsum(probs / probs.sum())
+        builder = BatchBuilder(settings.batch_size, settings.sequence_length, self.tokenizer.specials.pad,
+                               self.tokenizer.specials.begin_generating)
+        stats = BatchStats.zeros(len(self.objectives))
+        counts = stats.objectives
+        skips = self.state.consecutive_skips
+        failed_draws = 0
+        while (budget := builder.max_remaining) >= settings.min_segment_tokens:
+            ids = self._carry if len(self._carry) else self._next_document(stats)
+            k = min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)
+            objective = self.objectives[k]
+            result = objective(ids, rng, budget, self.tokenizer)
+            counts[k, 0] += 1
+            if isinstance(result, Example):
+                if result.length > budget:
+                    raise PipelineDataError(
+                        f"objective {objective!r} returned an example of {result.length} positions for a budget of "
+                        f"{budget}; objectives must keep len(prefix) + len(target) <= budget"
+                    )
+                builder.add(result.prefix, result.target)
+                counts[k, 1] += 1
+                counts[k, 2] += result.length
+                skips[k] = 0
+                self._carry = np.asarray(result.leftover, dtype=np.int32)
+                failed_draws = 0
+                continue
+            counts[k, 3] += 1
+            skips[k] += 1
+            if skips[k] >= settings.max_consecutive_skips:
+                raise PipelineDataError(
+                    f"objective {objective!r} skipped {skips[k]} samples in a row (last: {result.reason}); the "
+                    "documents are too short for it or sequence_length is too small. Remove it from the mixture, "
+                    "change its parameters, or raise max_consecutive_skips"
+                )
+            self._carry = np.asarray(result.leftover, dtype=np.int32)
+            failed_draws += 1
+            if failed_draws >= settings.max_draws_per_piece:
+                failed_draws = 0
+                if budget == settings.sequence_length:
+                    stats.dropped_tokens += len(self._carry)
+                    self._carry = EMPTY
+                else:
+                    builder.close_row(int(np.argmin(builder.used)))
+        stats.filled = int((builder.buffer[3] > 0).sum())
+        stats.positions = builder.buffer[3].size
+        self.state.carry = self._carry.tolist()
+        return builder.buffer, stats
+
+    def _next_document(self, stats: BatchStats) -> np.ndarray:
+        """Read items until one is a usable document; return its ids (with eos appended when configured)."""
+        state, settings = self.state, self.settings
+        read_in_epoch = state.position
+        while True:
+            if self._items is None:
+                self._items = iter(self.source.documents(self.split, self.stream, self.num_streams, state.epoch,
+                                                         settings.seed, start=state.position))
+            try:
+                item = next(self._items)
+            except StopIteration:
+                if read_in_epoch == 0:
+                    raise PipelineDataError(
+                        f"the {self.split} data of stream {self.stream}/{self.num_streams} is empty; give the source "
+                        "more documents, use fewer streams/ranks, or raise validation_fraction for validation"
+                    ) from None
+                self._items, state.epoch, state.position, read_in_epoch = None, state.epoch + 1, 0, 0
+                continue
+            state.position += 1
+            read_in_epoch += 1
+            ids = self._tokenize(self.source.extract(item))
+            if ids is not None:
+                state.consecutive_invalid = 0
+                stats.documents += 1
+                return np.concatenate([ids, self._eos]) if settings.append_eos else ids
+            stats.invalid_documents += 1
+            state.consecutive_invalid += 1
+            if state.consecutive_invalid >= settings.max_consecutive_skips:
+                raise PipelineDataError(
+                    f"{state.consecutive_invalid} items in a row were empty or not text (last: {item!r:.200}); "
+                    "check the source and its text_grabber_fn"
+                )
+
+    def _tokenize(self, document: Any) -> np.ndarray | None:
+        """Ids of a text or token-array document; None for an empty or unusable one."""
+        if isinstance(document, str):
+            if not document.strip():
+                return None
+            ids = self.tokenizer.encode(document)
+        elif isinstance(document, np.ndarray) and document.ndim == 1 and np.issubdtype(document.dtype, np.integer):
+            ids = document.astype(np.int32, copy=False)
+        else:
+            return None
+        return ids if len(ids) else None
