@@ -1,0 +1,276 @@
+"""``Birdie``: the seeds' API -- a packed batch stream under a mixture that a reward-driven agent keeps choosing.
+
+::
+
+    birdie = Birdie({"tokenizer": tokenizer, "ds": data_generator, "batch_size": 8, "sequence_length": 2048,
+                     "num_steps": 4096, "objectives": "birdie"})
+    for step_idx in range(4096):
+        if birdie.time_for_eval(step_idx):
+            model.eval()
+            for objective_name, batch in birdie.measure_validation_losses():
+                loss = model(**batch)
+                birdie.log_validation_loss(key=objective_name, loss=loss, step_idx=step_idx)
+            model.train()
+        batch = birdie.get_next_training_sample()
+        ...
+    birdie.close()
+
+The agent updates by itself as soon as every validation loss of an evaluation has been logged: it computes the
+rewards, chooses the next mixture (from the warm-up on), commands it to the pipeline and writes a decision record
+(``log_path``, see :mod:`birdie.curriculum.log`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from birdie.curriculum import class_ids_of, make_agent
+from birdie.curriculum.log import DecisionLog, decision_record
+from birdie.curriculum.reward import RewardFn
+
+#: Seeds' alternative spellings -> the canonical key.
+ALIASES = {"pretraining_objectives": "objectives", "dataset": "ds", "max_sequence_length": "sequence_length",
+           "total_steps": "num_steps"}
+
+
+@dataclass
+class BirdieConfig:
+    """The configuration keys of :class:`Birdie` (seeds' names; aliases in :data:`ALIASES`).
+
+    Attributes:
+        tokenizer: any tokenizer with ``encode``/``decode`` or a birdie tokenizer spec such as ``"bytes"``.
+        objectives: a mixture name (``birdie``, ``ul2``, ``ul2_decoder``, ``ntp``) or a list of objective entries;
+            default ``birdie``, or the agent's own mixture for ``agent="ul2"``/``"ntp"``.
+        ds: training documents: ``ds(split, worker_id, num_workers, rng_seed) -> iterable``, paths, a HF dataset;
+            default the embedded synthetic stories. ``ds_validation``: validation documents (default ``ds``).
+        text_grabber_fn: ``item -> text`` (default ``item["text"]`` or the item itself).
+        batch_size, sequence_length: batch shape. num_workers: pipeline worker processes (0 = in-process).
+        num_steps: training steps in the run (the schedule's and the exploration's horizon).
+        steps_between_evaluations: evaluate every this many steps; None = the paper schedule.
+        warmup_steps: the mixture stays uniform over classes before this step.
+        reward_fn: ``reward_fn(old_losses, new_losses) -> rewards`` (numpy (K,) arrays); default the paper's.
+        agent: ``birdie``, ``uniform``, ``fixed``, ``ul2`` or ``ntp``. agent_options: extra ``make_agent`` options.
+        accelerator: optional HF ``accelerate.Accelerator``: gives the device, rank and world size.
+        device: where batches go when there is no accelerator (default CPU). move_to_gpu_fn: custom
+            ``batch -> batch`` transfer, used instead of ``.to(device)``.
+        seed: fixes the batch stream, the validation set and the agent.
+        num_validation_batches, validation_batch_size: the held-out set per objective configuration.
+        pipeline_options: extra :class:`birdie.data.PipelineConfig` fields (``num_streams``, ``prefetch``, ...).
+        log_path: JSONL decision log (written on rank 0); None = no file.
+    """
+
+    tokenizer: Any
+    objectives: Any = None
+    ds: Any = None
+    ds_validation: Any = None
+    text_grabber_fn: Callable[[Any], Any] | None = None
+    batch_size: int = 8
+    sequence_length: int = 2048
+    num_workers: int = 1
+    num_steps: int = 16384
+    steps_between_evaluations: int | None = None
+    warmup_steps: int = 250
+    reward_fn: RewardFn | None = None
+    agent: str = "birdie"
+    agent_options: dict[str, Any] = field(default_factory=dict)
+    accelerator: Any = None
+    device: Any = None
+    move_to_gpu_fn: Callable[[dict[str, torch.Tensor]], Any] | None = None
+    seed: int = 0
+    num_validation_batches: int = 2
+    validation_batch_size: int | None = None
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
+    log_path: str | None = None
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> "BirdieConfig":
+        """Build from a seeds-style dict; unknown keys (or a key given under two names) raise ``ValueError``."""
+        if isinstance(config, BirdieConfig):
+            return config
+        valid = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in config.items():
+            name = ALIASES.get(key, key)
+            if name not in valid:
+                names = sorted(valid | set(ALIASES))
+                raise ValueError(f"unknown Birdie config key {key!r}; valid keys: {', '.join(names)}")
+            if name in values:
+                raise ValueError(f"Birdie config gives {name!r} twice (as {key!r} and another spelling); keep one")
+            values[name] = value
+        if "tokenizer" not in values:
+            raise ValueError("Birdie config needs 'tokenizer' (any object with encode/decode, or 'bytes')")
+        return cls(**values)
+
+
+class Birdie:
+    """Training batches under a mixture that the configured agent chooses from validation losses.
+
+    Args:
+        config: a dict with the keys of :class:`BirdieConfig` (or a ``BirdieConfig``).
+    """
+
+    def __init__(self, config: Mapping[str, Any] | BirdieConfig) -> None:
+        from birdie.data.pipeline import Pipeline
+        from birdie.objectives import resolve_mixture
+
+        self.config = cfg = BirdieConfig.from_mapping(config)
+        if cfg.num_validation_batches < 1:
+            raise ValueError("Birdie needs num_validation_batches >= 1: the agent learns from validation losses")
+        objectives = cfg.objectives
+        if objectives is None:
+            objectives = cfg.agent if cfg.agent in ("ul2", "ntp") else "birdie"
+        configs = resolve_mixture(objectives)
+        rank, world_size = _rank_and_world_size(cfg.accelerator)
+        self.agent = make_agent(cfg.agent, configs, cfg.num_steps, reward_fn=cfg.reward_fn,
+                                steps_between_evaluations=cfg.steps_between_evaluations,
+                                warmup_steps=cfg.warmup_steps, **{"seed": cfg.seed, **cfg.agent_options})
+        self.keys = [c.key for c in configs]
+        self.class_ids, self.class_names = class_ids_of(configs)
+        self.pipeline = Pipeline(
+            cfg.tokenizer, configs, cfg.ds, validation_source=cfg.ds_validation,
+            text_grabber_fn=cfg.text_grabber_fn, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
+            num_workers=cfg.num_workers, seed=cfg.seed, rank=rank, world_size=world_size,
+            num_validation_batches=cfg.num_validation_batches, validation_batch_size=cfg.validation_batch_size,
+            **cfg.pipeline_options,
+        )
+        self.pipeline.set_mixture(self.agent.action)
+        self.device = cfg.accelerator.device if cfg.accelerator is not None else torch.device(cfg.device or "cpu")
+        self.records: list[dict[str, Any]] = []
+        self._log = DecisionLog(cfg.log_path) if cfg.log_path and rank == 0 else None
+        self._pending: dict[str, list[float]] = defaultdict(list)
+        self._pending_step: int | None = None
+        self._last_eval_step: int | None = None
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+
+    def time_for_eval(self, step: int) -> bool:
+        """True when the schedule measures validation losses before training step ``step`` (once per step)."""
+        return self.agent.schedule.is_eval_step(step) and step != self._last_eval_step
+
+    def measure_validation_losses(self) -> Iterator[tuple[str, dict[str, torch.Tensor]]]:
+        """Yield ``(objective_key, batch)`` for every held-out batch of every configuration, on the device.
+
+        Log each batch's loss with :meth:`log_validation_loss`; after the last one the agent updates.
+        """
+        self._check_no_pending("measure_validation_losses")
+        for key, batches in self.pipeline.validation_batches().items():
+            for batch in batches:
+                yield key, self._to_device(batch)
+
+    def log_validation_loss(self, key: str, loss: float | torch.Tensor, step_idx: int) -> None:
+        """Record the validation loss of one batch of configuration ``key`` measured at step ``step_idx``.
+
+        ``loss`` is a float or a one-element tensor (any device). Once every batch of every configuration has a
+        loss, the agent observes their per-configuration means and the next mixture is commanded.
+        """
+        if key not in self.keys:
+            raise KeyError(f"unknown objective key {key!r}; keys come from measure_validation_losses()")
+        if self._pending_step is not None and step_idx != self._pending_step:
+            raise ValueError(f"log_validation_loss: step_idx {step_idx} differs from {self._pending_step} used earlier "
+                             "in this evaluation; log every loss of one evaluation with the same step")
+        expected = self.config.num_validation_batches
+        if len(self._pending[key]) >= expected:
+            raise ValueError(f"log_validation_loss: {key!r} already has {expected} losses at step {step_idx} "
+                             f"(num_validation_batches={expected})")
+        self._pending[key].append(_as_float(loss))
+        self._pending_step = step_idx
+        if all(len(self._pending[k]) == expected for k in self.keys):
+            self._update(step_idx)
+
+    def _update(self, step: int) -> None:
+        losses = np.array([np.mean(self._pending[key]) for key in self.keys])
+        self._pending.clear()
+        self._pending_step = None
+        decision = self.agent.observe(step, losses)
+        applies_from = self.pipeline.set_mixture(decision.action) if decision.decided else None
+        self._last_eval_step = step
+        record = decision_record(decision, self.config.agent, self.keys, self.class_ids, self.class_names,
+                                 applies_from)
+        self.records.append(record)
+        if self._log is not None:
+            self._log.write(record)
+
+    def _check_no_pending(self, caller: str) -> None:
+        if self._pending:
+            missing = {k: self.config.num_validation_batches - len(self._pending[k]) for k in self.keys
+                       if len(self._pending[k]) < self.config.num_validation_batches}
+            raise RuntimeError(f"{caller}: the evaluation at step {self._pending_step} is incomplete, losses still "
+                               f"missing for {len(missing)} configuration(s) (e.g. {next(iter(missing))!r}); call "
+                               "log_validation_loss for every (key, batch) that measure_validation_losses() yields")
+
+    # -- training ------------------------------------------------------------------------------------------
+
+    def get_next_training_sample(self) -> dict[str, torch.Tensor]:
+        """The next packed training batch (dict of (batch_size, sequence_length) int64 tensors, on the device)."""
+        self._check_no_pending("get_next_training_sample")
+        return self._to_device(next(self.pipeline))
+
+    def get_current_action(self) -> dict[str, float]:
+        """The mixture in force: ``{objective_key: probability}``."""
+        return dict(zip(self.keys, self.agent.action.tolist()))
+
+    def get_current_class_action(self) -> dict[str, float]:
+        """The mixture in force summed per objective class: ``{class: probability}``."""
+        totals = np.bincount(self.class_ids, weights=self.agent.action, minlength=len(self.class_names))
+        return dict(zip(self.class_names, totals.tolist()))
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> Any:
+        if self.config.move_to_gpu_fn is not None:
+            return self.config.move_to_gpu_fn(batch)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    # -- state and shutdown --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Agent (history, reward model, optimizer, RNG) and pipeline state; call between evaluations."""
+        self._check_no_pending("state_dict")
+        return {"agent": self.agent.state_dict(), "pipeline": self.pipeline.state_dict(),
+                "last_eval_step": self._last_eval_step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of a Birdie with the same configuration."""
+        self.agent.load_state_dict(state["agent"])
+        self.pipeline.load_state_dict(state["pipeline"])
+        self._last_eval_step = state["last_eval_step"]
+        self._pending.clear()
+        self._pending_step = None
+
+    def close(self) -> None:
+        """Stop the pipeline's workers and close the decision log (idempotent)."""
+        self.pipeline.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "Birdie":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def _as_float(loss: float | torch.Tensor) -> float:
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"log_validation_loss needs a scalar loss, got a tensor of shape {tuple(loss.shape)}; "
+                             "reduce it (e.g. loss.mean()) first")
+        return float(loss.detach().float().cpu())
+    if isinstance(loss, (tuple, list)):
+        raise TypeError("log_validation_loss got a tuple/list; pass the loss itself (e.g. model(**batch)[1])")
+    return float(loss)
+
+
+def _rank_and_world_size(accelerator: Any) -> tuple[int, int]:
+    if accelerator is not None:
+        return int(accelerator.process_index), int(accelerator.num_processes)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -1,0 +1,204 @@
+"""The reward model: a small causal Gated SSM over the history of (validation losses, action) (paper A.1.5).
+
+Each history position ``t`` holds the row ``[losses_t, action_t]`` (2K features: the K per-configuration validation
+losses measured before ``action_t`` was trained on, then the K mixture probabilities) and is trained to predict
+the K per-configuration rewards observed after it. To score a candidate action the model reads the whole history
+followed by the row ``[current losses, candidate]`` and takes its output at that LAST REAL position (upstream read
+a zero-padded position and scored every candidate 0).
+
+Architecture: separate RMSNorms for the loss half and the action half of the input, a linear projection to
+``width``, ``num_layers`` residual Gated SSM blocks and a tanh head (rewards lie in [-1, 1]). A block computes,
+from ``z = RMSNorm(x)``::
+
+    a_t = sigmoid(W_a z_t)                                  (per-channel decay, state width = expansion * width)
+    u_t, i_t, o_t = split(W_u z_t)
+    h_t = a_t * h_{t-1} + (1 - a_t) * sigmoid(i_t) * u_t    (linear recurrence)
+    y_t = x_t + W_o(sigmoid(o_t) * h_t)
+
+The recurrence runs as a parallel scan (:func:`linear_recurrence`), checked against the plain loop
+(:func:`linear_recurrence_reference`). Scoring N candidates runs the history once and then one recurrent step for
+all candidates from the shared state, so its cost barely grows with N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """Reward-model size and training (paper defaults: 4 layers, width 256, 200 AdamW steps per evaluation).
+
+    Attributes:
+        width: residual width.
+        num_layers: Gated SSM blocks.
+        state_expansion: recurrent state width = ``state_expansion * width``.
+        train_steps: AdamW steps on the whole history at every decision.
+        lr, weight_decay, grad_clip: AdamW learning rate, weight decay and gradient-norm clip.
+    """
+
+    width: int = 256
+    num_layers: int = 4
+    state_expansion: int = 1
+    train_steps: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("width", "num_layers", "state_expansion"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RewardModelConfig.{name}={getattr(self, name)!r} must be >= 1")
+        if self.train_steps < 0:
+            raise ValueError(f"RewardModelConfig.train_steps={self.train_steps!r} must be >= 0")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip > 0):
+            raise ValueError(f"RewardModelConfig needs lr > 0, weight_decay >= 0, grad_clip > 0; got {self}")
+
+
+def linear_recurrence_reference(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Plain loop for ``h_t = exp(log_a_t) * h_{t-1} + b_t``; (B, T, D) inputs -> (B, T, D) states, (B, D) last."""
+    h = torch.zeros_like(b[:, 0]) if h0 is None else h0
+    states = []
+    for t in range(b.shape[1]):
+        h = log_a[:, t].exp() * h + b[:, t]
+        states.append(h)
+    return torch.stack(states, dim=1), h
+
+
+def linear_recurrence(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Parallel (Hillis-Steele) scan form of :func:`linear_recurrence_reference`: same shapes, same result.
+
+    After the pass with offset ``d``, position ``t`` holds the composition of the ``2d`` steps ending at ``t``:
+    ``a_t <- a_t * a_{t-d}`` and ``b_t <- b_t + a_t * b_{t-d}``. ``ceil(log2 T)`` whole-tensor passes replace the
+    T-step loop; the decays are multiplied (all in (0, 1]), never divided, so nothing overflows.
+    """
+    a = log_a.exp()
+    if h0 is not None and b.shape[1] > 0:
+        b = torch.cat([b[:, :1] + a[:, :1] * h0[:, None], b[:, 1:]], dim=1)
+    length, offset = b.shape[1], 1
+    while offset < length:
+        b = torch.cat([b[:, :offset], b[:, offset:] + a[:, offset:] * b[:, :-offset]], dim=1)
+        a = torch.cat([a[:, :offset], a[:, offset:] * a[:, :-offset]], dim=1)
+        offset *= 2
+    last = b[:, -1] if length else (b.new_zeros(b.shape[0], b.shape[2]) if h0 is None else h0)
+    return b, last
+
+
+class SplitRMSNorm(nn.Module):
+    """RMSNorm applied separately to the first ``split`` features (losses) and the rest (action)."""
+
+    def __init__(self, features: int, split: int) -> None:
+        super().__init__()
+        self.split = split
+        self.first = nn.RMSNorm(split)
+        self.second = nn.RMSNorm(features - split)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.first(x[..., :self.split]), self.second(x[..., self.split:])], dim=-1)
+
+
+class GatedSSMBlock(nn.Module):
+    """One residual Gated SSM block (see the module docstring); carries a (B, state) recurrent state."""
+
+    def __init__(self, width: int, state_expansion: int) -> None:
+        super().__init__()
+        state = width * state_expansion
+        self.norm = nn.RMSNorm(width)
+        self.decay = nn.Linear(width, state)
+        self.inputs = nn.Linear(width, 3 * state, bias=False)
+        self.out = nn.Linear(state, width, bias=False)
+
+    def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        z = self.norm(x)
+        log_a = F.logsigmoid(self.decay(z))
+        u, gate_in, gate_out = self.inputs(z).chunk(3, dim=-1)
+        b = (1 - log_a.exp()) * torch.sigmoid(gate_in) * u
+        return log_a, b, gate_out
+
+    def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, T, width) -> (B, T, width) and the (B, state) state after the last position."""
+        log_a, b, gate_out = self._gates(x)
+        states, last = linear_recurrence(log_a, b, h0)
+        return x + self.out(torch.sigmoid(gate_out) * states), last
+
+    def step(self, x: Tensor, h: Tensor) -> Tensor:
+        """One position for many rows from a shared or per-row state: x (N, width), h (1 or N, state) -> (N, width)."""
+        log_a, b, gate_out = self._gates(x)
+        return x + self.out(torch.sigmoid(gate_out) * (log_a.exp() * h + b))
+
+
+class RewardModel(nn.Module):
+    """Causal map from history rows (B, T, 2K) to predicted per-configuration rewards (B, T, K) in [-1, 1]."""
+
+    def __init__(self, num_configs: int, config: RewardModelConfig = RewardModelConfig()) -> None:
+        super().__init__()
+        self.num_configs = num_configs
+        self.input_norm = SplitRMSNorm(2 * num_configs, num_configs)
+        self.embed = nn.Linear(2 * num_configs, config.width, bias=False)
+        self.blocks = nn.ModuleList(
+            GatedSSMBlock(config.width, config.state_expansion) for _ in range(config.num_layers)
+        )
+        self.head_norm = nn.RMSNorm(config.width)
+        self.head = nn.Linear(config.width, num_configs)
+
+    def _head(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.head(self.head_norm(x)))
+
+    def forward_with_states(self, rows: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(B, T, 2K) rows -> (B, T, K) predictions and each block's (B, state) state after the last row."""
+        x = self.embed(self.input_norm(rows))
+        states = []
+        for block in self.blocks:
+            x, last = block(x)
+            states.append(last)
+        return self._head(x), states
+
+    def forward(self, rows: Tensor) -> Tensor:
+        return self.forward_with_states(rows)[0]
+
+    @torch.no_grad()
+    def predict_next(self, history: Tensor, next_rows: Tensor) -> Tensor:
+        """Predicted rewards for each of N candidate rows appended after the history.
+
+        Args:
+            history: (T, 2K) past rows (T may be 0).
+            next_rows: (N, 2K) rows ``[current losses, candidate action]``.
+        Returns:
+            (N, K): the model output at position T (the last real position) of ``history + [row]`` for every row.
+        """
+        _, states = self.forward_with_states(history[None])
+        x = self.embed(self.input_norm(next_rows))
+        for block, h in zip(self.blocks, states):
+            x = block.step(x, h)
+        return self._head(x)
+
+
+def fit_reward_model(
+    model: RewardModel, optimizer: torch.optim.Optimizer, rows: Tensor, rewards: Tensor, config: RewardModelConfig
+) -> float:
+    """Train ``config.train_steps`` AdamW steps of MSE between ``model(rows)`` and ``rewards`` on the whole history.
+
+    Args:
+        rows: (T, 2K) history rows; rewards: (T, K) rewards observed after each row.
+    Returns:
+        The MSE after the last step (``nan`` when ``train_steps`` is 0).
+    """
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(config.train_steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.mse_loss(model(rows[None])[0], rewards)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+    model.eval()
+    return float(loss.detach())
+
+
+def make_optimizer(model: RewardModel, config: RewardModelConfig) -> torch.optim.AdamW:
+    """AdamW over every reward-model parameter."""
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)

@@ -1,0 +1,90 @@
+"""When the curriculum evaluates, when the agent takes control, and how much it explores.
+
+Paper schedule (appendix A.1.4), the default: the mixture stays at its initial value (uniform over classes) for
+the first ``warmup_steps`` = 250 steps; validation losses are measured at steps 10, 50, 250, 500, 1000, 1500,
+2000 and then every 1000 steps; the agent decides a new mixture at every evaluation from step 250 on. The seeds'
+fixed interval is available as ``steps_between_evaluations`` (evaluate at every multiple of it, step 0 included).
+
+Exploration (replacing upstream's 20%-forever): at a decision at step ``s`` the agent explores with probability
+
+    eps(s) = explore_end + (explore_start - explore_end) * (1 + cos(pi * p)) / 2,
+    p = clip((s - warmup_steps) / (explore_fraction * (total_steps - warmup_steps)), 0, 1)
+
+so it starts at ``explore_start`` (0.5) when the agent takes control, decays along a half cosine, and reaches
+``explore_end`` (0) after ``explore_fraction`` (half) of the remaining run: explore early, exploit late.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PAPER_EVAL_STEPS = (10, 50, 250, 500, 1000, 1500, 2000)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Evaluation steps, warm-up and exploration for a run of ``total_steps`` training steps.
+
+    Attributes:
+        total_steps: training steps in the run (the exploration horizon is tied to it).
+        warmup_steps: the agent keeps the initial mixture before this step.
+        eval_steps: explicit early evaluation steps (paper: 10, 50, 250, 500, 1000, 1500, 2000).
+        eval_every: after the last of ``eval_steps``, evaluate every this many steps.
+        steps_between_evaluations: if set, evaluate at every multiple of it instead (the seeds' behaviour).
+        explore_start, explore_end: exploration probability when the agent takes control / at the end of decay.
+        explore_fraction: fraction of the post-warm-up run over which exploration decays.
+    """
+
+    total_steps: int
+    warmup_steps: int = 250
+    eval_steps: tuple[int, ...] = PAPER_EVAL_STEPS
+    eval_every: int = 1000
+    steps_between_evaluations: int | None = None
+    explore_start: float = 0.5
+    explore_end: float = 0.0
+    explore_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1:
+            raise ValueError(f"Schedule.total_steps={self.total_steps!r} must be >= 1")
+        if self.warmup_steps < 0:
+            raise ValueError(f"Schedule.warmup_steps={self.warmup_steps!r} must be >= 0")
+        if self.eval_every < 1:
+            raise ValueError(f"Schedule.eval_every={self.eval_every!r} must be >= 1")
+        if any(s < 0 for s in self.eval_steps) or list(self.eval_steps) != sorted(set(self.eval_steps)):
+            raise ValueError(f"Schedule.eval_steps={self.eval_steps!r} must be distinct, increasing and >= 0")
+        if self.steps_between_evaluations is not None and self.steps_between_evaluations < 1:
+            raise ValueError(
+                f"Schedule.steps_between_evaluations={self.steps_between_evaluations!r} must be >= 1 (or None for "
+                "the paper schedule)"
+            )
+        for name in ("explore_start", "explore_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"Schedule.{name}={getattr(self, name)!r} must be in [0, 1]")
+        if not 0.0 < self.explore_fraction <= 1.0:
+            raise ValueError(f"Schedule.explore_fraction={self.explore_fraction!r} must be in (0, 1]")
+
+    def is_eval_step(self, step: int) -> bool:
+        """True when validation losses are measured before training step ``step``."""
+        if self.steps_between_evaluations is not None:
+            return step % self.steps_between_evaluations == 0
+        if step in self.eval_steps:
+            return True
+        last = self.eval_steps[-1] if self.eval_steps else 0
+        return step > last and (step - last) % self.eval_every == 0
+
+    def evaluation_steps(self) -> list[int]:
+        """Every evaluation step in ``[0, total_steps)``."""
+        return [step for step in range(self.total_steps) if self.is_eval_step(step)]
+
+    def agent_in_control(self, step: int) -> bool:
+        """True when an evaluation at ``step`` lets the agent choose a new mixture."""
+        return step >= self.warmup_steps
+
+    def explore_probability(self, step: int) -> float:
+        """The exploration probability ``eps(step)`` of the module docstring."""
+        span = self.explore_fraction * max(self.total_steps - self.warmup_steps, 1)
+        progress = min(max((step - self.warmup_steps) / span, 0.0), 1.0)
+        cosine = (1.0 + math.cos(math.pi * progress)) / 2.0
+        return self.explore_end + (self.explore_start - self.explore_end) * cosine
