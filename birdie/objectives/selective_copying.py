@@ -95,7 +95,7 @@ class SelectiveCopying(ObjectiveConfig):
         buffer = context.tobytes()
         spans = len(lengths)
         for _ in range(self.max_attempts):
-            gaps = random_composition(len(context) - int(lengths.sum()), spans + 1, rng, minimum=min_delim)
+            gaps = random_composition(len(context) - int(lengths.sum()), spans + 1, rng.random(spans), minimum=min_delim)
             starts = np.cumsum(gaps[:-1]) + np.cumsum(lengths) - lengths
             preferred = rng.integers(min_delim, max_delim + 1, size=(2, spans))
             start_delims, end_delims = [], []
