@@ -8,13 +8,14 @@ lists). Private pipes mean a killed worker cannot leave a shared queue locked.
 Failures: a worker that raises sends its traceback and exits; the main process waits on every pipe *and* every
 process sentinel at once, so an exception or a death (SIGKILL, out of memory) surfaces as
 :class:`PipelineWorkerError` as soon as it happens. Workers ignore SIGINT (Ctrl-C reaches only the training
-process, which then shuts them down), exit when their pipe closes, and are daemonic, so none outlives the
-training process.
+process, which then shuts them down), exit when their pipe closes or their parent changes, and are daemonic, so
+none outlives the training process.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import traceback
 from dataclasses import dataclass
@@ -56,11 +57,14 @@ class StreamFactory:
         )
 
 
-def _worker_main(conn: Connection, factory: StreamFactory, states: dict[int, StreamState]) -> None:
+def _worker_main(conn: Connection, factory: StreamFactory, states: dict[int, StreamState], parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     streams = {s: factory.make(s, state) for s, state in states.items()}
     while True:
         try:
+            while not conn.poll(POLL_SECONDS):
+                if os.getppid() != parent_pid:  # the training process is gone
+                    return
             task = conn.recv()
         except (EOFError, OSError):
             return
@@ -98,7 +102,7 @@ class WorkerPool:
         for w in range(num_workers):
             parent, child = context.Pipe(duplex=True)
             owned = {s: states[s] for s in range(w, self.num_streams, num_workers)}
-            process = context.Process(target=_worker_main, args=(child, factory, owned), daemon=True,
+            process = context.Process(target=_worker_main, args=(child, factory, owned, os.getpid()), daemon=True,
                                       name=f"birdie-data-worker-{w}")
             process.start()
             child.close()
