@@ -1,0 +1,236 @@
+"""Multi-phone-number retrieval (Birdie Fig. 1, A.9): generator, training source and digit-accuracy scorer.
+
+A phone book is ``"Phonebook:"`` followed by one ``First Last: XXX-XXX-XXXX`` entry per line (first group 100..999,
+the others may start with 0), with unique names drawn from the US Census lists in ``data/names.json``. The model
+is asked for ``k`` of the numbers at once::
+
+    What are the phone numbers for Mary Smith, John Lee, and Ann Diaz? Find them in the phonebook below.
+
+    Phonebook:
+    Mary Smith: 487-090-9300
+    ...
+
+    What are the phone numbers for Mary Smith, John Lee, and Ann Diaz? Find them in the phonebook above.
+
+and the answer is the numbers in query order, comma-separated (``487-090-9300, 312-555-0101, 902-004-1234``).
+Layouts: ``question-context-question`` (above), ``question-context`` and ``context-question``.
+
+Scoring compares the i-th comma-separated chunk of the output with the i-th number, digit by digit (10 digits
+each, a missing digit counts wrong). Guessing digits uniformly gives about 10% digit accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+LAYOUTS = ("question-context-question", "question-context", "context-question")
+DIGITS_PER_NUMBER = 10
+#: Expected digit accuracy of uniformly random digits (the first digit is 1..9, the other nine 0..9).
+RANDOM_DIGIT_ACCURACY = (1 / 9 + 9 / 10) / DIGITS_PER_NUMBER
+_GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PhonebookConfig:
+    """Options of a phone-book set.
+
+    Attributes:
+        num_books: phone books (items) in the set.
+        min_entries, max_entries: names per book, drawn uniformly in this range.
+        num_queries: how many numbers are asked for at once; books cycle through these values, so each appears
+            ``num_books / len(num_queries)`` times.
+        layout: one of :data:`LAYOUTS`.
+        seed: the set's seed; a set is a pure function of this config.
+    """
+
+    num_books: int = 64
+    min_entries: int = 20
+    max_entries: int = 40
+    num_queries: tuple[int, ...] = (1, 2, 4, 8)
+    layout: str = "question-context-question"
+    seed: int = 0
+    _version: int = field(default=_GENERATOR_VERSION, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_queries", tuple(self.num_queries))
+        if self.num_books < 1:
+            raise ValueError(f"PhonebookConfig.num_books={self.num_books} must be >= 1")
+        if not 1 <= self.min_entries <= self.max_entries:
+            raise ValueError(f"PhonebookConfig: need 1 <= min_entries ({self.min_entries}) <= max_entries "
+                             f"({self.max_entries})")
+        if self.max_entries > len(_names()["first"]) * len(_names()["last"]):
+            raise ValueError(f"PhonebookConfig.max_entries={self.max_entries} exceeds the unique names available")
+        if not self.num_queries or any(not 1 <= k <= self.min_entries for k in self.num_queries):
+            raise ValueError(f"PhonebookConfig.num_queries={self.num_queries} must be non-empty, each in "
+                             f"[1, min_entries={self.min_entries}] (a book cannot answer more queries than entries)")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"PhonebookConfig.layout={self.layout!r} must be one of {LAYOUTS}")
+
+    def options(self) -> dict[str, Any]:
+        """JSON-serialisable options (with the generator version) that identify the set."""
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def _names() -> dict[str, list[str]]:
+    return json.loads(Path(__file__).with_name("data").joinpath("names.json").read_text(encoding="utf-8"))
+
+
+def _full_names(rng: random.Random, count: int) -> list[str]:
+    """``count`` distinct "First Last" names: distinct indices into the first x last grid."""
+    first, last = _names()["first"], _names()["last"]
+    return [f"{first[i // len(last)]} {last[i % len(last)]}" for i in rng.sample(range(len(first) * len(last)), count)]
+
+
+def _phone_number(rng: random.Random) -> str:
+    return f"{rng.randint(100, 999)}-{rng.randint(0, 999):03d}-{rng.randint(0, 9999):04d}"
+
+
+def _name_list(names: Sequence[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]}"
+    return ", ".join(names[:-1]) + f", and {names[-1]}"
+
+
+def question(names: Sequence[str], where: str) -> str:
+    """The query for ``names``; ``where`` is ``"below"`` or ``"above"`` (where the book is)."""
+    if len(names) == 1:
+        return f"What is the phone number for {names[0]}? Find it in the phonebook {where}."
+    return f"What are the phone numbers for {_name_list(names)}? Find them in the phonebook {where}."
+
+
+def make_book(seed: int | str, num_entries: int, num_queries: int, layout: str) -> dict[str, Any]:
+    """One phone book with its query: ``prompt``, ``answer`` and metadata (pure function of the arguments)."""
+    rng = random.Random(f"birdie-phonebook:{seed}")
+    names = _full_names(rng, num_entries)
+    numbers = [_phone_number(rng) for _ in names]
+    book = "Phonebook:\n" + "\n".join(f"{name}: {number}" for name, number in zip(names, numbers))
+    asked = rng.sample(range(num_entries), num_queries)
+    asked_names = [names[i] for i in asked]
+    parts = {
+        "question-context-question": [question(asked_names, "below"), book, question(asked_names, "above")],
+        "question-context": [question(asked_names, "below"), book],
+        "context-question": [book, question(asked_names, "above")],
+    }[layout]
+    answer_numbers = [numbers[i] for i in asked]
+    return {
+        "prompt": "\n\n".join(parts),
+        "answer": ", ".join(answer_numbers),
+        "num_queries": num_queries,
+        "num_entries": num_entries,
+        "layout": layout,
+        "query_names": asked_names,
+        "query_numbers": answer_numbers,
+    }
+
+
+def generate_phonebooks(config: PhonebookConfig) -> list[dict[str, Any]]:
+    """The evaluation set of ``config``: ``num_books`` items with ``id``, ``prompt``, ``answer`` and metadata."""
+    items = []
+    for index in range(config.num_books):
+        rng = random.Random(f"birdie-phonebook-size:{config.seed}:{index}")
+        item = make_book(f"eval:{config.seed}:{index}", rng.randint(config.min_entries, config.max_entries),
+                         config.num_queries[index % len(config.num_queries)], config.layout)
+        items.append({"id": f"phonebook-{config.seed}-{index}", **item})
+    return items
+
+
+def phonebook_examples(
+    split: str, worker_id: int, num_workers: int, rng_seed: int, min_entries: int = 10, max_entries: int = 40,
+    max_queries: int = 8, layouts: Sequence[str] = LAYOUTS,
+) -> Iterator[dict[str, Any]]:
+    """Unlimited fine-tuning examples in the seeds' source contract, ``{"prefix", "target", "text"}``.
+
+    ``prefix`` is the prompt, ``target`` the answer and ``text`` both joined by a newline (for pipelines that take
+    plain text). Books use their own seed namespace (``"train:..."``/``"validation:..."``), so they never coincide
+    with an evaluation set's books. Worker ``w`` of ``n`` takes indices ``w, w + n, ...``.
+    """
+    if split not in ("train", "validation"):
+        raise ValueError(f"phonebook_examples: split={split!r} must be 'train' or 'validation'")
+    if num_workers < 1 or not 0 <= worker_id < num_workers:
+        raise ValueError(f"phonebook_examples: need 0 <= worker_id ({worker_id}) < num_workers ({num_workers})")
+    if not 1 <= max_queries <= min_entries <= max_entries:
+        raise ValueError(f"phonebook_examples: need 1 <= max_queries ({max_queries}) <= min_entries "
+                         f"({min_entries}) <= max_entries ({max_entries})")
+    for index in itertools.count(worker_id, num_workers):
+        rng = random.Random(f"birdie-phonebook-train-shape:{rng_seed}:{split}:{index}")
+        book = make_book(f"{split}:{rng_seed}:{index}", rng.randint(min_entries, max_entries),
+                         rng.randint(1, max_queries), rng.choice(list(layouts)))
+        yield {"prefix": book["prompt"], "target": book["answer"], "text": book["prompt"] + "\n" + book["answer"]}
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def score_number(predicted_chunk: str, gold_number: str) -> int:
+    """Digits of ``gold_number`` matched position by position by the digits in ``predicted_chunk``."""
+    return sum(p == g for p, g in zip(_digits(predicted_chunk), _digits(gold_number)))
+
+
+def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str]) -> dict[str, Any]:
+    """Digit accuracy and per-number exact match, overall and by number of queries.
+
+    The i-th comma-separated chunk of a prediction is compared with the i-th requested number; the first line
+    of the prediction is all that is read (generation may run on).
+
+    Returns:
+        ``{"digit_accuracy", "number_exact_match", "item_exact_match", "num_items", "random_digit_accuracy",
+        "by_num_queries": {k: {same keys without the random baseline}}}``, accuracies in [0, 1].
+    """
+    if len(items) != len(predictions):
+        raise ValueError(f"score_phonebook: {len(items)} items but {len(predictions)} predictions")
+    totals: dict[Any, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for item, prediction in zip(items, predictions):
+        gold = item["answer"].split(", ")
+        chunks = (prediction.strip().split("\n")[0] if prediction.strip() else "").split(",")
+        chunks += [""] * (len(gold) - len(chunks))
+        digits = [score_number(chunk, number) for chunk, number in zip(chunks, gold)]
+        exact = [_digits(chunk) == _digits(number) for chunk, number in zip(chunks, gold)]
+        for key in ("all", len(gold)):
+            bucket = totals[key]
+            bucket["digits"] += sum(digits)
+            bucket["gold_digits"] += DIGITS_PER_NUMBER * len(gold)
+            bucket["numbers_exact"] += sum(exact)
+            bucket["numbers"] += len(gold)
+            bucket["items_exact"] += all(exact)
+            bucket["items"] += 1
+
+    def summary(bucket: dict[str, float]) -> dict[str, Any]:
+        return {
+            "digit_accuracy": bucket["digits"] / bucket["gold_digits"],
+            "number_exact_match": bucket["numbers_exact"] / bucket["numbers"],
+            "item_exact_match": bucket["items_exact"] / bucket["items"],
+            "num_items": int(bucket["items"]),
+        }
+
+    if not items:
+        raise ValueError("score_phonebook: no items to score")
+    result = summary(totals.pop("all"))
+    result["random_digit_accuracy"] = RANDOM_DIGIT_ACCURACY
+    result["by_num_queries"] = {k: summary(totals[k]) for k in sorted(totals)}
+    return result
+
+
+def evaluate_phonebook(
+    model: Any, tokenizer: Any, items: Sequence[dict[str, Any]], batch_size: int = 8, progress: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """Greedy answers of ``model`` on ``items`` and their scores: ``(score_phonebook(...), predictions)``.
+
+    Each answer may run to the gold answer's token count plus two tokens (the scorer reads the first line).
+    """
+    from birdie.eval.scoring import greedy_generate
+
+    limits = [len(tokenizer.encode(item["answer"])) + 2 for item in items]
+    predictions = greedy_generate(model, tokenizer, [item["prompt"] for item in items], limits, batch_size, progress)
+    return score_phonebook(items, predictions), predictions

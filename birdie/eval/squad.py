@@ -1,0 +1,175 @@
+"""SQuAD v2 (answerable questions): loading the official JSON, the official metrics, "answer contains label".
+
+The input a model sees is ``"{context}\\n\\n{question}"`` (Birdie §6.1). Exact match and F1 re-implement the
+official ``evaluate-v2.0.py``: answers are normalised (lower case, punctuation removed, the articles a/an/the
+removed, whitespace collapsed), and an example scores the maximum over its gold answers. "Contains label" is the
+paper's metric: some gold answer appears in the output; we test it on normalised text, token for token, so
+``"5"`` is not found inside ``"15"``.
+
+Results are also bucketed by context length (tokens when a tokenizer is given, else whitespace words).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import string
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+#: Context-length bucket edges (the paper plots 100..500 tokens); the last bucket is open.
+DEFAULT_BUCKET_EDGES = (0, 100, 200, 300, 400, 500)
+_PUNCTUATION = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+def normalize_answer(text: str) -> str:
+    """The official normalisation: lower case, drop punctuation, drop articles, collapse whitespace."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    """1.0 when the normalised strings are equal."""
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    """The official token F1 of the normalised strings (both empty = 1, one empty = 0)."""
+    prediction_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    if not prediction_tokens or not gold_tokens:
+        return float(prediction_tokens == gold_tokens)
+    common = collections.Counter(prediction_tokens) & collections.Counter(gold_tokens)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(prediction_tokens)
+    recall = overlap / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_label(prediction: str, gold: str) -> float:
+    """1.0 when the normalised gold tokens occur contiguously in the normalised prediction."""
+    gold_tokens = normalize_answer(gold).split()
+    prediction_tokens = normalize_answer(prediction).split()
+    if not gold_tokens:
+        return 0.0
+    width = len(gold_tokens)
+    return float(any(prediction_tokens[i:i + width] == gold_tokens
+                     for i in range(len(prediction_tokens) - width + 1)))
+
+
+def load_squad(path: str | Path) -> list[dict[str, Any]]:
+    """The answerable questions of an official SQuAD v2 JSON file.
+
+    Returns:
+        One dict per question: ``id``, ``title``, ``context``, ``question``, ``answers`` (gold texts, non-empty),
+        ``prompt`` (``"{context}\\n\\n{question}"``).
+
+    Raises:
+        ValueError: the file is not in the official format (it names what is missing).
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{path}: not a SQuAD v2 file (expected a JSON object with a 'data' list of articles)")
+    examples = []
+    for article in data["data"]:
+        for paragraph in article.get("paragraphs", []):
+            if "context" not in paragraph or "qas" not in paragraph:
+                raise ValueError(f"{path}: a paragraph of {article.get('title')!r} lacks 'context' or 'qas'")
+            for qa in paragraph["qas"]:
+                answers = [answer["text"] for answer in qa.get("answers", []) if answer.get("text")]
+                if qa.get("is_impossible", False) or not answers:
+                    continue
+                examples.append({
+                    "id": qa["id"], "title": article.get("title", ""), "context": paragraph["context"],
+                    "question": qa["question"], "answers": answers,
+                    "prompt": f"{paragraph['context']}\n\n{qa['question']}",
+                })
+    if not examples:
+        raise ValueError(f"{path}: no answerable questions found")
+    return examples
+
+
+def _bucket_name(length: int, edges: Sequence[int]) -> str:
+    for low, high in zip(edges, edges[1:]):
+        if low <= length < high:
+            return f"{low}-{high}"
+    return f"{edges[-1]}+"
+
+
+def score_squad(
+    examples: Sequence[dict[str, Any]],
+    predictions: Mapping[str, str],
+    length_of: Callable[[str], int] | None = None,
+    bucket_edges: Sequence[int] = DEFAULT_BUCKET_EDGES,
+) -> dict[str, Any]:
+    """Score ``predictions`` (question id -> answer text) like the official script, on answerable questions.
+
+    A question without a prediction scores 0 and is counted in ``missing``. ``length_of`` measures a context
+    (default: whitespace words) for the ``by_context_length`` buckets.
+
+    Returns:
+        ``{"exact_match", "f1", "contains_label", "num_questions", "missing", "by_context_length": {bucket: {...}}}``;
+        scores are percentages (0..100) as the official script prints them.
+    """
+    if not examples:
+        raise ValueError("score_squad: no examples to score")
+    length_of = length_of or (lambda text: len(text.split()))
+    sums: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
+    missing = 0
+    for example in examples:
+        prediction = predictions.get(example["id"])
+        if prediction is None:
+            missing += 1
+            prediction = ""
+        scores = {
+            "exact_match": max(exact_match(prediction, gold) for gold in example["answers"]),
+            "f1": max(f1_score(prediction, gold) for gold in example["answers"]),
+            "contains_label": max(contains_label(prediction, gold) for gold in example["answers"]),
+        }
+        for key in ("all", _bucket_name(length_of(example["context"]), bucket_edges)):
+            for metric, value in scores.items():
+                sums[key][metric] += value
+            sums[key]["count"] += 1
+
+    def summary(bucket: dict[str, float]) -> dict[str, Any]:
+        count = bucket["count"]
+        return {**{m: 100.0 * bucket[m] / count for m in ("exact_match", "f1", "contains_label")},
+                "num_questions": int(count)}
+
+    result = summary(sums.pop("all"))
+    result["missing"] = missing
+    order = [_bucket_name(low, bucket_edges) for low in bucket_edges]
+    result["by_context_length"] = {name: summary(sums[name]) for name in order if name in sums}
+    return result
+
+
+def load_predictions(path: str | Path) -> dict[str, str]:
+    """An official-format predictions file: a JSON object mapping question id to answer text."""
+    predictions = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
+        raise ValueError(f"{path}: predictions must be a JSON object {{question_id: answer_text}}")
+    return predictions
+
+
+def evaluate_squad(
+    model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], max_new_tokens: int = 128,
+    batch_size: int = 8, progress: bool = False, bucket_edges: Sequence[int] = DEFAULT_BUCKET_EDGES,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Greedy answers (up to ``max_new_tokens``, first line kept) scored with contexts bucketed by token length.
+
+    Returns:
+        ``(score_squad(...), predictions)`` with predictions in the official format ``{question_id: answer}``.
+    """
+    from birdie.eval.scoring import greedy_generate
+
+    outputs = greedy_generate(model, tokenizer, [example["prompt"] for example in examples], max_new_tokens,
+                              batch_size, progress)
+    predictions = {example["id"]: output.strip().split("\n")[0].strip() for example, output in zip(examples, outputs)}
+    result = score_squad(examples, predictions, lambda text: len(tokenizer.encode(text)), bucket_edges)
+    return result, predictions
