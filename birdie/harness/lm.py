@@ -26,7 +26,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences
 
 from birdie.harness.core import Scorer, ScorerConfig
-from birdie.harness.models import ScoringModel, _as_bool, load_scoring_model
+from birdie.harness.models import ScoringModel, as_bool, load_scoring_model
 from birdie.harness.text import encode_text, eos_string
 
 #: lm-eval passes these to every model; they are not model arguments.
@@ -68,7 +68,7 @@ class BirdieLM(TemplateLM):
         elif kwargs or checkpoint or module:
             raise ValueError("pass either model= or checkpoint=/module= with their arguments, not both")
         rows = 16 if str(batch_size).startswith("auto") else int(batch_size)
-        config = ScorerConfig(batch_size=rows, state_reuse=_as_bool(state_reuse, "state_reuse"),
+        config = ScorerConfig(batch_size=rows, state_reuse=as_bool(state_reuse, "state_reuse"),
                               prefix_cache_size=int(prefix_cache))
         self.scorer = Scorer(model, config)
         self.tokenizer = model.tokenizer

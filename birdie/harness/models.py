@@ -18,6 +18,7 @@ Two adapters:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,11 +65,19 @@ class StatefulScoringModel(ScoringModel, Protocol):
 
 
 def repeat_state(state: Any, times: int) -> Any:
-    """Repeat every array/tensor leaf of a batch-1 ``state`` pytree ``times`` along its leading dimension."""
+    """Repeat every array/tensor leaf of a batch-1 ``state`` ``times`` along its leading dimension.
+
+    ``state`` nests dicts, lists, tuples, named tuples and dataclasses of numpy arrays or tensors (batch first);
+    ints, floats, strings and None pass through unchanged.
+    """
     if state is None or times == 1:
         return state
     if isinstance(state, dict):
         return {key: repeat_state(value, times) for key, value in state.items()}
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(
+            state, **{f.name: repeat_state(getattr(state, f.name), times) for f in dataclasses.fields(state) if f.init}
+        )
     if isinstance(state, (list, tuple)):
         items = [repeat_state(value, times) for value in state]
         return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)
@@ -128,18 +137,19 @@ class UserModuleModel:
 
 
 class BirdieScoringModel:
-    """A birdie ``LanguageModel`` (torch) behind the :class:`ScoringModel` protocol.
+    """A birdie ``LanguageModel`` (torch) behind the :class:`StatefulScoringModel` protocol.
 
-    ``logits`` runs the model's parallel form with ``attention_mask = position < prefix_length``, exactly the
-    layout training packs (one segment per row, positions from 0). When the model exposes ``prefill``/``step``
-    (its decoding cache), ``scan`` continues from that cache so a context is read once.
+    ``logits`` runs the parallel form with ``attention_mask = position < prefix_length``, the layout training packs
+    (one segment per row, positions from 0). ``scan`` prefills with ``hidden_states`` (the parallel form, which
+    returns every layer's cache after the last position) and continues with ``step``, one token at a time, so a
+    context is read once: a KV cache for attention, the constant-size recurrent state for Hawk/Gated SSM/SUPRA.
 
     Args:
         model: the ``LanguageModel``.
         tokenizer: its tokenizer.
-        prefix_lm: feed contexts as the bidirectional prefix; default: the model config's ``prefix_lm`` flag,
-            else True (every Birdie-trained model saw prefixes).
-        device: where to run (default: the model's device).
+        prefix_lm: feed contexts as the bidirectional prefix; default: True when the config has bidirectional
+            layers (``bidirectional_layers`` other than ``"none"``).
+        device: where to run (default: where the model is).
     """
 
     def __init__(self, model: Any, tokenizer: Any, prefix_lm: bool | None = None, device: str | None = None) -> None:
@@ -151,41 +161,42 @@ class BirdieScoringModel:
             self.model.to(device)
         self.device = next(self.model.parameters()).device
         self.tokenizer = as_tokenizer(tokenizer)
-        config = getattr(model, "config", None)
+        config = model.config
         if prefix_lm is None:
-            prefix_lm = bool(getattr(config, "prefix_lm", True))
+            prefix_lm = any(config.is_bidirectional(layer) for layer in range(config.n_layers))
         self.prefix_lm = prefix_lm
-        self.max_length = int(getattr(config, "max_seq_len", getattr(config, "max_length", 2048)))
-        if callable(getattr(model, "prefill", None)) and callable(getattr(model, "step", None)):
-            self.scan = self._scan
+        self.max_length = int(config.max_seq_len)
+        if self.tokenizer.vocab_size > config.vocab_size:
+            raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {config.vocab_size}")
 
     def _tensor(self, array: np.ndarray):
         return self.torch.as_tensor(np.asarray(array), dtype=self.torch.long, device=self.device)
 
     def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray):
-        torch = self.torch
         ids = self._tensor(input_ids)
-        positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        positions = self.torch.arange(ids.shape[1], device=self.device).expand_as(ids)
         attention_mask = (positions < self._tensor(prefix_lengths)[:, None]).long()
-        with torch.inference_mode():
-            logits, _ = self.model(ids, attention_mask=attention_mask, position_ids=positions.contiguous())
-        return logits
+        with self.torch.inference_mode():
+            return self.model(ids, attention_mask=attention_mask)[0]
 
-    def _scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0):
-        """Prefill (``state=None``) or step token by token through the model's decoding cache."""
+    def scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0):
+        """Prefill (``state=None``) or step token by token from ``state = (layer caches, next position)``."""
+        from birdie.models.mixer import SequenceInfo
+
         torch = self.torch
         ids = self._tensor(input_ids)
         with torch.inference_mode():
             if state is None:
-                logits, cache = self.model.prefill(ids, prefix_length=prefix_length)
-                return logits, (cache, ids.shape[1])
-            cache, position = state
+                info = SequenceInfo.single(ids.shape[0], ids.shape[1], self.device, prefix_len=prefix_length)
+                hidden, caches = self.model.hidden_states(ids, info)
+                return self.model.output(hidden), (caches, ids.shape[1])
+            caches, position = state
             outputs = []
             for t in range(ids.shape[1]):
-                pos = torch.full((ids.shape[0],), position + t, dtype=torch.long, device=self.device)
-                step_logits, cache = self.model.step(ids[:, t], pos, cache)
+                where = torch.full((ids.shape[0],), position + t, dtype=torch.long, device=self.device)
+                step_logits, caches = self.model.step(ids[:, t], where, caches)
                 outputs.append(step_logits)
-            return torch.stack(outputs, dim=1), (cache, position + ids.shape[1])
+            return torch.stack(outputs, dim=1), (caches, position + ids.shape[1])
 
 
 def parse_model_args(text: str) -> dict[str, str]:
@@ -199,7 +210,7 @@ def parse_model_args(text: str) -> dict[str, str]:
     return args
 
 
-def _as_bool(value: Any, name: str) -> bool:
+def as_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

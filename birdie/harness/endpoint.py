@@ -1,0 +1,233 @@
+"""OpenAI-style completions and vLLM-style tokenizer endpoints over one loaded model, JSON in and JSON out.
+
+This is the part of ``birdie serve`` that knows the wire format lm-eval's ``local-completions`` client expects
+(``docs/harness.md``); the HTTP layer and the model pool only move dicts. Every invalid request raises
+:class:`RequestError` with an HTTP status and a message saying what to fix.
+
+* ``completions``: ``prompt`` as a string, a list of strings, a list of token ids or a list of such lists (one
+  choice per prompt, in order). ``echo=true`` returns causal log-probs of every prompt token and of exactly one
+  greedy generated token (``max_tokens`` must be 1), with ``logprobs`` top alternatives per position; otherwise the
+  model generates up to ``max_tokens`` tokens, stopping at EOS or a ``stop`` string, and the text is cut before it.
+  Generation uses the model's scoring mode (the prompt is the bidirectional prefix of a prefix-LM model); echo is
+  always causal, since the request does not say where the context ends.
+* ``tokenize`` / ``detokenize`` / ``tokenizer_info``: what lm-eval's remote tokenizer calls.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from birdie.harness.core import Scorer
+from birdie.harness.text import encode_text, eos_string
+
+
+class RequestError(Exception):
+    """A request the server rejects: ``status`` is the HTTP status (4xx)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Request size limits.
+
+    Attributes:
+        max_body_bytes: largest request body accepted (413 above it).
+        max_prompts: prompts per completions request.
+        max_new_tokens: ``max_tokens`` ceiling for generation.
+        max_top_logprobs: ceiling for ``logprobs`` (alternatives per position).
+        max_tokenize_chars: longest string ``/tokenize`` accepts.
+    """
+
+    max_body_bytes: int = 8 << 20
+    max_prompts: int = 256
+    max_new_tokens: int = 4096
+    max_top_logprobs: int = 20
+    max_tokenize_chars: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_prompts", "max_new_tokens", "max_top_logprobs", "max_tokenize_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServerLimits.{name}={getattr(self, name)} must be >= 1")
+
+
+def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: Any, what: str) -> Any:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in kinds:
+        raise RequestError(400, f"'{name}' must be {what}; got {value!r}")
+    if not isinstance(value, kinds):
+        raise RequestError(400, f"'{name}' must be {what}; got {type(value).__name__}")
+    return value
+
+
+class ModelEndpoint:
+    """The JSON API of one model (``name``) scored by ``scorer``."""
+
+    def __init__(self, name: str, scorer: Scorer, limits: ServerLimits | None = None) -> None:
+        self.name = name
+        self.scorer = scorer
+        self.tokenizer = scorer.tokenizer
+        self.limits = limits or ServerLimits()
+        self.max_length = scorer.model.max_length
+
+    def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Dispatch ``operation`` (``completions``, ``tokenize``, ``detokenize``, ``tokenizer_info``)."""
+        handlers = {
+            "completions": self.completions,
+            "tokenize": self.tokenize,
+            "detokenize": self.detokenize,
+            "tokenizer_info": lambda _: self.tokenizer_info(),
+        }
+        if operation not in handlers:
+            raise RequestError(404, f"unknown operation {operation!r}")
+        return handlers[operation](body)
+
+    # ------------------------------------------------------------------ tokenizer
+    def tokenizer_info(self) -> dict[str, Any]:
+        specials = self.tokenizer.specials
+        return {
+            "eos_token": eos_string(self.tokenizer),
+            "bos_token": None,  # lm-eval then conditions empty contexts on EOS, as the in-process model does
+            "pad_token": specials.name_of(specials.pad),
+            "chat_template": None,
+            "model_max_length": self.max_length,
+            "vocab_size": self.tokenizer.vocab_size,
+        }
+
+    def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = _field(body, "prompt", (str,), None, "a string")
+        if text is None:
+            raise RequestError(400, "'prompt' (the string to tokenize) is required")
+        if len(text) > self.limits.max_tokenize_chars:
+            raise RequestError(413, f"'prompt' has {len(text)} characters; the limit is {self.limits.max_tokenize_chars}")
+        tokens = encode_text(self.tokenizer, text)
+        return {"tokens": tokens, "count": len(tokens), "max_model_len": self.max_length}
+
+    def detokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        tokens = body.get("tokens")
+        return {"prompt": self.tokenizer.decode(self._check_ids(tokens, "'tokens'"))}
+
+    def _check_ids(self, ids: Any, what: str) -> list[int]:
+        if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+            raise RequestError(400, f"{what} must be a list of integer token ids")
+        vocab = self.tokenizer.vocab_size
+        if any(t < 0 or t >= vocab for t in ids):
+            raise RequestError(400, f"{what} holds token ids outside [0, {vocab})")
+        return ids
+
+    # ------------------------------------------------------------------ completions
+    def _prompts(self, prompt: Any) -> list[list[int]]:
+        if isinstance(prompt, str):
+            prompts: list[Any] = [prompt]
+        elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            prompts = [prompt]
+        elif isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
+            prompts = prompt
+        else:
+            raise RequestError(
+                400, "'prompt' must be a string, a list of strings, a list of token ids or a list of token-id lists"
+            )
+        if len(prompts) > self.limits.max_prompts:
+            raise RequestError(413, f"{len(prompts)} prompts in one request; the limit is {self.limits.max_prompts}")
+        ids = [encode_text(self.tokenizer, p) if isinstance(p, str) else self._check_ids(p, "a token-id prompt")
+               for p in prompts]
+        if any(not row for row in ids):
+            raise RequestError(400, "every prompt needs at least one token")
+        return ids
+
+    def completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        prompts = self._prompts(body.get("prompt"))
+        echo = _field(body, "echo", (bool,), False, "true or false")
+        top = _field(body, "logprobs", (int,), None, "an integer")
+        temperature = float(_field(body, "temperature", (int, float), 1.0, "a number"))
+        seed = _field(body, "seed", (int,), None, "an integer")
+        n = _field(body, "n", (int,), 1, "an integer")
+        stop = body.get("stop")
+        stop = [stop] if isinstance(stop, str) else stop
+        if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+            raise RequestError(400, "'stop' must be a string or a list of strings")
+        if n != 1:
+            raise RequestError(400, f"'n'={n} is not supported; send one request per sample")
+        if temperature < 0:
+            raise RequestError(400, f"'temperature'={temperature} must be >= 0")
+        if top is not None and not 0 <= top <= self.limits.max_top_logprobs:
+            raise RequestError(400, f"'logprobs'={top} must be in [0, {self.limits.max_top_logprobs}]")
+        max_tokens = _field(body, "max_tokens", (int,), 1 if echo else 16, "an integer")
+        if echo and max_tokens != 1:
+            raise RequestError(400, "echo=true returns the prompt's log-probs plus exactly one generated token; "
+                                    "set max_tokens to 1")
+        if not 0 <= max_tokens <= self.limits.max_new_tokens:
+            raise RequestError(400, f"'max_tokens'={max_tokens} must be in [0, {self.limits.max_new_tokens}]")
+        longest = max(len(p) for p in prompts)
+        if longest + max_tokens > self.max_length + 1:
+            raise RequestError(
+                400, f"a prompt has {longest} tokens and asks for {max_tokens} more; the model takes at most "
+                     f"{self.max_length} positions"
+            )
+        if echo:
+            choices = self._echo(prompts, max(top or 0, 1), top is not None)
+        else:
+            if top is not None:
+                raise RequestError(400, "'logprobs' is supported with echo=true only")
+            choices = self._generate(prompts, max_tokens, stop or [], temperature, seed)
+        completion_tokens = sum(len(c.pop("_generated")) for c in choices)
+        prompt_tokens = sum(len(p) for p in prompts)
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    def _token_string(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
+    def _top_dict(self, ids: list[int], values: list[float]) -> dict[str, float]:
+        """Top alternatives keyed by token string; a string two ids share gets the id appended for the later one
+        (lower log-prob), so the argmax always keeps its own entry and value."""
+        out: dict[str, float] = {}
+        for token, value in zip(ids, values):
+            key = self._token_string(token)
+            out[key if key not in out else f"{key}<|id:{token}|>"] = value
+        return out
+
+    def _echo(self, prompts: list[list[int]], top_k: int, with_logprobs: bool) -> list[dict[str, Any]]:
+        choices = []
+        for index, scored in enumerate(self.scorer.prompt_logprobs(prompts, top_k)):
+            ids = prompts[index] + [scored.next_token]
+            strings = [self._token_string(t) for t in ids]
+            offsets, position = [], 0
+            for piece in strings:
+                offsets.append(position)
+                position += len(piece)
+            logprobs = None
+            if with_logprobs:
+                logprobs = {
+                    "tokens": strings,
+                    "token_logprobs": scored.token_logprobs,
+                    "top_logprobs": [None if t is None else self._top_dict(*t) for t in scored.top],
+                    "text_offset": offsets,
+                }
+            choices.append({"index": index, "text": self.tokenizer.decode(ids), "logprobs": logprobs,
+                            "finish_reason": "length", "_generated": [scored.next_token]})
+        return choices
+
+    def _generate(self, prompts: list[list[int]], max_tokens: int, stop: list[str], temperature: float,
+                  seed: int | None) -> list[dict[str, Any]]:
+        choices = []
+        for index, prompt in enumerate(prompts):
+            result = self.scorer.generate(prompt, max_tokens, stop, temperature=temperature, seed=seed)
+            choices.append({"index": index, "text": result.text, "logprobs": None,
+                            "finish_reason": result.finish_reason, "_generated": result.token_ids})
+        return choices

@@ -1,0 +1,143 @@
+"""``birdie serve``: an OpenAI-compatible HTTP server (stdlib ``ThreadingHTTPServer``) over a :class:`ModelPool`.
+
+Routes (JSON bodies and replies only; errors are ``{"error": {"message", "type", "code"}}`` with a 4xx/5xx
+status, never a crash):
+
+* ``POST /v1/completions``: see :mod:`birdie.harness.endpoint`.
+* ``POST /tokenize``, ``POST /detokenize``, ``GET /tokenizer_info``: lm-eval's remote tokenizer (they use the
+  body's or query's ``model``, else the first served model).
+* ``GET /v1/models``, ``GET /health``.
+
+Binds 127.0.0.1 by default; there is no authentication, so expose it beyond the machine only behind your own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from birdie.harness.endpoint import RequestError, ServerLimits
+from birdie.harness.pool import ModelPool
+
+log = logging.getLogger(__name__)
+
+_POST_ROUTES = {"/v1/completions": "completions", "/tokenize": "tokenize", "/detokenize": "detokenize"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "CompletionServer"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # route the stdlib's access log to logging
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        kind = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large"}.get(status, "server_error")
+        self._send(status, {"error": {"message": message, "type": kind, "code": status}})
+
+    def _run(self, operation: str, body: dict[str, Any]) -> None:
+        try:
+            self._send(200, self.server.pool.call(body.get("model"), operation, body))
+        except RequestError as error:
+            self._error(error.status, error.message)
+        except Exception as error:  # a model failure must not take the server down
+            log.exception("request failed")
+            self._error(500, f"{type(error).__name__}: {error}")
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        model = parse_qs(url.query).get("model", [None])[0]
+        if url.path == "/tokenizer_info":
+            self._run("tokenizer_info", {"model": model} if model else {})
+        elif url.path == "/v1/models":
+            data = [{"id": name, "object": "model", "owned_by": "birdie"} for name in self.server.pool.models]
+            self._send(200, {"object": "list", "data": data})
+        elif url.path == "/health":
+            self._send(200, {"status": "ok", "active_model": self.server.pool.active_name})
+        else:
+            self._error(404, f"no route GET {url.path}; see /v1/models, /tokenizer_info, /health")
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        body = self._read_body()
+        if body is None:
+            return
+        if path not in _POST_ROUTES:
+            self._error(404, f"no route POST {path}; see /v1/completions, /tokenize, /detokenize")
+            return
+        self._run(_POST_ROUTES[path], body)
+
+    def _read_body(self) -> dict[str, Any] | None:
+        """The JSON object in the request body, or None after answering with an error."""
+        length_header = self.headers.get("Content-Length")
+        if length_header is None or not length_header.isdigit():
+            self.close_connection = True
+            self._error(411, "a Content-Length header (a JSON body) is required")
+            return None
+        length = int(length_header)
+        if length > self.server.limits.max_body_bytes:
+            self.close_connection = True  # the unread body must not be parsed as the next request
+            self._error(413, f"the body has {length} bytes; the limit is {self.server.limits.max_body_bytes}")
+            return None
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            self._error(400, f"the body is not valid JSON: {error}")
+            return None
+        if not isinstance(body, dict):
+            self._error(400, f"the body must be a JSON object; got {type(body).__name__}")
+            return None
+        return body
+
+
+class CompletionServer(ThreadingHTTPServer):
+    """The HTTP server; ``serve_forever()`` blocks, ``shutdown()`` stops it from another thread."""
+
+    daemon_threads = True
+
+    def __init__(self, pool: ModelPool, host: str = "127.0.0.1", port: int = 8000) -> None:
+        self.pool = pool
+        self.limits = pool.limits
+        super().__init__((host, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.close()
+
+
+def make_server(
+    models: dict[str, dict[str, Any] | str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServerLimits | None = None,
+    isolate: bool = False,
+) -> CompletionServer:
+    """Build (not start) a server for ``models`` (name -> load arguments); ``port=0`` picks a free port."""
+    return CompletionServer(ModelPool(models, limits, isolate), host, port)
+
+
+def serve_in_thread(server: CompletionServer) -> threading.Thread:
+    """Start ``server.serve_forever`` in a daemon thread (for notebooks and tests); stop with ``server.shutdown()``."""
+    thread = threading.Thread(target=server.serve_forever, name="birdie-serve", daemon=True)
+    thread.start()
+    return thread
