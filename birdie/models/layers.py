@@ -69,12 +69,13 @@ def apply_rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
         base: RoPE base frequency.
 
     Returns:
-        (B, T, H, d), same dtype as ``x``; angles are computed in fp32 from the positions (no cached table, so any
-        position works and the module has no buffers).
+        (B, T, H, d), same dtype as ``x``; angles are computed in fp32 (fp64 for fp64 inputs) from the positions
+        (no cached table, so any position works and the module has no buffers).
     """
     dim = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim)
-    angles = positions.to(torch.float32)[..., None] * inv_freq  # (B, T, d/2)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    inv_freq = base ** (-torch.arange(0, dim, 2, device=x.device, dtype=dtype) / dim)
+    angles = positions.to(dtype)[..., None] * inv_freq  # (B, T, d/2)
     angles = torch.cat((angles, angles), dim=-1)[:, :, None, :]  # (B, T, 1, d)
-    x32 = x.float()
-    return (x32 * angles.cos() + rotate_half(x32) * angles.sin()).to(x.dtype)
+    wide = x.to(dtype)
+    return (wide * angles.cos() + rotate_half(wide) * angles.sin()).to(x.dtype)
