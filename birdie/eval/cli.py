@@ -122,10 +122,10 @@ def run_phonebook(args: argparse.Namespace) -> int:
     started = time.time()
     config = PhonebookConfig(args.num_books, args.min_entries, args.max_entries, args.num_queries, args.layout,
                              args.seed)
+    if not (args.checkpoint or args.generate):
+        raise SystemExit("birdie eval phonebook: give --checkpoint DIR to score, or --generate FILE to write a set")
     items = _cached_set(args, "phonebook", config.options(), lambda: generate_phonebooks(config))
     if not args.checkpoint:
-        if not (args.generate or args.data):
-            raise SystemExit("birdie eval phonebook: give --checkpoint DIR to score, or --generate FILE to write a set")
         return 0
     model, tokenizer = _load_model(args)
     metrics, predictions = evaluate_phonebook(model, tokenizer, items, args.batch_size, not args.no_progress)
@@ -146,6 +146,8 @@ def run_story_infilling(args: argparse.Namespace) -> int:
     )
 
     started = time.time()
+    if not (args.checkpoint or args.generate):
+        raise SystemExit("birdie eval story-infilling: give --checkpoint DIR to score, or --generate FILE")
     config = InfillingConfig(args.num_items, args.min_events, args.max_events, args.seed)
     options = {**config.options(), "corpus": args.corpus}
     if args.corpus:
@@ -156,8 +158,6 @@ def run_story_infilling(args: argparse.Namespace) -> int:
     else:
         items = _cached_set(args, "story-infilling", options, lambda: synthetic_items(config))
     if not args.checkpoint:
-        if not (args.generate or args.data):
-            raise SystemExit("birdie eval story-infilling: give --checkpoint DIR to score, or --generate FILE")
         return 0
     model, tokenizer = _load_model(args)
     metrics, choices = evaluate_story_infilling(model, tokenizer, items, args.batch_size, not args.no_progress)
