@@ -61,10 +61,12 @@ def _chunked_scan(a: Tensor, x: Tensor, reverse: bool) -> Tensor:
     n_chunks = -(-length // chunk)
     padded = n_chunks * chunk
     # Padding goes after the last real position in scan order, where it cannot influence any real one.
-    h = x.new_zeros(batch, padded, width)
-    decay = x.new_zeros(batch, padded, width)
+    h = x.new_empty(batch, padded, width)
+    decay = x.new_empty(batch, padded, width)
     h[:, :length] = x.flip(1) if reverse else x
     decay[:, :length] = a.flip(1) if reverse else a
+    h[:, length:] = 0
+    decay[:, length:] = 0
     h = h.view(batch, n_chunks, chunk, width)
     decay = decay.view(batch, n_chunks, chunk, width)
     # In-chunk pass, all chunks at once: h becomes the zero-initial-state scan, decay the running product of a.
@@ -73,11 +75,12 @@ def _chunked_scan(a: Tensor, x: Tensor, reverse: bool) -> Tensor:
         decay[:, :, offset].mul_(decay[:, :, offset - 1])
     # Cross-chunk pass: the state entering each chunk.
     carries = x.new_empty(batch, n_chunks, 1, width)
-    carry = x.new_zeros(batch, width)
-    for index in range(n_chunks):
+    carry = h[:, 0, -1]
+    for index in range(1, n_chunks):
         carries[:, index, 0] = carry
         carry = torch.addcmul(h[:, index, -1], decay[:, index, -1], carry)
-    h.addcmul_(decay, carries)
+    # The first chunk enters with a zero state: nothing to add there.
+    h[:, 1:].addcmul_(decay[:, 1:], carries[:, 1:])
     h = h.view(batch, padded, width)[:, :length]
     return h.flip(1) if reverse else h
 
