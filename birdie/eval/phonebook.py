@@ -146,8 +146,8 @@ def generate_phonebooks(config: PhonebookConfig) -> list[dict[str, Any]]:
 
 
 def phonebook_examples(
-    split: str, worker_id: int, num_workers: int, rng_seed: int, min_entries: int = 10, max_entries: int = 40,
-    max_queries: int = 8, layouts: Sequence[str] = LAYOUTS,
+    split: str, worker_id: int, num_workers: int, rng_seed: int, min_entries: int = 5, max_entries: int = 20,
+    max_queries: int = 4, layouts: Sequence[str] = LAYOUTS,
 ) -> Iterator[dict[str, Any]]:
     """Unlimited fine-tuning examples in the seeds' source contract, ``{"prefix", "target", "text"}``.
 
