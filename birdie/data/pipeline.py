@@ -35,8 +35,15 @@ import torch
 
 from birdie.data.mixture import as_objectives, objective_key
 from birdie.data.packing import batch_to_torch
-from birdie.data.sources import Source, as_source
-from birdie.data.streams import OBJECTIVE_COUNTERS, BatchStats, BatchStream, StreamSettings, StreamState
+from birdie.data.sources import CachedSource, Source, as_source
+from birdie.data.streams import (
+    OBJECTIVE_COUNTERS,
+    BatchStats,
+    BatchStream,
+    StreamSettings,
+    StreamState,
+    tokenize_document,
+)
 from birdie.data.workers import PipelineWorkerError, StreamFactory, WorkerPool
 from birdie.tokenizers import Tokenizer, as_tokenizer
 
@@ -259,14 +266,16 @@ class Pipeline:
         """``num_validation_batches`` held-out batches per configuration key, same format as training batches.
 
         Built once (in this process) from the validation split, with a fixed seed: every configuration sees
-        the same documents in the same order, and the batches never change during a run or between runs.
+        the same documents in the same order (read and tokenized once), and the batches never change during a
+        run or between runs.
         """
         if self._validation is None:
             config = self.config
             settings = replace(config.stream_settings(), batch_size=config.validation_batch_size or config.batch_size)
             self._validation = {}
+            documents = CachedSource(self.validation_source, lambda doc: tokenize_document(doc, self.tokenizer))
             for k, key in enumerate(self.keys):
-                stream = BatchStream(self.validation_source, self.tokenizer, self.objectives, settings, "validation",
+                stream = BatchStream(documents, self.tokenizer, self.objectives, settings, "validation",
                                      stream=config.rank, num_streams=config.world_size,
                                      rng_key=(config.seed, 1, config.rank, k))
                 one_hot = np.eye(len(self.keys))[k]

@@ -180,6 +180,35 @@ class DatasetSource(IndexedSource):
                 yield item
 
 
+class CachedSource(Source):
+    """Remembers what ``inner`` yields, transformed by ``transform`` (e.g. tokenized), so that later passes over
+    the same (split, stream, epoch) replay it instead of reading and tokenizing again. For small, repeatedly read
+    sets such as the validation documents."""
+
+    def __init__(self, inner: Source, transform: Callable[[Any], Any]) -> None:
+        self.inner = inner
+        self.transform = transform
+        self._cache: dict[tuple, tuple[list[Any], Iterator[Any]]] = {}
+
+    def documents(self, split, stream, num_streams, epoch, seed, start=0):
+        key = (split, stream, num_streams, epoch, seed)
+        if key not in self._cache:
+            self._cache[key] = ([], iter(self.inner.documents(split, stream, num_streams, epoch, seed)))
+        seen, items = self._cache[key]
+        index = start
+        while True:
+            if index == len(seen):
+                try:
+                    seen.append(self.transform(self.inner.extract(next(items))))
+                except StopIteration:
+                    return
+            yield seen[index]
+            index += 1
+
+    def extract(self, item: Any) -> Any:
+        return item
+
+
 FILE_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 

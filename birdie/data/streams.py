@@ -210,7 +210,7 @@ class BatchStream:
                 continue
             state.position += 1
             read_in_epoch += 1
-            ids = self._tokenize(self.source.extract(item))
+            ids = tokenize_document(self.source.extract(item), self.tokenizer)
             if ids is not None:
                 state.consecutive_invalid = 0
                 stats.documents += 1
@@ -223,14 +223,15 @@ class BatchStream:
                     "check the source and its text_grabber_fn"
                 )
 
-    def _tokenize(self, document: Any) -> np.ndarray | None:
-        """Ids of a text or token-array document; None for an empty or unusable one."""
-        if isinstance(document, str):
-            if not document.strip():
-                return None
-            ids = self.tokenizer.encode(document)
-        elif isinstance(document, np.ndarray) and document.ndim == 1 and np.issubdtype(document.dtype, np.integer):
-            ids = document.astype(np.int32, copy=False)
-        else:
+
+def tokenize_document(document: Any, tokenizer: Tokenizer) -> np.ndarray | None:
+    """Ids of a text or token-array document; None for an empty or unusable one."""
+    if isinstance(document, str):
+        if not document.strip():
             return None
-        return ids if len(ids) else None
+        ids = tokenizer.encode(document)
+    elif isinstance(document, np.ndarray) and document.ndim == 1 and np.issubdtype(document.dtype, np.integer):
+        ids = document.astype(np.int32, copy=False)
+    else:
+        return None
+    return ids if len(ids) else None

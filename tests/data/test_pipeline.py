@@ -110,10 +110,21 @@ def test_long_documents_continue_from_their_leftover_ids(tokenizer):
     assert (stream[len(expected):2 * len(expected)] == expected).all()  # next epoch: the same document again
 
 
-def test_fill_rate_on_the_default_story_corpus(tokenizer, two_ntp):
-    with Pipeline(tokenizer, two_ntp, batch_size=8, sequence_length=1024) as pipeline:
+@pytest.mark.parametrize("mixture", ["ntp", "birdie"])
+def test_fill_rate_on_the_default_story_corpus(tokenizer, mixture):
+    with Pipeline(tokenizer, mixture, batch_size=8, sequence_length=1024) as pipeline:
         take(pipeline, 6)
-        assert pipeline.stats()["fill_rate"] >= 0.98
+        stats = pipeline.stats()
+    assert stats["fill_rate"] >= 0.98
+    assert sum(entry["samples"] for entry in stats["objectives"].values()) > 6 * 8
+
+
+def test_inspect_prints_every_segment(capsys):
+    from birdie.cli import main as birdie_main
+
+    assert birdie_main(["data", "inspect", "--mixture", "ntp", "--sequence-length", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "=== batch 0" in out and "row 1:" in out and "[1] positions 0.." in out and "fill rate" in out
 
 
 def test_ranks_read_disjoint_documents(tokenizer):
