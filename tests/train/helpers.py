@@ -1,0 +1,53 @@
+"""Shared helpers for the trainer tests: random packed batches with uneven target counts."""
+
+from __future__ import annotations
+
+import torch
+
+VOCAB = 300
+
+
+def random_batch(rows: int, length: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch in the pipeline's format: one segment per row, a random-length prefix without labels, so rows
+    carry different numbers of target tokens."""
+    gen = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(0, VOCAB, (rows, length), generator=gen)
+    label_ids = torch.randint(0, VOCAB, (rows, length), generator=gen)
+    prefix = torch.randint(1, length - 1, (rows, 1), generator=gen)
+    positions = torch.arange(length).expand(rows, length)
+    label_ids = torch.where(positions < prefix, torch.full_like(label_ids, -100), label_ids)
+    return {
+        "input_ids": input_ids,
+        "label_ids": label_ids,
+        "attention_mask": (positions < prefix).long(),
+        "segment_ids": torch.ones(rows, length, dtype=torch.long),
+        "position_ids": positions.clone(),
+    }
+
+
+def rows(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
+    return {k: v[start:stop] for k, v in batch.items()}
+
+
+def run_torchrun(script_and_args: list[str], nproc: int = 2, timeout: float = 120) -> "subprocess.CompletedProcess":
+    """Run ``torchrun --standalone --nproc-per-node nproc ...`` in its own session; on timeout the whole process
+    group is killed so no worker outlives the test."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           *script_and_args]
+    process = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"torchrun timed out after {timeout} s:\n{stderr[-3000:]}") from None
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
