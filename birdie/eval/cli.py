@@ -34,6 +34,9 @@ def _common(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--out", help="JSON result file (default: eval_results/TASK.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--prompt-mode", choices=["prefix", "causal"], default="prefix",
+                        help="prefix: prompt as bidirectional prefix (Birdie); causal: NTP paradigm, then prompt "
+                             "and a newline in the causal region (NTP-trained or NTP-fine-tuned models)")
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +90,12 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     return model.to(args.device).eval(), tokenizer
 
 
+def _prompt_format(args: argparse.Namespace) -> Any:
+    from birdie.eval.scoring import PromptFormat
+
+    return PromptFormat(mode=args.prompt_mode)
+
+
 def _cached_set(args: argparse.Namespace, task: str, options: dict[str, Any], build: Any) -> list[dict[str, Any]]:
     if args.data:
         return cache.read_jsonl(args.data)
@@ -110,7 +119,8 @@ def _write_result(args: argparse.Namespace, task: str, options: dict[str, Any], 
                   predictions: Any, started: float) -> None:
     path = Path(args.out or f"eval_results/{task}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = {"task": task, "checkpoint": getattr(args, "checkpoint", None), "options": options,
+    result = {"task": task, "checkpoint": getattr(args, "checkpoint", None), "prompt_mode": args.prompt_mode,
+              "options": options,
               "metrics": metrics, "seconds": round(time.time() - started, 2), "predictions": predictions}
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"results: {path}")
@@ -128,7 +138,8 @@ def run_phonebook(args: argparse.Namespace) -> int:
     if not args.checkpoint:
         return 0
     model, tokenizer = _load_model(args)
-    metrics, predictions = evaluate_phonebook(model, tokenizer, items, args.batch_size, not args.no_progress)
+    metrics, predictions = evaluate_phonebook(model, tokenizer, items, args.batch_size, not args.no_progress,
+                                              _prompt_format(args))
     rows = [[k, m["num_items"], m["digit_accuracy"], m["number_exact_match"], m["item_exact_match"]]
             for k, m in metrics["by_num_queries"].items()]
     rows.append(["all", metrics["num_items"], metrics["digit_accuracy"], metrics["number_exact_match"],
@@ -160,7 +171,8 @@ def run_story_infilling(args: argparse.Namespace) -> int:
     if not args.checkpoint:
         return 0
     model, tokenizer = _load_model(args)
-    metrics, choices = evaluate_story_infilling(model, tokenizer, items, args.batch_size, not args.no_progress)
+    metrics, choices = evaluate_story_infilling(model, tokenizer, items, args.batch_size, not args.no_progress,
+                                                prompt_format=_prompt_format(args))
     print(format_table(["items", "accuracy", "random"],
                        [[metrics["num_items"], metrics["accuracy"], metrics["random_accuracy"]]]))
     _write_result(args, "story-infilling", options, metrics, choices, started)
@@ -178,7 +190,7 @@ def run_squad(args: argparse.Namespace) -> int:
     elif args.checkpoint:
         model, tokenizer = _load_model(args)
         metrics, predictions = evaluate_squad(model, tokenizer, examples, args.max_new_tokens, args.batch_size,
-                                              not args.no_progress)
+                                              not args.no_progress, prompt_format=_prompt_format(args))
         if args.write_predictions:
             Path(args.write_predictions).write_text(json.dumps(predictions, indent=1, ensure_ascii=False) + "\n",
                                                     encoding="utf-8")

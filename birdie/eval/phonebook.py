@@ -223,14 +223,17 @@ def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str])
 
 
 def evaluate_phonebook(
-    model: Any, tokenizer: Any, items: Sequence[dict[str, Any]], batch_size: int = 8, progress: bool = False
+    model: Any, tokenizer: Any, items: Sequence[dict[str, Any]], batch_size: int = 8, progress: bool = False,
+    prompt_format: Any = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Greedy answers of ``model`` on ``items`` and their scores: ``(score_phonebook(...), predictions)``.
 
     Each answer may run to the gold answer's token count plus two tokens (the scorer reads the first line).
+    ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
     """
-    from birdie.eval.scoring import greedy_generate
+    from birdie.eval.scoring import PromptFormat, greedy_generate
 
     limits = [len(tokenizer.encode(item["answer"])) + 2 for item in items]
-    predictions = greedy_generate(model, tokenizer, [item["prompt"] for item in items], limits, batch_size, progress)
+    predictions = greedy_generate(model, tokenizer, [item["prompt"] for item in items], limits, batch_size, progress,
+                                  prompt_format or PromptFormat())
     return score_phonebook(items, predictions), predictions

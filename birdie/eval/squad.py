@@ -160,16 +160,19 @@ def load_predictions(path: str | Path) -> dict[str, str]:
 def evaluate_squad(
     model: Any, tokenizer: Any, examples: Sequence[dict[str, Any]], max_new_tokens: int = 128,
     batch_size: int = 8, progress: bool = False, bucket_edges: Sequence[int] = DEFAULT_BUCKET_EDGES,
+    prompt_format: Any = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Greedy answers (up to ``max_new_tokens``, first line kept) scored with contexts bucketed by token length.
+
+    ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
 
     Returns:
         ``(score_squad(...), predictions)`` with predictions in the official format ``{question_id: answer}``.
     """
-    from birdie.eval.scoring import greedy_generate
+    from birdie.eval.scoring import PromptFormat, greedy_generate
 
     outputs = greedy_generate(model, tokenizer, [example["prompt"] for example in examples], max_new_tokens,
-                              batch_size, progress)
+                              batch_size, progress, prompt_format or PromptFormat())
     predictions = {example["id"]: output.strip().split("\n")[0].strip() for example, output in zip(examples, outputs)}
     result = score_squad(examples, predictions, lambda text: len(tokenizer.encode(text)), bucket_edges)
     return result, predictions

@@ -183,12 +183,16 @@ def score_choices(items: Sequence[dict[str, Any]], chosen: Iterable[int]) -> dic
 
 
 def evaluate_story_infilling(
-    model: Any, tokenizer: Any, items: Sequence[dict[str, Any]], batch_size: int = 16, progress: bool = False
+    model: Any, tokenizer: Any, items: Sequence[dict[str, Any]], batch_size: int = 16, progress: bool = False,
+    prompt_format: Any = None,
 ) -> tuple[dict[str, Any], list[int]]:
-    """Choose, for each item, the option with the lowest length-normalised loss; ``(scores, choices)``."""
-    from birdie.eval.scoring import option_losses
+    """Choose, for each item, the option with the lowest length-normalised loss; ``(scores, choices)``.
+
+    ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
+    """
+    from birdie.eval.scoring import PromptFormat, option_losses
 
     losses = option_losses(model, tokenizer, [item["prompt"] for item in items],
-                           [item["options"] for item in items], batch_size, progress)
+                           [item["options"] for item in items], batch_size, progress, prompt_format or PromptFormat())
     choices = [min(range(len(row)), key=row.__getitem__) for row in losses]
     return score_choices(items, choices), choices

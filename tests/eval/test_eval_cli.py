@@ -43,6 +43,10 @@ def test_phonebook_generate_then_reuse_then_score(checkpoint, tmp_path, capsys):
     assert len(result["predictions"]) == 4
     assert set(result["metrics"]["by_num_queries"]) == {"1", "2"}
     assert 0.0 <= result["metrics"]["digit_accuracy"] <= 1.0
+    assert result["prompt_mode"] == "prefix"
+    assert main(["eval", "phonebook", "--data", str(data), "--checkpoint", checkpoint, "--out", str(out),
+                 "--no-progress", "--prompt-mode", "causal"]) == 0
+    assert json.loads(out.read_text())["prompt_mode"] == "causal"
 
 
 def test_story_infilling_from_a_user_corpus(checkpoint, tmp_path, capsys):
