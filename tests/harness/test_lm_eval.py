@@ -54,6 +54,7 @@ def test_bad_model_args_are_rejected_with_the_fix():
         BirdieLM(module="json")
 
 
+@pytest.mark.slow  # lm-eval's CLI always indexes its ~14k built-in tasks
 def test_birdie_lm_eval_console_command_runs_the_harness_cli(tmp_path, monkeypatch):
     import sys
 
