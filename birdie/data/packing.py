@@ -64,11 +64,10 @@ class BatchBuilder:
 
     def best_fit_row(self, length: int) -> int:
         """The row with the least free space that still holds ``length`` positions, or -1 when none does."""
-        remaining = self.remaining
-        fits = remaining >= length
-        if not fits.any():
-            return -1
-        return int(np.argmin(np.where(fits, remaining, self.sequence_length + 1)))
+        free = self.sequence_length - self.used
+        candidates = np.where(free >= length, free, self.sequence_length + 1)
+        row = int(candidates.argmin())
+        return row if candidates[row] <= self.sequence_length else -1
 
     def add(self, prefix: np.ndarray, target: np.ndarray, row: int | None = None) -> int:
         """Write ``(prefix, target)`` as the next segment of ``row`` (default: best fit); return the row used.
@@ -82,19 +81,20 @@ class BatchBuilder:
         length = n + m
         if row is None:
             row = self.best_fit_row(length)
-        if row < 0 or self.used[row] + length > self.sequence_length:
+        start = int(self.used[row]) if row >= 0 else 0
+        if row < 0 or start + length > self.sequence_length:
             raise ValueError(f"an example of {length} positions does not fit: rows have {self.remaining.tolist()} free")
-        start = int(self.used[row])
-        input_ids, label_ids, attention_mask, segment_ids, position_ids = (self.buffer[k, row] for k in range(5))
-        input_ids[start:start + n] = prefix
-        input_ids[start + n] = self.begin_generating_id
-        input_ids[start + n + 1:start + length] = target[:-1]
-        label_ids[start + n:start + length] = target
-        attention_mask[start:start + n] = 1
+        begin, end = start + n, start + length
+        buffer = self.buffer
+        buffer[0, row, start:begin] = prefix
+        buffer[0, row, begin] = self.begin_generating_id
+        buffer[0, row, begin + 1:end] = target[:-1]
+        buffer[1, row, begin:end] = target
+        buffer[2, row, start:begin] = 1
         self.segments[row] += 1
-        segment_ids[start:start + length] = self.segments[row]
-        position_ids[start:start + length] = self._positions[:length]
-        self.used[row] += length
+        buffer[3, row, start:end] = self.segments[row]
+        buffer[4, row, start:end] = self._positions[:length]
+        self.used[row] = end
         return row
 
     def close_row(self, row: int) -> None:

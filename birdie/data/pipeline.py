@@ -257,7 +257,8 @@ class Pipeline:
                          observed_tokens=float(window.objectives[k, 2] / tokens))
             per_objective[key] = entry
         return {
-            "batches": self._next_index, "documents": total.documents, "invalid_documents": total.invalid_documents,
+            "batches": self._next_index, "documents": total.documents, "document_tokens": total.document_tokens,
+            "invalid_documents": total.invalid_documents,
             "dropped_tokens": total.dropped_tokens, "fill_rate": total.filled / max(total.positions, 1),
             "objectives": per_objective,
         }

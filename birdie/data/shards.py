@@ -78,7 +78,8 @@ class ShardSource(IndexedSource):
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
         arrays = []
         for entry in self.manifest:
-            tokens = np.load(self.directory / f"{entry['shard']}.tokens.npy", mmap_mode="r")
+            # A plain ndarray view of the memory map: slicing it skips np.memmap's per-slice bookkeeping.
+            tokens = np.asarray(np.load(self.directory / f"{entry['shard']}.tokens.npy", mmap_mode="r"))
             offsets = np.load(self.directory / f"{entry['shard']}.offsets.npy")
             if len(offsets) != entry["num_sequences"] + 1 or offsets[-1] != entry["num_tokens"]:
                 raise ValueError(f"shard {entry['shard']} in {self.directory} does not match {MANIFEST}; rewrite it")
@@ -89,7 +90,7 @@ class ShardSource(IndexedSource):
         shard = int(np.searchsorted(self._first, index, side="right")) - 1
         tokens, offsets = self._arrays[shard]
         local = index - self._first[shard]
-        return np.asarray(tokens[offsets[local]:offsets[local + 1]])
+        return tokens[offsets[local]:offsets[local + 1]]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

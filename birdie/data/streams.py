@@ -80,6 +80,7 @@ class BatchStats:
     Attributes:
         objectives: int64 (num_objectives, 4) -- draws, samples, tokens (segment positions), skips.
         documents: usable documents read.
+        document_tokens: ids of those documents (with eos), as read from the source.
         invalid_documents: items skipped as empty or not text.
         dropped_tokens: ids of pieces that no drawn objective could use.
         filled: non-padding positions.
@@ -88,6 +89,7 @@ class BatchStats:
 
     objectives: np.ndarray
     documents: int = 0
+    document_tokens: int = 0
     invalid_documents: int = 0
     dropped_tokens: int = 0
     filled: int = 0
@@ -100,6 +102,7 @@ class BatchStats:
     def add(self, other: "BatchStats") -> None:
         self.objectives += other.objectives
         self.documents += other.documents
+        self.document_tokens += other.document_tokens
         self.invalid_documents += other.invalid_documents
         self.dropped_tokens += other.dropped_tokens
         self.filled += other.filled
@@ -213,8 +216,10 @@ class BatchStream:
             ids = tokenize_document(self.source.extract(item), self.tokenizer)
             if ids is not None:
                 state.consecutive_invalid = 0
+                ids = np.concatenate([ids, self._eos]) if settings.append_eos else ids
                 stats.documents += 1
-                return np.concatenate([ids, self._eos]) if settings.append_eos else ids
+                stats.document_tokens += len(ids)
+                return ids
             stats.invalid_documents += 1
             state.consecutive_invalid += 1
             if state.consecutive_invalid >= settings.max_consecutive_skips:
