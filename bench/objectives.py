@@ -1,0 +1,151 @@
+"""Objective throughput on one core: source tokens per second, with the byte tokenizer and a trained 8k BPE.
+
+Times are process CPU time, so a shared machine slows the figures less. Documents are pre-tokenized (as the
+pipeline hands them over); each is consumed chunk by chunk through ``leftover`` until the objective skips the rest,
+at a budget of 2048 positions (the paper's sequence length). "Tokens" are the document tokens an objective
+consumed. The tokenizer's own ``encode`` throughput is measured on the same text, side by side.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/objectives.py [--seconds 1.0] [--results bench/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core for HF tokenizers too
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+from birdie.objectives import make_objective, mixture_probabilities, resolve_mixture  # noqa: E402
+from birdie.tokenizers import ByteTokenizer, Tokenizer, train_bpe  # noqa: E402
+
+BUDGET = 2048
+CONFIGS = [
+    {"name": "next_token_prediction"},
+    {"name": "prefix_language_modeling"},
+    {"name": "copying", "length": (128, 256)},
+    {"name": "copying", "length": (512, 1024)},
+    {"name": "infilling", "corruption_rate": 0.15, "mean_span_length": 3.0, "length": (128, 256)},
+    {"name": "infilling", "corruption_rate": 0.15, "mean_span_length": 8.0, "length": (1024, 2048)},
+    {"name": "infilling", "corruption_rate": 0.5, "mean_span_length": 32.0, "length": (1024, 2048)},
+    {"name": "autoencoding", "corruption_rate": 0.15, "mean_span_length": 3.0, "length": (192, 384)},
+    {"name": "autoencoding", "corruption_rate": 0.5, "mean_span_length": 8.0, "length": (768, 1536)},
+    {"name": "autoencoding_with_deshuffling", "corruption_rate": 0.15, "mean_span_length": 3.0, "length": (192, 384)},
+    {"name": "autoencoding_with_deshuffling", "corruption_rate": 0.5, "mean_span_length": 8.0, "length": (768, 1536)},
+    {"name": "selective_copying", "num_spans": (1, 4), "length": (384, 768)},
+    {"name": "selective_copying", "num_spans": (4, 4), "length": (768, 1536)},
+    {"name": "deshuffling", "shuffle_fraction": 0.5, "length": (128, 256)},
+    {"name": "deshuffling", "shuffle_fraction": 1.0, "length": (512, 1024)},
+]
+
+WORDS = ("the a bird song morning early air fill sings over under river stone light quiet town harbour key door "
+         "clock tower library bakery stairs evening opened asked laughed found old brass every least once they "
+         "had tried only shed gave way she he it what and by that this in of to").split()
+
+
+def generated_text(num_documents: int, words_per_document: int, seed: int = 0) -> list[str]:
+    """Word-salad documents with sentence punctuation (enough structure for BPE merges and unique delimiters)."""
+    rng = np.random.default_rng(seed)
+    documents = []
+    for _ in range(num_documents):
+        words = np.array(WORDS)[rng.integers(0, len(WORDS), size=words_per_document)]
+        ends = rng.random(words_per_document) < 0.08
+        documents.append(" ".join(w + "." if e else w for w, e in zip(words, ends)))
+    return documents
+
+
+def encode_throughput(tokenizer: Tokenizer, documents: list[str]) -> float:
+    start = time.process_time()
+    tokens = sum(len(tokenizer.encode(d)) for d in documents)
+    return tokens / (time.process_time() - start)
+
+
+def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
+    """Consumed source tokens per second, cycling through ``documents`` for about ``seconds``."""
+    objective = make_objective(entry)
+    rng = np.random.default_rng(0)
+    tokens, start, index = 0, time.process_time(), 0
+    while time.process_time() - start < seconds:
+        rest = documents[index % len(documents)]
+        index += 1
+        while len(rest):
+            result = objective(rest, rng, BUDGET, tokenizer)
+            tokens += len(rest) - len(result.leftover)
+            if len(result.leftover) == len(rest):
+                break
+            rest = result.leftover
+    return tokens / (time.process_time() - start)
+
+
+def mixture_throughput(tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
+    """The ``birdie`` mixture as the pipeline samples it: a configuration drawn per example."""
+    configs = resolve_mixture("birdie")
+    probs = mixture_probabilities(configs)
+    rng = np.random.default_rng(0)
+    tokens, start, index = 0, time.process_time(), 0
+    while time.process_time() - start < seconds:
+        rest = documents[index % len(documents)]
+        index += 1
+        for choice in rng.choice(len(configs), size=64, p=probs):
+            result = configs[choice](rest, rng, BUDGET, tokenizer)
+            tokens += len(rest) - len(result.leftover)
+            rest = result.leftover
+            if not len(rest):
+                break
+    return tokens / (time.process_time() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--documents", type=int, default=200, help="documents of ~800 words each")
+    parser.add_argument("--results", default=None, help="append a markdown section to this file")
+    args = parser.parse_args()
+
+    texts = generated_text(args.documents, 800)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(generated_text(400, 800, seed=1)))
+        bpe = train_bpe([corpus], vocab_size=8192)
+    tokenizers = {"bytes": ByteTokenizer(), "bpe-8k": bpe}
+    encoded = {name: [tok.encode(t) for t in texts] for name, tok in tokenizers.items()}
+
+    header = f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} Mtok/s" for n in tokenizers) + " |"
+    rows = [header, "|---|" + "---:|" * len(tokenizers)]
+    rows.append("| tokenizer.encode (reference) | " + " | ".join(
+        f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values()) + " |")
+    for entry in CONFIGS:
+        key = make_objective(entry).key
+        rates = [objective_throughput(entry, tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]
+        rows.append(f"| {key} | " + " | ".join(f"{r / 1e6:.2f}" for r in rates) + " |")
+        print(rows[-1], flush=True)
+    rows.append("| birdie mixture (104 configs, sampled) | " + " | ".join(
+        f"{mixture_throughput(tok, encoded[n], args.seconds) / 1e6:.2f}" for n, tok in tokenizers.items()) + " |")
+    table = "\n".join(rows)
+    print("\n" + table)
+
+    if args.results:
+        import torch
+
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        with open(args.results, "a") as f:
+            f.write(
+                f"\n## Objectives throughput (bench/objectives.py)\n\n"
+                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, {platform.machine()} "
+                f"({os.cpu_count()} cores, shared with other jobs while measured), one core, Python "
+                f"{sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}. Source tokens consumed "
+                f"per second on pre-tokenized word-salad documents (~800 words), budget {BUDGET}.\n\n{table}\n"
+            )
+
+
+if __name__ == "__main__":
+    main()
