@@ -176,7 +176,7 @@ class Pipeline:
             self.close()
             raise
         self._states[index % self.config.num_streams] = state
-        if any(start == index for start, _ in self._schedule[1:]):
+        if any(start == index for start, _ in self._schedule):
             self._window = BatchStats.zeros(len(self.objectives))
         self._stats.add(stats)
         self._window.add(stats)
@@ -234,7 +234,11 @@ class Pipeline:
         if not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"set_mixture: probabilities must be finite, >= 0 and not all 0, got {weights.tolist()}")
         start = self._horizon
-        self._schedule = [(s, p) for s, p in self._schedule if s < start] + [(start, weights / weights.sum())]
+        schedule = [(s, p) for s, p in self._schedule if s < start] + [(start, weights / weights.sum())]
+        # Entries superseded before the next batch to return are never read again (not even after a resume).
+        while len(schedule) > 1 and schedule[1][0] <= self._next_index:
+            schedule.pop(0)
+        self._schedule = schedule
         return start
 
     # -- statistics and validation -------------------------------------------------------------------------
@@ -243,8 +247,10 @@ class Pipeline:
         """Counters over the batches returned so far.
 
         ``objectives[key]`` holds ``draws``, ``samples``, ``tokens`` (segment positions) and ``skips`` since the
-        start, ``commanded`` (latest probability), ``observed`` (share of samples since the mixture in force
-        took effect) and ``observed_tokens`` (share of tokens, same window).
+        start, ``commanded`` (the probability in force for the last batch returned), ``observed`` (share of
+        samples since that mixture took effect) and ``observed_tokens`` (share of tokens, same window). Also
+        ``documents``/``document_tokens`` read, ``invalid_documents`` (empty or not text, skipped),
+        ``dropped_tokens`` (pieces no drawn objective could use) and the ``fill_rate`` of all batches.
         """
         total, window = self._stats, self._window
         samples = max(int(window.objectives[:, 1].sum()), 1)
