@@ -228,7 +228,7 @@ class BirdieAgent(Agent):
     def candidates(self) -> np.ndarray:
         """(num_candidates + num_proposals, K): random simplex points, then class proposals."""
         return np.concatenate([
-            simplex_candidates(self.rng, self.num_configs, self.config.num_candidates),
+            simplex_candidates(self.rng, self.class_ids, self.config.num_candidates),
             class_proposals(self.rng, self.class_ids, self.config.num_proposals, self.config.proposal_floor),
         ])
 

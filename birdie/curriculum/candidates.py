@@ -2,9 +2,12 @@
 
 Candidates are probability vectors over the K objective configurations. Two kinds are drawn:
 
-* random points of the simplex: Dirichlet samples whose concentration is drawn per candidate, log-uniformly in
-  [0.1, 1] -- from near-uniform mixtures to ones that put most mass on a few configurations (normalized uniform
-  noise alone, the paper's sampler, gives only near-uniform mixtures when K ~ 100);
+* random points of the simplex, drawn per class: class shares from a Dirichlet over the C classes, then each
+  class's share split by a Dirichlet over its configurations, both with concentrations drawn per candidate
+  log-uniformly in [0.1, 1] -- from near-uniform mixtures to ones that put most mass on a few classes or
+  configurations. (The paper's normalized uniform noise over all K configurations gives every class a share
+  close to its size, e.g. ~52% autoencoding in the 104-configuration space, so it never proposes favouring a
+  small class);
 * class proposals: 1 or 2 random classes share most of the mass (random weights inside each class), the other
   classes share ``floor``; these are also the exploration actions.
 
@@ -19,11 +22,22 @@ import numpy as np
 from birdie.curriculum.reward import class_scale
 
 
-def simplex_candidates(rng: np.random.Generator, num_configs: int, count: int) -> np.ndarray:
-    """(count, K) Dirichlet samples with per-row concentration log-uniform in [0.1, 1]."""
+def _dirichlet_rows(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    """(count, size) Dirichlet samples, each row with its own concentration, log-uniform in [0.1, 1]."""
     concentration = np.exp(rng.uniform(np.log(0.1), 0.0, size=(count, 1)))
-    draws = rng.gamma(np.broadcast_to(concentration, (count, num_configs))) + 1e-12
+    draws = rng.gamma(np.broadcast_to(concentration, (count, size))) + 1e-12
     return draws / draws.sum(axis=1, keepdims=True)
+
+
+def simplex_candidates(rng: np.random.Generator, class_ids: np.ndarray, count: int) -> np.ndarray:
+    """(count, K) random mixtures: Dirichlet class shares times Dirichlet within-class splits."""
+    num_classes = int(class_ids.max()) + 1
+    candidates = _dirichlet_rows(rng, count, num_classes)[:, class_ids]
+    within = _dirichlet_rows(rng, count, len(class_ids))
+    for c in range(num_classes):
+        members = class_ids == c
+        candidates[:, members] *= within[:, members] / within[:, members].sum(axis=1, keepdims=True)
+    return candidates / candidates.sum(axis=1, keepdims=True)
 
 
 def class_proposals(rng: np.random.Generator, class_ids: np.ndarray, count: int, floor: float = 0.05) -> np.ndarray:

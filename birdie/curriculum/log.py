@@ -1,7 +1,8 @@
 """The decision log: one JSON line per evaluation, readable by ``birdie plot mixture``.
 
 Each line holds ``step``, ``agent``, ``decided``, ``explored``, ``mixture`` ({key: probability}),
-``class_mixture`` ({class: probability}), ``losses`` ({key: validation loss}), ``rewards`` ({key: reward} or
+``class_mixture`` ({class: probability}), ``losses`` ({key: validation loss}), ``class_losses`` ({class: mean
+validation loss}), ``rewards`` ({key: reward} or
 null at the first evaluation), ``class_rewards``, ``total_reward``, ``reward_model_loss`` and
 ``applies_from_batch`` (the training batch index from which the mixture is in force, when known).
 """
@@ -20,6 +21,7 @@ from birdie.curriculum.reward import class_rewards
 
 
 def _per_class(values: np.ndarray, class_ids: np.ndarray, class_names: Sequence[str], reduce: str) -> dict[str, float]:
+    """Sum (``reduce="sum"``) or mean (``"mean"``) of ``values`` over each class's configurations."""
     sums = np.bincount(class_ids, weights=values, minlength=len(class_names))
     totals = sums if reduce == "sum" else class_rewards(values, class_ids)
     return {name: float(total) for name, total in zip(class_names, totals)}
@@ -37,6 +39,7 @@ def decision_record(decision: Decision, kind: str, keys: Sequence[str], class_id
         "mixture": dict(zip(keys, decision.action.tolist())),
         "class_mixture": _per_class(decision.action, class_ids, class_names, "sum"),
         "losses": dict(zip(keys, decision.losses.tolist())),
+        "class_losses": _per_class(decision.losses, class_ids, class_names, "mean"),
         "rewards": None if rewards is None else dict(zip(keys, rewards.tolist())),
         "class_rewards": None if rewards is None else _per_class(rewards, class_ids, class_names, "mean"),
         "total_reward": decision.total_reward,
@@ -72,7 +75,8 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number} is not valid JSON ({error.msg}); is this a birdie decision log?") from None
-            if not isinstance(record, dict) or "step" not in record or "class_mixture" not in record:
-                raise ValueError(f"{path}:{number} is not a birdie decision record (needs 'step' and 'class_mixture')")
+            if not isinstance(record, dict) or not {"step", "class_mixture", "class_losses"} <= set(record):
+                raise ValueError(f"{path}:{number} is not a birdie decision record "
+                                 "(needs 'step', 'class_mixture' and 'class_losses')")
             records.append(record)
     return records
