@@ -2,7 +2,8 @@
 
 Character-level by definition, so this is the one objective that decodes and re-encodes: the chunk's ids are
 decoded, a random ``shuffle_fraction`` of its characters permute among their own positions, and the shuffled text
-is encoded as the prefix. The target is the original ids.
+is encoded as the prefix (special ids in the chunk, such as an appended ``<|eos|>``, keep their place). The
+target is the original ids.
 """
 
 from __future__ import annotations
@@ -49,13 +50,29 @@ class Deshuffling(ObjectiveConfig):
         for _ in range(MAX_FIT_ATTEMPTS):
             if n < self.min_tokens:
                 break
-            shuffled = tokenizer.encode(shuffle_characters(tokenizer.decode(ids[:n]), self.shuffle_fraction, rng))
+            shuffled = shuffle_text(ids[:n], self.shuffle_fraction, rng, tokenizer)
             if len(shuffled) + n <= room:
-                prefix = self.with_paradigm(as_ids(shuffled), rng, tokenizer)
+                prefix = self.with_paradigm(shuffled, rng, tokenizer)
                 return Example(prefix=prefix, target=ids[:n], leftover=ids[n:])
             n = min(n - 1, room * n // (n + len(shuffled)))  # keep the shuffled/original token ratio
         return Skip(f"needs >= {self.min_tokens} tokens whose shuffled text fits budget {budget} "
                     f"(document {len(ids)} tokens)", ids)
+
+
+def shuffle_text(ids: np.ndarray, fraction: float, rng: np.random.Generator, tokenizer: Tokenizer) -> np.ndarray:
+    """Re-encoded ``ids`` with their characters partly shuffled; special ids (e.g. an appended ``<|eos|>``) stay
+    in place as ids and split the text into runs that are shuffled separately."""
+    special = np.flatnonzero(tokenizer.specials.is_special(ids))
+    if len(special) == 0:
+        return as_ids(tokenizer.encode(shuffle_characters(tokenizer.decode(ids), fraction, rng)))
+    pieces, start = [], 0
+    for position in [*special.tolist(), len(ids)]:
+        if position > start:
+            text = shuffle_characters(tokenizer.decode(ids[start:position]), fraction, rng)
+            pieces.append(as_ids(tokenizer.encode(text)))
+        pieces.append(ids[position:position + 1])
+        start = position + 1
+    return np.concatenate(pieces)
 
 
 def shuffle_characters(text: str, fraction: float, rng: np.random.Generator) -> str:

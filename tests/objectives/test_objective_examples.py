@@ -142,3 +142,12 @@ def test_show_command_with_a_named_mixture(capsys):
     assert main(["objectives", "show", "--mixture", "ul2_decoder"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n== ") == 4 and "p=0.6000" in out
+
+
+def test_deshuffling_keeps_special_ids_in_place():
+    eos = TOK.specials.eos
+    ids = np.concatenate([TOK.encode("abcdefgh"), [eos], TOK.encode("ijklmnop"), [eos]]).astype(np.int32)
+    example = Deshuffling(shuffle_fraction=1.0, paradigm="none", length=None)(ids, np.random.default_rng(0), 64, TOK)
+    assert np.array_equal(example.target, ids)
+    assert np.flatnonzero(example.prefix == eos).tolist() == [8, 17]
+    assert sorted(show(example.prefix[:8])) == list("abcdefgh") and sorted(show(example.prefix[9:17])) == list("ijklmnop")

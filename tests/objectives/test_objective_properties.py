@@ -53,7 +53,7 @@ documents = st.builds(
     seed=st.integers(0, 2**32 - 1),
 )
 budgets = st.one_of(st.integers(1, 64), st.integers(64, 1500))
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("objective", list(CONFIGS), ids=lambda cls: cls.name)
