@@ -61,6 +61,14 @@ def decay_linear_attention(
     _check(q, k, v, log_decay, segment_ids)
     if q.is_cuda and importlib.util.find_spec("fla") is not None:
         return _fla_decay_linear_attention(q, k, v, log_decay, segment_ids)
+    # Under bf16 autocast the matmuls below would silently drop back to bf16; the state must stay float32.
+    with torch.autocast(q.device.type, enabled=False):
+        return _chunked(q, k, v, log_decay, segment_ids, chunk_size)
+
+
+def _chunked(
+    q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, segment_ids: Tensor, chunk_size: int
+) -> tuple[Tensor, Tensor]:
     dtype = torch.promote_types(q.dtype, torch.float32)
     batch, heads, length, _ = q.shape
     n_chunks = -(-length // chunk_size)
@@ -117,9 +125,10 @@ def decay_linear_attention_step(
     q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, state: Tensor
 ) -> tuple[Tensor, Tensor]:
     """One decoding step: q, k (B, H, d_k), v (B, H, d_v), state (B, H, d_k, d_v) float32 -> o (B, H, d_v), state."""
-    gamma = log_decay.to(state.dtype).exp()[None, :, None, None]
-    state = state * gamma + k.to(state.dtype)[..., :, None] * v.to(state.dtype)[..., None, :]
-    return (q.to(state.dtype)[..., None, :] @ state)[..., 0, :], state
+    with torch.autocast(q.device.type, enabled=False):
+        gamma = log_decay.to(state.dtype).exp()[None, :, None, None]
+        state = state * gamma + k.to(state.dtype)[..., :, None] * v.to(state.dtype)[..., None, :]
+        return (q.to(state.dtype)[..., None, :] @ state)[..., 0, :], state
 
 
 def _fla_decay_linear_attention(

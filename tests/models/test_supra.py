@@ -125,3 +125,14 @@ def test_supra_is_exact_in_float64():
     chunked, _ = decay_linear_attention(q, k, v, attention.log_decay, torch.ones(1, 40, dtype=torch.long), 16)
     reference, _ = decay_linear_attention_reference(q, k, v, attention.log_decay, torch.ones(1, 40, dtype=torch.long))
     assert torch.allclose(chunked, reference, atol=1e-12)
+
+
+def test_state_stays_float32_under_bf16_autocast():
+    q, k, v = _inputs(1, 2, 70, 8, dtype=torch.float32)
+    segments = torch.ones(1, 70, dtype=torch.long)
+    log_decay = -decay_rates(2, "alibi")
+    expected, expected_state = decay_linear_attention(q, k, v, log_decay, segments, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = decay_linear_attention(q, k, v, log_decay, segments, 32)
+    assert out.dtype == state.dtype == torch.float32
+    assert torch.equal(out, expected) and torch.equal(state, expected_state)
