@@ -69,39 +69,40 @@ def encode_throughput(tokenizer: Tokenizer, documents: list[str]) -> float:
     return tokens / (time.process_time() - start)
 
 
-def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
-    """Consumed source tokens per second, cycling through ``documents`` for about ``seconds``."""
-    objective = make_objective(entry)
-    rng = np.random.default_rng(0)
+def throughput(make_examples, documents: list[np.ndarray], seconds: float) -> float:
+    """Consumed source tokens per CPU-second; ``make_examples(ids)`` consumes one document and returns its count."""
     tokens, start, index = 0, time.process_time(), 0
     while time.process_time() - start < seconds:
-        rest = documents[index % len(documents)]
+        tokens += make_examples(documents[index % len(documents)])
         index += 1
-        while len(rest):
-            result = objective(rest, rng, BUDGET, tokenizer)
-            tokens += len(rest) - len(result.leftover)
-            if len(result.leftover) == len(rest):
-                break
-            rest = result.leftover
     return tokens / (time.process_time() - start)
+
+
+def consume(pick_objective, ids: np.ndarray, rng: np.random.Generator, tokenizer: Tokenizer) -> int:
+    """Run objectives drawn by ``pick_objective()`` over ``ids`` chunk by chunk; the tokens consumed."""
+    rest = ids
+    while len(rest):
+        result = pick_objective()(rest, rng, BUDGET, tokenizer)
+        if len(result.leftover) == len(rest):
+            break
+        rest = result.leftover
+    return len(ids) - len(rest)
+
+
+def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
+    objective, rng = make_objective(entry), np.random.default_rng(0)
+    return throughput(lambda ids: consume(lambda: objective, ids, rng, tokenizer), documents, seconds)
 
 
 def mixture_throughput(tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
     """The ``birdie`` mixture as the pipeline samples it: a configuration drawn per example."""
     configs = resolve_mixture("birdie")
-    probs = mixture_probabilities(configs)
-    rng = np.random.default_rng(0)
-    tokens, start, index = 0, time.process_time(), 0
-    while time.process_time() - start < seconds:
-        rest = documents[index % len(documents)]
-        index += 1
-        for choice in rng.choice(len(configs), size=64, p=probs):
-            result = configs[choice](rest, rng, BUDGET, tokenizer)
-            tokens += len(rest) - len(result.leftover)
-            rest = result.leftover
-            if not len(rest):
-                break
-    return tokens / (time.process_time() - start)
+    cdf, rng = np.cumsum(mixture_probabilities(configs)), np.random.default_rng(0)
+
+    def pick():
+        return configs[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(configs) - 1)]
+
+    return throughput(lambda ids: consume(pick, ids, rng, tokenizer), documents, seconds)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, Skip, as_ids
-from birdie.objectives.spans import SpanCorruptionConfig, corrupted_pieces, gather_segments, random_spans
+from birdie.objectives.spans import SpanCorruptionConfig, corrupted_pieces, gather_segments
 from birdie.tokenizers import Tokenizer
 
 
@@ -43,17 +43,15 @@ class Autoencoding(SpanCorruptionConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        sentinels = tokenizer.specials.sentinels
-        n, noise, spans = self.plan_chunk(len(ids), budget, len(sentinels), rng)
-        if n < 2:
-            return Skip(f"needs >= 2 tokens, got {n} (document {len(ids)}, budget {budget})", ids)
-        kept, lengths = random_spans(n, noise, spans, rng)
-        source = np.concatenate((ids[:n], sentinels[:spans]), dtype=np.int32, casting="same_kind")
-        starts, sizes = corrupted_pieces(kept, lengths, n)
+        layout = self.sample_layout(ids, rng, budget, tokenizer)
+        if isinstance(layout, Skip):
+            return layout
+        starts, sizes = corrupted_pieces(layout.kept, layout.lengths, layout.n)
         if self.shuffle:
             starts, sizes = shuffle_pieces(starts, sizes, rng)
-        masked = gather_segments(source, starts, sizes)
-        return Example(prefix=self.with_paradigm(masked, rng, tokenizer), target=ids[:n], leftover=ids[n:])
+        masked = gather_segments(layout.source, starts, sizes)
+        return Example(prefix=self.with_paradigm(masked, rng, tokenizer), target=ids[:layout.n],
+                       leftover=ids[layout.n:])
 
 
 @dataclass(frozen=True)

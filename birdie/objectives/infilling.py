@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, Skip, as_ids
-from birdie.objectives.spans import SpanCorruptionConfig, corrupted_pieces, gather_segments, random_spans
+from birdie.objectives.spans import SpanCorruptionConfig, corrupted_pieces, gather_segments
 from birdie.tokenizers import Tokenizer
 
 
@@ -41,12 +41,11 @@ class Infilling(SpanCorruptionConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        sentinels = tokenizer.specials.sentinels
-        n, noise, spans = self.plan_chunk(len(ids), budget, len(sentinels), rng)
-        if n < 2:
-            return Skip(f"needs >= 2 tokens, got {n} (document {len(ids)}, budget {budget})", ids)
-        kept, lengths = random_spans(n, noise, spans, rng)
-        source = np.concatenate((ids[:n], sentinels[:spans]), dtype=np.int32, casting="same_kind")
+        layout = self.sample_layout(ids, rng, budget, tokenizer)
+        if isinstance(layout, Skip):
+            return layout
+        n, noise, kept, lengths, source = layout
         both = gather_segments(source, *corrupted_pieces(kept, lengths, n, with_target=True))
-        masked, target = both[:n - noise + spans], both[n - noise + spans:]
-        return Example(prefix=self.with_paradigm(masked, rng, tokenizer), target=target, leftover=ids[n:])
+        masked_length = n - noise + len(lengths)
+        return Example(prefix=self.with_paradigm(both[:masked_length], rng, tokenizer), target=both[masked_length:],
+                       leftover=ids[n:])

@@ -13,11 +13,12 @@ fixed handful of numpy calls per example, whatever its length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, NamedTuple
 
 import numpy as np
 
-from birdie.objectives.base import ObjectiveConfig, check
+from birdie.objectives.base import ObjectiveConfig, Skip, check
+from birdie.tokenizers import Tokenizer
 
 
 def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) -> tuple[int, int]:
@@ -117,20 +118,39 @@ class SpanCorruptionConfig(ObjectiveConfig):
         """Positions (prefix + target, without the paradigm token) an example from an ``n``-token chunk takes."""
         raise TypeError(f"{type(self).__name__} does not define example_cost")
 
-    def plan_chunk(self, available: int, budget: int, max_spans: int, rng: np.random.Generator) -> tuple[int, int, int]:
-        """``(n, noise, spans)`` for the next example; ``n < 2`` means the document cannot serve this objective.
+    def sample_layout(self, ids: np.ndarray, rng: np.random.Generator, budget: int,
+                      tokenizer: Tokenizer) -> "SpanLayout | Skip":
+        """The chunk and its random spans for the next example, or a Skip when ``ids`` cannot serve one.
 
         The chunk is drawn from ``length``, then shortened until the example fits ``budget`` and its spans fit
-        ``max_spans`` sentinels (so the mean span length is kept rather than stretched).
+        the tokenizer's sentinels (so the mean span length is kept rather than stretched).
         """
+        sentinels = tokenizer.specials.sentinels
         room = budget - self.paradigm_tokens
-        most = int(max_spans * self.mean_span_length / self.corruption_rate)
-        n = self.chunk_length(available, min(room, most), rng)
+        most = int(len(sentinels) * self.mean_span_length / self.corruption_rate)
+        n = self.chunk_length(len(ids), min(room, most), rng)
 
         def cost(m: int) -> int:
-            return self.example_cost(m, *span_counts(m, self.corruption_rate, self.mean_span_length, max_spans))
+            return self.example_cost(m, *span_counts(m, self.corruption_rate, self.mean_span_length, len(sentinels)))
 
         n = largest_fitting_chunk(n, cost, room)
         if n < 2:
-            return n, 0, 0
-        return (n, *span_counts(n, self.corruption_rate, self.mean_span_length, max_spans))
+            return Skip(f"needs >= 2 tokens, got {n} (document {len(ids)}, budget {budget})", ids)
+        noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
+        kept, lengths = random_spans(n, noise, spans, rng)
+        source = np.concatenate((ids[:n], sentinels[:spans]), dtype=np.int32, casting="same_kind")
+        return SpanLayout(n, noise, kept, lengths, source)
+
+
+class SpanLayout(NamedTuple):
+    """A chunk's span corruption: ``source = concat(chunk, sentinels[:spans])`` and the layout of its spans.
+
+    Attributes:
+        n: chunk length. noise: masked tokens. kept, lengths: as returned by :func:`random_spans`.
+    """
+
+    n: int
+    noise: int
+    kept: np.ndarray
+    lengths: np.ndarray
+    source: np.ndarray
