@@ -5,7 +5,8 @@
 Corpus: synthetic stories, generated once before timing (generation is not part of the pipeline's cost), and a
 byte-level BPE (HF ``tokenizers``) trained on them. Measured, each in the same run:
 
-* (a) from pre-tokenized shards (``birdie data tokenize``), in-process (one core): packed positions/s;
+* (a) from pre-tokenized shards (``birdie data tokenize``; BPE and byte-level), in-process (one core): packed
+  positions/s;
 * (b) tokenizing on the fly with the BPE, in-process: packed positions/s and document tokens/s, against the
   BPE's own ``encode`` throughput on the same texts (one ``encode`` per document);
 * (c) from shards with 1 and 2 worker processes: batches arriving in the training process per second.
@@ -25,7 +26,7 @@ from pathlib import Path
 from birdie.data.pipeline import Pipeline
 from birdie.data.shards import tokenize_to_shards
 from birdie.data.stories import generate_story
-from birdie.tokenizers import train_bpe
+from birdie.tokenizers import ByteTokenizer, train_bpe
 
 
 def cpu_seconds() -> float:
@@ -76,9 +77,13 @@ def main() -> None:
     encode_rate, encode_wall = encoded / (cpu_seconds() - start_cpu), encoded / (time.perf_counter() - start)
     print(f"BPE encode, one call per document:  {encode_rate / 1e6:5.2f} M tokens/s [{encode_wall / 1e6:5.2f}]")
 
-    for mixture in ("ntp", "birdie"):
-        r = run(dict(common, mixture=mixture, source=str(work / "shards")), args.batches)
-        print(f"(a) {mixture:6s} from shards:          {r['positions'] / r['cpu'] / 1e6:5.2f} M packed positions/s "
+    byte_tokenizer = ByteTokenizer()
+    tokenize_to_shards(texts, work / "byte-shards", byte_tokenizer, documents_per_shard=1000, progress=False)
+    for mixture, name, shards in (("ntp", "BPE", "shards"), ("birdie", "BPE", "shards"),
+                                  ("birdie", "bytes", "byte-shards")):
+        r = run(dict(common, mixture=mixture, source=str(work / shards),
+                     tokenizer=byte_tokenizer if name == "bytes" else tokenizer), args.batches)
+        print(f"(a) {mixture:6s} from {name:5s} shards:    {r['positions'] / r['cpu'] / 1e6:5.2f} M packed positions/s "
               f"[{r['positions'] / r['wall'] / 1e6:5.2f}], fill {r['fill_rate']:.4f}")
 
     def on_the_fly(split, worker_id, num_workers, rng_seed):

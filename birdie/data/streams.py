@@ -12,8 +12,9 @@ space of any row, and put the example in the row it fits most tightly (best fit)
 continue in the next segment, with a freshly drawn objective, and never get re-tokenized.
 
 Failures: an objective returning :class:`~birdie.objectives.base.Skip` is counted; after ``max_draws_per_piece``
-draws fail on one piece of a document, the piece is dropped (counted in ``dropped_tokens``) if the row was empty,
-otherwise the fullest candidate row is closed and the piece is retried in the emptier rows or the next batch.
+draws fail on one piece of a document, the piece is dropped (counted in ``dropped_tokens``) when it had room
+(it is no longer than the budget, or the budget was a whole row); otherwise the row with the most room is closed
+and the piece waits for the next batch.
 An objective that skips ``max_consecutive_skips`` times in a row, a source that yields
 ``max_consecutive_skips`` unusable items in a row, or a source with no documents at all raises an error.
 """
@@ -183,11 +184,11 @@ class BatchStream:
             failed_draws += 1
             if failed_draws >= settings.max_draws_per_piece:
                 failed_draws = 0
-                if budget == settings.sequence_length:
-                    stats.dropped_tokens += len(self._carry)
+                if len(self._carry) <= budget or budget == settings.sequence_length:
+                    stats.dropped_tokens += len(self._carry)  # it had room: the piece itself is unusable
                     self._carry = EMPTY
                 else:
-                    builder.close_row(int(np.argmin(builder.used)))
+                    builder.close_row(int(np.argmin(builder.used)))  # no room left for it in this batch
         stats.filled = int((builder.buffer[3] > 0).sum())
         stats.positions = builder.buffer[3].size
         self.state.carry = self._carry.tolist()

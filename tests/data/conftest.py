@@ -46,6 +46,22 @@ class Oversize(ObjectiveConfig):
         return Example(prefix=np.ones(budget, dtype=np.int32), target=np.ones(3, dtype=np.int32))
 
 
+@dataclass(frozen=True)
+class LongPiecesOnly(ObjectiveConfig):
+    """Causal LM on pieces of at least ``min_tokens`` ids (no paradigm token); shorter pieces are skipped."""
+
+    name: ClassVar[str] = "next_token_prediction"
+    min_tokens: int = 40
+
+    def __call__(self, ids, rng, budget, tokenizer):
+        from birdie.objectives.base import EMPTY, Example
+
+        if len(ids) < self.min_tokens or budget < self.min_tokens:
+            return Skip(f"needs {self.min_tokens} ids and budget", ids)
+        n = min(len(ids), budget)
+        return Example(prefix=EMPTY, target=ids[:n], leftover=ids[n:])
+
+
 @pytest.fixture
 def tokenizer():
     return ByteTokenizer()

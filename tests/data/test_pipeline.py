@@ -8,7 +8,7 @@ from birdie.data.pipeline import Pipeline, PipelineConfig
 from birdie.data.streams import PipelineDataError
 from birdie.objectives import NextTokenPrediction
 
-from conftest import AlwaysSkips, Oversize, word_docs
+from conftest import AlwaysSkips, LongPiecesOnly, Oversize, word_docs
 
 
 def segment_kinds(batch, paradigm_id):
@@ -164,6 +164,17 @@ def test_skips_are_counted_and_the_mixture_goes_on(tokenizer):
         take(pipeline, 10)
         stats = pipeline.stats()["objectives"][pipeline.keys[1]]
     assert stats["skips"] == stats["draws"] > 0 and stats["samples"] == 0
+
+
+def test_unusable_pieces_are_dropped_and_every_document_token_is_accounted_for(tokenizer):
+    with make(tokenizer, [LongPiecesOnly()], num_streams=1, max_draws_per_piece=2) as pipeline:
+        batches = take(pipeline, 8)
+        stats, carry = pipeline.stats(), pipeline.state_dict()["streams"][0]["carry"]
+    placed = sum(int((b["label_ids"] != -100).sum()) for b in batches)
+    assert stats["dropped_tokens"] > 0
+    assert placed + stats["dropped_tokens"] + len(carry) == stats["document_tokens"]
+    lengths = torch.cat([torch.bincount(row)[1:] for b in batches for row in b["segment_ids"]])
+    assert (lengths[lengths > 0] >= 40).all()
 
 
 def test_an_oversize_example_raises(tokenizer):
