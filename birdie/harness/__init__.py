@@ -19,7 +19,7 @@ _LAZY = {
     "UserModuleModel": "birdie.harness.models",
     "load_scoring_model": "birdie.harness.models",
     "BirdieLM": "birdie.harness.lm",
-    "evaluate": "birdie.harness.evaluate",
+    "evaluate": "birdie.harness.evaluation",
     "make_server": "birdie.harness.server",
     "serve_in_thread": "birdie.harness.server",
     "ServerLimits": "birdie.harness.endpoint",

@@ -91,7 +91,11 @@ def logged_responses(samples: dict) -> dict[str, list]:
 
 
 def assert_same_responses(actual: dict, expected: dict, rel: float = 1e-5) -> None:
-    """Equal strings and is-greedy flags; log-likelihoods equal to ``rel`` (float32 sums of per-token values)."""
+    """Equal strings and is-greedy flags; log-likelihoods equal to ``rel`` (``rel=0``: bit for bit)."""
+
+    def close(got: float, want: float) -> bool:
+        return got == want if rel == 0 else got == pytest.approx(want, rel=rel)
+
     assert actual.keys() == expected.keys()
     for task in actual:
         assert len(actual[task]) == len(expected[task]), task
@@ -100,7 +104,6 @@ def assert_same_responses(actual: dict, expected: dict, rel: float = 1e-5) -> No
                 if isinstance(want, str):
                     assert got == want, task
                 elif isinstance(want, tuple):
-                    assert float(got[0]) == pytest.approx(want[0], rel=rel), task
-                    assert bool(got[1]) == want[1], task
+                    assert close(float(got[0]), float(want[0])) and bool(got[1]) == bool(want[1]), (task, got, want)
                 else:
-                    assert float(got) == pytest.approx(want, rel=rel), task
+                    assert close(float(got), float(want)), (task, got, want)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from birdie.harness.evaluate import evaluate
+from birdie.harness.evaluation import evaluate
 from birdie.harness.models import load_scoring_model
 from harness_reference import assert_same_responses, direct_responses, logged_responses
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from birdie.harness.endpoint import ServerLimits
-from birdie.harness.evaluate import evaluate
+from birdie.harness.evaluation import evaluate
 from birdie.harness.server import make_server, serve_in_thread
 from birdie.harness.tasks import TASKS_DIR
 from harness_reference import assert_same_responses, logged_responses
@@ -65,8 +65,11 @@ def served(birdie_checkpoint):
     process.wait(10)
 
 
-@pytest.mark.parametrize("name, args", [("tiny", NUMPY_ARGS), ("ckpt", None)])
-def test_stock_local_completions_equals_the_in_process_model(served, birdie_checkpoint, name, args):
+# The numpy model's rows do not depend on how they are batched, so the two paths agree bit for bit. The torch
+# transformer sees different batch shapes on the two paths (the client's batches of 4 full prompts vs. the core's
+# context/continuation split), which changes float reduction order in the last bits.
+@pytest.mark.parametrize("name, args, rel", [("tiny", NUMPY_ARGS, 0.0), ("ckpt", None, 1e-6)])
+def test_stock_local_completions_equals_the_in_process_model(served, birdie_checkpoint, name, args, rel):
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -79,7 +82,7 @@ def test_stock_local_completions_equals_the_in_process_model(served, birdie_chec
     local_args = args or f"checkpoint={birdie_checkpoint}"
     local = evaluate(f"{local_args},scoring=causal,max_length=257", tasks=tasks, builtin_tasks=False,
                      log_samples=True)
-    assert_same_responses(logged_responses(remote["samples"]), logged_responses(local["samples"]), rel=1e-6)
+    assert_same_responses(logged_responses(remote["samples"]), logged_responses(local["samples"]), rel=rel)
 
 
 def test_echo_returns_one_logprob_per_prompt_token_plus_one(served):
