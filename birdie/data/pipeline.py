@@ -45,7 +45,7 @@ from birdie.data.streams import (
     tokenize_document,
 )
 from birdie.data.workers import PipelineWorkerError, StreamFactory, WorkerPool
-from birdie.tokenizers import Tokenizer, as_tokenizer
+from birdie.tokenizers import as_tokenizer
 
 Batch = dict[str, torch.Tensor]
 STATE_VERSION = 1
@@ -274,7 +274,8 @@ class Pipeline:
 
         Built once (in this process) from the validation split, with a fixed seed: every configuration sees
         the same documents in the same order (read and tokenized once), and the batches never change during a
-        run or between runs.
+        run, between runs, or between ranks -- every rank holds the same set, so agents running on each rank see
+        the same losses.
         """
         if self._validation is None:
             config = self.config
@@ -283,8 +284,7 @@ class Pipeline:
             documents = CachedSource(self.validation_source, lambda doc: tokenize_document(doc, self.tokenizer))
             for k, key in enumerate(self.keys):
                 stream = BatchStream(documents, self.tokenizer, self.objectives, settings, "validation",
-                                     stream=config.rank, num_streams=config.world_size,
-                                     rng_key=(config.seed, 1, config.rank, k))
+                                     stream=0, num_streams=1, rng_key=(config.seed, 1, k))
                 one_hot = np.eye(len(self.keys))[k]
                 self._validation[key] = [batch_to_torch(stream.next_batch(i, one_hot)[0])
                                          for i in range(config.num_validation_batches)]

@@ -138,15 +138,15 @@ def test_ranks_read_disjoint_documents(tokenizer):
     assert doc_numbers(0).isdisjoint(doc_numbers(1))
 
 
-def test_validation_batches_are_fixed_per_configuration_and_held_out(tokenizer, two_ntp):
+def test_validation_batches_are_fixed_per_configuration_held_out_and_equal_on_every_rank(tokenizer, two_ntp):
     with make(tokenizer, two_ntp, num_validation_batches=3, validation_batch_size=1) as pipeline:
         validation = pipeline.validation_batches()
         assert list(validation) == pipeline.keys
         assert all(len(batches) == 3 and batches[0]["input_ids"].shape == (1, 128) for batches in validation.values())
         texts = tokenizer.decode(validation[pipeline.keys[1]][0]["input_ids"][0])
         assert "validation doc" in texts and "train doc" not in texts
-    with make(tokenizer, two_ntp, num_validation_batches=3, validation_batch_size=1) as again:
-        assert_same(again.validation_batches()[again.keys[0]], validation[pipeline.keys[0]])
+    with make(tokenizer, two_ntp, num_validation_batches=3, validation_batch_size=1, rank=1, world_size=2) as other:
+        assert_same(other.validation_batches()[other.keys[0]], validation[pipeline.keys[0]])
 
 
 def test_an_objective_that_always_skips_raises_a_clear_error(tokenizer):
