@@ -54,45 +54,53 @@ def _check_inputs(a: Tensor, x: Tensor, reset: Tensor | None) -> None:
         )
 
 
-def _chunked_scan(a: Tensor, x: Tensor, reverse: bool) -> Tensor:
-    """Graph-free chunked scan. a, x: (B, T, D) of the accumulation dtype -> h: (B, T, D)."""
+def _chunked_scan(a: Tensor, x: Tensor, reverse: bool, lagged: bool = False) -> Tensor:
+    """Graph-free chunked scan. a, x: (B, T, D) of the accumulation dtype -> h: (B, T, D).
+
+    ``lagged``: the decay entering each position is the one stored at its predecessor in scan order (what the
+    adjoint recurrence needs), read straight into the work buffer instead of through a shifted copy.
+    """
     batch, length, width = x.shape
     chunk = max(1, math.isqrt(length))
     n_chunks = -(-length // chunk)
-    padded = n_chunks * chunk
-    # Padding goes after the last real position in scan order, where it cannot influence any real one.
-    h = x.new_empty(batch, padded, width)
-    decay = x.new_empty(batch, padded, width)
-    h[:, :length] = x.flip(1) if reverse else x
-    decay[:, :length] = a.flip(1) if reverse else a
-    h[:, length:] = 0
-    decay[:, length:] = 0
+    padding = n_chunks * chunk - length
+    # Padding sits after the last real position in scan order (the front for reverse scans), where it cannot
+    # influence any real position; nothing is flipped or copied twice.
+    start = padding if reverse else 0
+    real = slice(start, start + length)
+    h = x.new_empty(batch, n_chunks * chunk, width)
+    decay = torch.empty_like(h)
+    h[:, real] = x
+    pad = slice(0, padding) if reverse else slice(length, None)
+    h[:, pad] = 0
+    decay[:, pad] = 0
+    if not lagged:
+        decay[:, real] = a
+    elif reverse:
+        decay[:, start : start + length - 1] = a[:, 1:]
+        decay[:, start + length - 1] = 0
+    else:
+        decay[:, 1:length] = a[:, :-1]
+        decay[:, 0] = 0
     h = h.view(batch, n_chunks, chunk, width)
     decay = decay.view(batch, n_chunks, chunk, width)
     # In-chunk pass, all chunks at once: h becomes the zero-initial-state scan, decay the running product of a.
-    for offset in range(1, chunk):
-        h[:, :, offset].addcmul_(decay[:, :, offset], h[:, :, offset - 1])
-        decay[:, :, offset].mul_(decay[:, :, offset - 1])
-    # Cross-chunk pass: the state entering each chunk.
+    previous = 1 if reverse else -1
+    for offset in range(chunk - 2, -1, -1) if reverse else range(1, chunk):
+        h[:, :, offset].addcmul_(decay[:, :, offset], h[:, :, offset + previous])
+        decay[:, :, offset].mul_(decay[:, :, offset + previous])
+    # Cross-chunk pass, chunks in scan order: the state entering each chunk.
+    order = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
+    exit_offset = 0 if reverse else -1
     carries = x.new_empty(batch, n_chunks, 1, width)
-    carry = h[:, 0, -1]
-    for index in range(1, n_chunks):
+    carry = h[:, order[0], exit_offset]
+    for index in order[1:]:
         carries[:, index, 0] = carry
-        carry = torch.addcmul(h[:, index, -1], decay[:, index, -1], carry)
-    # The first chunk enters with a zero state: nothing to add there.
-    h[:, 1:].addcmul_(decay[:, 1:], carries[:, 1:])
-    h = h.view(batch, padded, width)[:, :length]
-    return h.flip(1) if reverse else h
-
-
-def _shift_towards_scan_end(tensor: Tensor, reverse: bool) -> Tensor:
-    """out[t] = tensor[t + 1] for a left-to-right scan (tensor[t - 1] when reverse), zero past the edge."""
-    out = torch.zeros_like(tensor)
-    if reverse:
-        out[:, 1:] = tensor[:, :-1]
-    else:
-        out[:, :-1] = tensor[:, 1:]
-    return out
+        carry = torch.addcmul(h[:, index, exit_offset], decay[:, index, exit_offset], carry)
+    # The first chunk in scan order enters with a zero state: nothing to add there.
+    entered = slice(0, n_chunks - 1) if reverse else slice(1, n_chunks)
+    h[:, entered].addcmul_(decay[:, entered], carries[:, entered])
+    return h.view(batch, n_chunks * chunk, width)[:, real]
 
 
 class _LinearScan(torch.autograd.Function):
@@ -108,11 +116,14 @@ class _LinearScan(torch.autograd.Function):
     def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor, Tensor, None]:
         a, h = ctx.saved_tensors
         reverse = ctx.reverse
-        # The adjoint recurrence runs the other way, with each position's successor's decay.
-        successor_decay = _shift_towards_scan_end(a, reverse)
-        grad_state = _chunked_scan(successor_decay, grad_h.to(a.dtype), not reverse)
-        predecessor_state = _shift_towards_scan_end(h, not reverse)
-        return grad_state * predecessor_state, grad_state, None
+        # The adjoint runs the other way; entering t it decays by a at t's successor (t + 1 for a forward scan).
+        grad_state = _chunked_scan(a, grad_h.to(a.dtype), not reverse, lagged=True)
+        # dL/da_t = g_t * h at t's predecessor (zero for the first position in scan order).
+        grad_a = torch.empty_like(grad_state)
+        first, rest, predecessors = (-1, slice(0, -1), slice(1, None)) if reverse else (0, slice(1, None), slice(0, -1))
+        grad_a[:, first] = 0
+        torch.mul(grad_state[:, rest], h[:, predecessors], out=grad_a[:, rest])
+        return grad_a, grad_state, None
 
 
 def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool = False) -> Tensor:
