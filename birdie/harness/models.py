@@ -23,6 +23,7 @@ import importlib
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 from birdie.tokenizers import Tokenizer, as_tokenizer
 
@@ -153,9 +154,6 @@ class BirdieScoringModel:
     """
 
     def __init__(self, model: Any, tokenizer: Any, prefix_lm: bool | None = None, device: str | None = None) -> None:
-        import torch
-
-        self.torch = torch
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
@@ -170,20 +168,19 @@ class BirdieScoringModel:
             raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {config.vocab_size}")
 
     def _tensor(self, array: np.ndarray):
-        return self.torch.as_tensor(np.asarray(array), dtype=self.torch.long, device=self.device)
+        return torch.as_tensor(np.asarray(array), dtype=torch.long, device=self.device)
 
     def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray):
         ids = self._tensor(input_ids)
-        positions = self.torch.arange(ids.shape[1], device=self.device).expand_as(ids)
+        positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
         attention_mask = (positions < self._tensor(prefix_lengths)[:, None]).long()
-        with self.torch.inference_mode():
+        with torch.inference_mode():
             return self.model(ids, attention_mask=attention_mask)[0]
 
     def scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0):
         """Prefill (``state=None``) or step token by token from ``state = (layer caches, next position)``."""
         from birdie.models.mixer import SequenceInfo
 
-        torch = self.torch
         ids = self._tensor(input_ids)
         with torch.inference_mode():
             if state is None:
@@ -227,6 +224,7 @@ def load_scoring_model(
     tag: str = "",
     scoring: str = "auto",
     device: str | None = None,
+    dtype: str | None = None,
     **kwargs: Any,
 ) -> ScoringModel:
     """Load a model for scoring from a birdie export directory or a user module.
@@ -239,6 +237,8 @@ def load_scoring_model(
             ``prefix_lm``).
         device: torch device for birdie checkpoints (lm-eval's default ``cuda:0`` falls back to CPU when CUDA is
             unavailable).
+        dtype: parameter dtype for birdie checkpoints (``float32``, ``bfloat16``, ``float16``); log-softmax stays
+            float32.
     """
     if scoring not in ("auto", "prefix", "causal"):
         raise ValueError(f"scoring={scoring!r} must be 'auto', 'prefix' or 'causal'")
@@ -251,6 +251,10 @@ def load_scoring_model(
         import birdie
 
         model, tokenizer = birdie.load(checkpoint)
+        if dtype is not None:
+            if dtype not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"dtype={dtype!r} must be float32, bfloat16 or float16")
+            model = model.to(getattr(torch, dtype))
         return BirdieScoringModel(model, tokenizer, prefix_lm=prefix, device=_torch_device(device))
     scoring_model = UserModuleModel(module, tag, **kwargs)
     if prefix is not None:
@@ -263,7 +267,5 @@ def load_scoring_model(
 def _torch_device(device: str | None) -> str | None:
     if device is None or not device.startswith("cuda"):
         return device
-    import torch
-
     return device if torch.cuda.is_available() else "cpu"
 

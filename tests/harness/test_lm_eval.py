@@ -32,6 +32,19 @@ def test_birdie_checkpoint_through_lm_eval_is_scored_as_a_prefix_lm(birdie_check
     assert_same_responses(logged_responses(samples), direct_responses(model, samples, prefix=True))
 
 
+def test_checkpoint_in_bfloat16_scores_close_to_float32(birdie_checkpoint):
+    from birdie.harness.core import Scorer
+
+    full = load_scoring_model(checkpoint=birdie_checkpoint)
+    half = load_scoring_model(checkpoint=birdie_checkpoint, dtype="bfloat16")
+    tok = full.tokenizer
+    request = [([int(t) for t in tok.encode("the cat sat")], [int(t) for t in tok.encode(" on the mat")])]
+    expected = Scorer(full).loglikelihood(request)[0].logprob
+    assert Scorer(half).loglikelihood(request)[0].logprob == pytest.approx(expected, rel=0.05)
+    with pytest.raises(ValueError, match="dtype="):
+        load_scoring_model(checkpoint=birdie_checkpoint, dtype="int8")
+
+
 def test_registry_holds_birdie_and_the_builtin_models():
     from lm_eval.api.registry import get_model
 
