@@ -17,10 +17,11 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range
-from birdie.objectives.spans import random_composition
+from birdie.objectives.spans import gather_segments, random_composition
 from birdie.tokenizers import Tokenizer
 
 Format = Literal["query_context", "context_query", "random"]
+MARKERS = ("context", "copy", "start", "end", "sep", "done")
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,11 @@ class SelectiveCopying(ObjectiveConfig):
     Attributes:
         num_spans: ``(min, max)`` spans per example (or one int); the paper's grid uses 1, 2, 3 or 4.
         span_length: ``(min, max)`` tokens per span, drawn uniformly (paper: 4-32).
-        delimiter_length: ``(min, max)`` tokens per start/end delimiter (paper: 1-8); a delimiter that is not
-            unique in the context is lengthened up to the max, and the span is re-placed when none is.
+        delimiter_length: ``(min, max)`` tokens per start/end delimiter (paper: 1-8). Spans are placed only where
+            the ``max`` tokens on either side are unique in the context; a delimiter drawn shorter is lengthened
+            until it is unique.
         format: ``"context_query"`` (query after the context), ``"query_context"`` or ``"random"`` (either, 50/50).
         length: context tokens per example (paper: (384, 768) or (768, 1536)).
-        max_attempts: span placements tried before the document is skipped as too repetitive.
     """
 
     name: ClassVar[str] = "selective_copying"
@@ -45,7 +46,6 @@ class SelectiveCopying(ObjectiveConfig):
     delimiter_length: LengthRange = (1, 8)
     format: Format = "random"
     length: LengthRange | None = (384, 768)
-    max_attempts: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,73 +54,119 @@ class SelectiveCopying(ObjectiveConfig):
         check_range(self, "delimiter_length", minimum=1)
         check(self, "format", self.format in ("query_context", "context_query", "random"),
               "must be one of 'query_context', 'context_query', 'random'")
-        check(self, "max_attempts", self.max_attempts >= 1, "must be >= 1")
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
         spans = int(rng.integers(self.num_spans[0], self.num_spans[1] + 1))
-        lengths = rng.integers(self.span_length[0], self.span_length[1] + 1, size=spans)
-        min_delim, max_delim = self.delimiter_length
+        lengths = rng.integers(self.span_length[0], self.span_length[1] + 1, size=spans).tolist()
+        max_delim = self.delimiter_length[1]
         # [context] ctx [copy] + per span [start] d [end] d; target: spans, (spans - 1) x [sep], [done]
-        reserved = 2 + spans * (2 + 2 * max_delim) + int(lengths.sum()) + spans
+        reserved = 2 + spans * (2 + 2 * max_delim) + sum(lengths) + spans
         n = self.chunk_length(len(ids), budget - self.paradigm_tokens - reserved, rng)
-        need = int(lengths.sum()) + (spans + 1) * min_delim
-        if n < need:
-            return Skip(f"needs a context of >= {need} tokens for {spans} span(s), got {n} "
-                        f"(document {len(ids)}, budget {budget})", ids)
-        context = ids[:n]
-        found = self._place(context, lengths, rng)
-        if found is None:
-            return Skip(f"no {spans} span(s) with unique delimiters in {self.max_attempts} attempts "
-                        "(repetitive text)", ids)
-        starts, start_delims, end_delims = found
-        specials = tokenizer.specials
-        marker = {name: np.array([specials.marker(name)], dtype=np.int32) for name in ("start", "end", "sep")}
-        query = [np.array([specials.marker("copy")], dtype=np.int32)]
-        target = []
-        for start, length, before, after in zip(starts, lengths, start_delims, end_delims):
-            end = start + length
-            query += [marker["start"], context[start - before:start], marker["end"], context[end:end + after]]
-            target += [context[start:end], marker["sep"]]
-        target[-1] = np.array([specials.marker("done")], dtype=np.int32)
-        context_part = [np.array([specials.marker("context")], dtype=np.int32), context]
+        placed = self._place(ids[:n], lengths, rng)
+        if placed is None:
+            return Skip(f"no room for {spans} span(s) with unique delimiters in {n} tokens (short or repetitive "
+                        "text)", ids)
+        # One gather over segments (start, size) of source = context + the six markers.
+        markers = tokenizer.specials
+        source = np.concatenate((ids[:n], [markers.marker(m) for m in MARKERS]), dtype=np.int32, casting="same_kind")
+        context, copy, start, end, sep, done = range(n, n + len(MARKERS))
+        query, target = [(copy, 1)], []
+        for first, length, before, after in placed:
+            query += [(start, 1), (first - before, before), (end, 1), (first + length, after)]
+            target += [(first, length), (sep, 1)]
+        target[-1] = (done, 1)
+        with_context = [(context, 1), (0, n)]
         query_first = self.format == "query_context" or (self.format == "random" and rng.random() < 0.5)
-        prefix = np.concatenate(query + context_part if query_first else context_part + query)
-        return Example(prefix=self.with_paradigm(prefix, rng, tokenizer), target=np.concatenate(target),
+        prefix = query + with_context if query_first else with_context + query
+        segments = np.array(prefix + target, dtype=np.int64)
+        both = gather_segments(source, segments[:, 0], segments[:, 1])
+        prefix_length = int(segments[:len(prefix), 1].sum())
+        return Example(prefix=self.with_paradigm(both[:prefix_length], rng, tokenizer), target=both[prefix_length:],
                        leftover=ids[n:])
 
-    def _place(self, context: np.ndarray, lengths: np.ndarray, rng: np.random.Generator):
-        """Span starts and start/end delimiter lengths with unique delimiters, or None after ``max_attempts``."""
-        min_delim, max_delim = self.delimiter_length
-        buffer = context.tobytes()
-        spans = len(lengths)
-        for _ in range(self.max_attempts):
-            gaps = random_composition(len(context) - int(lengths.sum()), spans + 1, rng.random(spans), minimum=min_delim)
-            starts = np.cumsum(gaps[:-1]) + np.cumsum(lengths) - lengths
-            preferred = rng.integers(min_delim, max_delim + 1, size=(2, spans))
-            start_delims, end_delims = [], []
-            for start, end, want_before, want_after in zip(starts, starts + lengths, *preferred):
-                before = _unique_delimiter(buffer, int(start), -1, int(want_before), min(max_delim, int(start)))
-                after = _unique_delimiter(buffer, int(end), 1, int(want_after), min(max_delim, len(context) - int(end)))
-                if before is None or after is None:
-                    break
-                start_delims.append(before)
-                end_delims.append(after)
-            else:
-                return starts, start_delims, end_delims
+    def _place(self, context: np.ndarray, lengths: list[int], rng: np.random.Generator):
+        """``[(start, length, start_delimiter_length, end_delimiter_length)]`` per span, in context order, with
+        every delimiter unique in the context; None when some span has no such place left.
+
+        Each span goes to a random start among those whose ``max_delim`` tokens before and after are unique in the
+        context (found for all positions at once by hashing the windows) and whose tokens no earlier span took.
+        Its delimiters are then the shortest unique runs at least as long as a uniform draw from the range.
+        """
+        min_delim, width = self.delimiter_length
+        n = len(context)
+        if n - 2 * width - max(lengths) + 1 < 1:
+            return None
+        hashes = _window_hashes(context, width)
+        unique = _unique(hashes[-1])
+        placed: list[tuple[int, int, int, int]] = []
+        for length in lengths:
+            starts = n - 2 * width - length + 1  # candidate start s = width + k for k < starts
+            candidates = np.flatnonzero(unique[:starts] & unique[width + length:width + length + starts]) + width
+            first = _free_start(candidates, length, placed, rng)
+            if first is None:
+                return None
+            preferred = rng.integers(min_delim, width + 1, size=2)
+            before = _shortest_unique(hashes, first, -1, int(preferred[0]))
+            after = _shortest_unique(hashes, first + length, 1, int(preferred[1]))
+            placed.append((first, length, before, after))
+        return sorted(placed)
+
+
+def _free_start(candidates: np.ndarray, length: int, placed: list[tuple[int, int, int, int]],
+                rng: np.random.Generator) -> int | None:
+    """A random start in ``candidates`` whose span does not overlap ``placed`` (a few draws, then an exact filter)."""
+    def free(first: int) -> bool:
+        return all(first + length <= other or first >= other + other_length for other, other_length, _, _ in placed)
+
+    if len(candidates) == 0:
         return None
+    for _ in range(8):
+        first = int(candidates[int(rng.random() * len(candidates))])
+        if free(first):
+            return first
+    allowed = np.ones(len(candidates), dtype=bool)
+    for other, other_length, _, _ in placed:
+        allowed &= (candidates + length <= other) | (candidates >= other + other_length)
+    candidates = candidates[allowed]
+    return int(candidates[int(rng.random() * len(candidates))]) if len(candidates) else None
 
 
-def _unique_delimiter(buffer: bytes, anchor: int, direction: int, preferred: int, longest: int) -> int | None:
-    """Shortest length ``>= preferred`` (up to ``longest``) whose token run next to ``anchor`` occurs only once.
+def _window_hashes(context: np.ndarray, width: int) -> list[np.ndarray]:
+    """``hashes[w - 1][i]``: a polynomial hash of ``context[i:i + w]`` for every ``w <= width`` (uint64).
 
-    ``direction`` -1 means the run ends at ``anchor`` (a start delimiter), +1 that it begins there (an end
-    delimiter). ``buffer`` holds the context as int32 bytes; matches at unaligned offsets only make the check
-    stricter.
+    Equal windows hash equally; a collision between different windows only makes a window look repeated.
     """
-    for length in range(min(preferred, longest), longest + 1):
-        first = anchor - length if direction < 0 else anchor
-        needle = buffer[4 * first:4 * (first + length)]
-        if buffer.find(needle) == 4 * first and buffer.find(needle, 4 * first + 1) == -1:
-            return length
-    return None
+    tokens = context.astype(np.uint64)
+    hashes = [tokens]
+    for offset in range(1, width):  # a loop over the window width, not over tokens
+        hashes.append(hashes[-1][:-1] * np.uint64(0x9E3779B97F4A7C15) + tokens[offset:])
+    return hashes
+
+
+def _unique(hashes: np.ndarray) -> np.ndarray:
+    """Boolean mask of the entries of ``hashes`` that occur exactly once."""
+    order = np.argsort(hashes)
+    same = hashes[order[1:]] == hashes[order[:-1]]
+    repeated = np.zeros(len(hashes), dtype=bool)
+    repeated[order[1:][same]] = True
+    repeated[order[:-1][same]] = True
+    return ~repeated
+
+
+def _shortest_unique(hashes: list[np.ndarray], anchor: int, direction: int, preferred: int) -> int:
+    """Shortest length in ``[preferred, len(hashes)]`` whose token run next to ``anchor`` occurs once (the longest
+    does). ``direction`` -1: the run ends at ``anchor`` (a start delimiter); +1: it begins there (an end delimiter).
+    Uniqueness only improves as a run grows (every occurrence of the longer run contains one of the shorter), so
+    bisection finds it.
+    """
+    low, high = preferred, len(hashes)
+    while low < high:
+        middle = (low + high) // 2
+        windows = hashes[middle - 1]
+        first = anchor - middle if direction < 0 else anchor
+        if np.count_nonzero(windows == windows[first]) == 1:
+            high = middle
+        else:
+            low = middle + 1
+    return high
