@@ -298,7 +298,7 @@ class Pipeline:
             "version": STATE_VERSION, "keys": list(self.keys), "seed": self.config.seed, "rank": self.config.rank,
             "num_streams": self.config.num_streams, "next_index": self._next_index, "horizon": self._horizon,
             "schedule": [[start, probs.tolist()] for start, probs in self._schedule],
-            "streams": [asdict(state) for state in self._states],
+            "streams": [state.to_plain() for state in self._states],
             "stats": {name: _plain(getattr(s, name)) for s in (self._stats,) for name in asdict(s)},
             "window": {name: _plain(getattr(s, name)) for s in (self._window,) for name in asdict(s)},
         }
@@ -317,7 +317,7 @@ class Pipeline:
         self._streams.clear()
         self._next_index, self._horizon = int(state["next_index"]), int(state["horizon"])
         self._schedule = [(int(s), np.asarray(p, dtype=np.float64)) for s, p in state["schedule"]]
-        self._states = [StreamState(**s) for s in copy.deepcopy(list(state["streams"]))]
+        self._states = [StreamState.from_plain(s) for s in state["streams"]]
         self._stats = _stats_from(state["stats"])
         self._window = _stats_from(state["window"])
 

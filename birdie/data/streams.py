@@ -57,21 +57,31 @@ class StreamSettings:
 
 @dataclass
 class StreamState:
-    """Where a stream stands between two batches; plain Python values so it pickles and checkpoints anywhere.
+    """Where a stream stands between two batches. Its arrays cross process boundaries as numpy buffers;
+    :meth:`to_plain`/:meth:`from_plain` convert it to and from plain Python values for checkpoints.
 
     Attributes:
         epoch: passes completed over the stream's documents.
         position: items read in the current epoch.
-        carry: ids of the current document not consumed yet.
-        consecutive_skips: per objective, skips since its last example.
+        carry: int32 ids of the current document not consumed yet.
+        consecutive_skips: int64, per objective, skips since its last example (empty before the first batch).
         consecutive_invalid: unusable items read since the last usable one.
     """
 
     epoch: int = 0
     position: int = 0
-    carry: list[int] = field(default_factory=list)
-    consecutive_skips: list[int] = field(default_factory=list)
+    carry: np.ndarray = field(default_factory=lambda: EMPTY)
+    consecutive_skips: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     consecutive_invalid: int = 0
+
+    def to_plain(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "carry": self.carry.tolist(),
+                "consecutive_skips": self.consecutive_skips.tolist(), "consecutive_invalid": self.consecutive_invalid}
+
+    @classmethod
+    def from_plain(cls, values: dict[str, Any]) -> "StreamState":
+        return cls(int(values["epoch"]), int(values["position"]), np.asarray(values["carry"], dtype=np.int32),
+                   np.asarray(values["consecutive_skips"], dtype=np.int64), int(values["consecutive_invalid"]))
 
 
 @dataclass
@@ -136,9 +146,8 @@ class BatchStream:
         self.num_streams = num_streams
         self.rng_key = list(rng_key)
         self.state = state or StreamState()
-        if not self.state.consecutive_skips:
-            self.state.consecutive_skips = [0] * len(self.objectives)
-        self._carry = np.asarray(self.state.carry, dtype=np.int32)
+        if len(self.state.consecutive_skips) == 0:
+            self.state.consecutive_skips = np.zeros(len(self.objectives), dtype=np.int64)
         self._items: Any = None
         self._eos = np.array([tokenizer.specials.eos], dtype=np.int32)
 
@@ -151,10 +160,11 @@ class BatchStream:
                                self.tokenizer.specials.begin_generating)
         stats = BatchStats.zeros(len(self.objectives))
         counts = stats.objectives
-        skips = self.state.consecutive_skips
+        state = self.state
+        skips = state.consecutive_skips
         failed_draws = 0
         while (budget := builder.max_remaining) >= settings.min_segment_tokens:
-            ids = self._carry if len(self._carry) else self._next_document(stats)
+            ids = state.carry if len(state.carry) else self._next_document(stats)
             k = min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)
             objective = self.objectives[k]
             result = objective(ids, rng, budget, self.tokenizer)
@@ -169,7 +179,7 @@ class BatchStream:
                 counts[k, 1] += 1
                 counts[k, 2] += result.length
                 skips[k] = 0
-                self._carry = np.asarray(result.leftover, dtype=np.int32)
+                state.carry = np.asarray(result.leftover, dtype=np.int32)
                 failed_draws = 0
                 continue
             counts[k, 3] += 1
@@ -180,18 +190,17 @@ class BatchStream:
                     "documents are too short for it or sequence_length is too small. Remove it from the mixture, "
                     "change its parameters, or raise max_consecutive_skips"
                 )
-            self._carry = np.asarray(result.leftover, dtype=np.int32)
+            state.carry = np.asarray(result.leftover, dtype=np.int32)
             failed_draws += 1
             if failed_draws >= settings.max_draws_per_piece:
                 failed_draws = 0
-                if len(self._carry) <= budget or budget == settings.sequence_length:
-                    stats.dropped_tokens += len(self._carry)  # it had room: the piece itself is unusable
-                    self._carry = EMPTY
+                if len(state.carry) <= budget or budget == settings.sequence_length:
+                    stats.dropped_tokens += len(state.carry)  # it had room: the piece itself is unusable
+                    state.carry = EMPTY
                 else:
                     builder.close_row(int(np.argmin(builder.used)))  # no room left for it in this batch
         stats.filled = int((builder.buffer[3] > 0).sum())
         stats.positions = builder.buffer[3].size
-        self.state.carry = self._carry.tolist()
         return builder.buffer, stats
 
     def _next_document(self, stats: BatchStats) -> np.ndarray:

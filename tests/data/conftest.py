@@ -62,6 +62,26 @@ class LongPiecesOnly(ObjectiveConfig):
         return Example(prefix=EMPTY, target=ids[:n], leftover=ids[n:])
 
 
+def assert_valid_batch(batch, specials):
+    """Every row is a run of well-formed segments followed by padding (the contract in docs/data.md)."""
+    ids, labels, mask, seg, pos = (batch[k].numpy() for k in
+                                   ("input_ids", "label_ids", "attention_mask", "segment_ids", "position_ids"))
+    for r in range(ids.shape[0]):
+        filled = int((seg[r] > 0).sum())
+        assert (seg[r, :filled] > 0).all() and (seg[r, filled:] == 0).all(), "padding only at the end"
+        assert (ids[r, filled:] == specials.pad).all() and (labels[r, filled:] == -100).all()
+        assert (mask[r, filled:] == 0).all() and (pos[r, filled:] == 0).all()
+        assert (np.diff(seg[r, :filled]) >= 0).all() and (np.diff(seg[r, :filled]) <= 1).all()
+        for k in range(1, int(seg[r].max(initial=0)) + 1):
+            where = np.flatnonzero(seg[r] == k)
+            n = int(mask[r, where].sum())
+            assert (mask[r, where[:n]] == 1).all() and len(where) > n, "a bidirectional prefix, then a target"
+            assert (pos[r, where] == np.arange(len(where))).all(), "positions restart in every segment"
+            assert ids[r, where[n]] == specials.begin_generating
+            assert (labels[r, where[:n]] == -100).all() and (labels[r, where[n:]] != -100).all()
+            assert (labels[r, where[n:-1]] == ids[r, where[n + 1:]]).all(), "teacher forcing within the segment"
+
+
 @pytest.fixture
 def tokenizer():
     return ByteTokenizer()

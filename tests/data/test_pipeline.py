@@ -8,7 +8,7 @@ from birdie.data.pipeline import Pipeline, PipelineConfig
 from birdie.data.streams import PipelineDataError
 from birdie.objectives import NextTokenPrediction
 
-from conftest import AlwaysSkips, LongPiecesOnly, Oversize, word_docs
+from conftest import AlwaysSkips, LongPiecesOnly, Oversize, assert_valid_batch, word_docs
 
 
 def segment_kinds(batch, paradigm_id):
@@ -113,7 +113,8 @@ def test_long_documents_continue_from_their_leftover_ids(tokenizer):
 @pytest.mark.parametrize("mixture", ["ntp", "birdie"])
 def test_fill_rate_on_the_default_story_corpus(tokenizer, mixture):
     with Pipeline(tokenizer, mixture, batch_size=8, sequence_length=1024) as pipeline:
-        take(pipeline, 6)
+        for batch in take(pipeline, 6):
+            assert_valid_batch(batch, tokenizer.specials)
         stats = pipeline.stats()
     assert stats["fill_rate"] >= 0.98
     assert sum(entry["samples"] for entry in stats["objectives"].values()) > 6 * 8
@@ -125,6 +126,15 @@ def test_inspect_prints_every_segment(capsys):
     assert birdie_main(["data", "inspect", "--mixture", "ntp", "--sequence-length", "300"]) == 0
     out = capsys.readouterr().out
     assert "=== batch 0" in out and "row 1:" in out and "[1] positions 0.." in out and "fill rate" in out
+
+
+@pytest.mark.parametrize("sequence_length", [256, 700])
+def test_every_birdie_segment_is_well_formed(tokenizer, sequence_length):
+    with Pipeline(tokenizer, "birdie", batch_size=3, sequence_length=sequence_length, seed=3) as pipeline:
+        for batch in take(pipeline, 8):
+            assert_valid_batch(batch, tokenizer.specials)
+        for batches in pipeline.validation_batches().values():
+            assert_valid_batch(batches[0], tokenizer.specials)
 
 
 def test_ranks_read_disjoint_documents(tokenizer):

@@ -137,3 +137,17 @@ def test_workers_ignore_sigint(tokenizer):
             next(pipeline)
         assert pipeline._pool.processes[0].is_alive()
     assert no_children_left()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_spawned_worker_gives_the_same_stream(tokenizer):
+    from birdie.data.stories import synthetic_stories
+
+    mixture = [NextTokenPrediction(prob=0.5), NextTokenPrediction(prob=0.5, paradigm="none")]
+    streams = []
+    for options in ({"num_workers": 0}, {"num_workers": 1, "start_method": "spawn"}):
+        with make(tokenizer, mixture, synthetic_stories, **options) as pipeline:
+            streams.append(torch.stack([next(pipeline)["input_ids"] for _ in range(6)]))
+    assert torch.equal(streams[0], streams[1])
+    assert no_children_left()
