@@ -21,7 +21,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ def step_dir_name(step: int) -> str:
 
 def save_checkpoint(root: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                     shared: dict[str, Any], per_rank: dict[str, Any], runtime: Runtime,
-                    milestone_every: int = 0) -> Path:
+                    milestone_every: int = 0, write_extra: Callable[[Path], None] | None = None) -> Path:
     """Save the training state at ``step`` under ``root`` and point ``root/latest`` at it.
 
     Args:
@@ -65,6 +65,7 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, optimizer: to
         shared: state identical on every rank (step, scheduler, agent); rank 0 writes it.
         per_rank: this rank's own state (pipeline position, RNGs).
         milestone_every: keep checkpoints whose step is a multiple of it; other older ones are deleted.
+        write_extra: called by rank 0 with the unfinished directory to add files (model config, tokenizer).
 
     Returns the checkpoint directory.
     """
@@ -81,6 +82,8 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, optimizer: to
     torch.save(per_rank, tmp / f"rank_{runtime.rank}.pt")
     if runtime.is_main:
         torch.save(shared, tmp / "shared.pt")
+        if write_extra is not None:
+            write_extra(tmp)
     runtime.barrier()
     if runtime.is_main:
         (tmp / META).write_text(json.dumps({"step": step, "world_size": runtime.world_size}))

@@ -1,0 +1,212 @@
+"""The training loop: model, optimizer, curriculum, evaluation, logging, checkpoints, export.
+
+:func:`train` runs a whole :class:`~birdie.train.config.TrainConfig` (in one process, or on every rank under
+torchrun) and returns a :class:`RunSummary`. Each optimizer step takes ``train.grad_accum`` micro-batches of
+``batch_size / (data ranks * grad_accum)`` rows from this rank's curriculum; before a step the curriculum says
+whether to evaluate, and then every objective configuration's validation loss is measured and logged to the agent,
+which may change the mixture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from birdie.train import checkpoint as ckpt
+from birdie.train.config import ConfigError, TrainConfig
+from birdie.train.config_io import save_config
+from birdie.train.data import build_curriculum
+from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
+from birdie.train.export import export_model, load_weights, read_weights, write_model_files
+from birdie.train.metrics import MetricsLogger
+from birdie.train.optim import build_optimizer, build_scheduler
+from birdie.train.step import train_step, validation_loss
+from birdie.tokenizers import load_tokenizer
+
+
+@dataclass
+class RunSummary:
+    """What a run did: the last step, the loss per step it trained, and where things went."""
+
+    out: Path
+    step: int
+    losses: list[float] = field(default_factory=list)
+    checkpoint: Path | None = None
+    export: Path | None = None
+
+
+def train(config: TrainConfig) -> RunSummary:
+    """Run ``config`` to completion (joining the process group under torchrun)."""
+    runtime = init_runtime(config.distributed, config.train.device)
+    try:
+        trainer = Trainer(config, runtime)
+        try:
+            return trainer.fit()
+        finally:
+            trainer.close()
+    finally:
+        shutdown(runtime)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "bf16":
+        return True
+    return precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+class Trainer:
+    """One run's state. Build it, call :meth:`fit`, then :meth:`close`."""
+
+    def __init__(self, config: TrainConfig, runtime: Runtime) -> None:
+        self.config, self.runtime = config, runtime
+        self.out = Path(config.train.out)
+        self.micro_batch = self._micro_batch_size()
+        self.bf16 = use_bf16(config.train.precision, runtime.device)
+        torch.manual_seed(config.train.seed)  # identical initial weights on every rank
+        self.tokenizer = load_tokenizer(config.data.tokenizer)
+        model = self._build_model()
+        self.model_config = model.config.to_dict()
+        self.model = apply_parallelism(model.to(runtime.device), runtime)
+        if config.model.compile:
+            self.model.compile()
+        self.optimizer = build_optimizer(self.model, config.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, config.train.steps, config.schedule)
+        if runtime.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.out / "config.yaml")
+        runtime.barrier()
+        self.curriculum = build_curriculum(config, self.tokenizer, runtime, self.micro_batch,
+                                           str(self.out / "decisions.jsonl"))
+        self.step = 0
+        self.val_losses: dict[str, float] | None = None
+        resume_step = self._resume() if config.checkpoint.resume else None
+        self.metrics = MetricsLogger(self.out, config.logging, config.to_dict(), runtime.is_main, resume_step)
+
+    def _micro_batch_size(self) -> int:
+        train, world = self.config.train, self.runtime.data_world
+        if train.batch_size % (world * train.grad_accum):
+            raise ConfigError(f"train.batch_size={train.batch_size} must be divisible by data ranks ({world}) x "
+                              f"train.grad_accum ({train.grad_accum})")
+        return train.batch_size // (world * train.grad_accum)
+
+    def _build_model(self) -> torch.nn.Module:
+        from birdie.models import create
+
+        overrides = {"vocab_size": self.tokenizer.vocab_size, **self.config.model.overrides}
+        try:
+            model = create(self.config.model.preset, **overrides)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"model.preset={self.config.model.preset!r} / model.overrides: {error}") from None
+        if self.config.model.pretrained:
+            report = load_weights(model, read_weights(self.config.model.pretrained), self.config.model.strict)
+            if self.runtime.is_main:
+                print(f"loaded {self.config.model.pretrained}: " + ", ".join(
+                    f"{kind} {len(keys)} key(s)" + (f" ({', '.join(keys)})" if keys else "")
+                    for kind, keys in report.items()))
+        return model
+
+    # -- resume and checkpoints ------------------------------------------------------------------------------
+
+    def _resume(self) -> int:
+        path = ckpt.resolve_checkpoint(self.config.checkpoint.resume, self.out)
+        shared, own = ckpt.load_checkpoint(path, self.model, self.optimizer, self.runtime)
+        self.step = shared["step"]
+        self.scheduler.load_state_dict(shared["scheduler"])
+        self.val_losses = shared.get("val_losses")
+        if own is not None:
+            self.curriculum.load_state_dict(own["curriculum"])
+            ckpt.set_rng_state(own["rng"])
+        elif self.runtime.is_main:
+            print(f"warning: {path} was written by a different number of processes; weights, optimizer and "
+                  "schedule resume, the data stream and the agent start afresh")
+        if self.runtime.is_main:
+            print(f"resumed from {path} at step {self.step}")
+        return self.step
+
+    def save(self) -> Path:
+        shared = {"step": self.step, "scheduler": self.scheduler.state_dict(), "val_losses": self.val_losses}
+        own = {"curriculum": self.curriculum.state_dict(), "rng": ckpt.rng_state()}
+        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer, shared, own,
+                                    self.runtime, self.config.checkpoint.milestone_every,
+                                    write_extra=lambda d: write_model_files(d, self.model_config, self.tokenizer))
+
+    # -- the loop --------------------------------------------------------------------------------------------
+
+    def evaluate(self) -> dict[str, float]:
+        """Measure and log every configuration's validation loss at the current step; returns the means."""
+        self.model.eval()
+        per_key: dict[str, list[float]] = {}
+        for key, batch in self.curriculum.measure_validation_losses():
+            loss = validation_loss(self.model, batch, self.bf16, self.runtime.device)
+            self.curriculum.log_validation_loss(key=key, loss=loss, step_idx=self.step)
+            per_key.setdefault(key, []).append(loss)
+        self.model.train()
+        return {key: sum(v) / len(v) for key, v in per_key.items()}
+
+    def fit(self) -> RunSummary:
+        cfg = self.config
+        summary = RunSummary(self.out, self.step)
+        progress = _progress_bar(cfg, self.runtime, self.step)
+        tokens_per_step = cfg.train.batch_size * cfg.train.sequence_length
+        self.model.train()
+        while self.step < cfg.train.steps:
+            evaluated = self.curriculum.time_for_eval(self.step)
+            if evaluated:
+                self.val_losses = self.evaluate()
+            started = time.perf_counter()
+            micro_batches = [self.curriculum.get_next_training_sample() for _ in range(cfg.train.grad_accum)]
+            result = train_step(self.model, self.optimizer, micro_batches, self.runtime, z_loss=cfg.optimizer.z_loss,
+                                grad_clip=cfg.optimizer.grad_clip, bf16=self.bf16)
+            lr = self.scheduler.get_last_lr()[0]
+            self.scheduler.step()
+            self.step += 1
+            tokens_per_s = tokens_per_step / max(time.perf_counter() - started, 1e-9)
+            summary.losses.append(result.loss)
+            if self.step % cfg.logging.log_every == 0 or evaluated or self.step == cfg.train.steps:
+                self.metrics.log({"step": self.step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
+                                  "tokens_per_s": tokens_per_s, "target_tokens": result.target_tokens,
+                                  "mixture": self.curriculum.get_current_action(),
+                                  **({"val_loss": self.val_losses} if evaluated else {})})
+            if progress is not None:
+                progress.set_postfix(loss=f"{result.loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+                progress.update(1)
+            if evaluated and progress is not None:
+                progress.write(_mixture_line(self.step, self.curriculum.get_current_class_action()))
+            every = cfg.checkpoint.save_every
+            if every and self.step % every == 0 and self.step < cfg.train.steps:
+                summary.checkpoint = self.save()
+        if progress is not None:
+            progress.close()
+        summary.step = self.step
+        summary.checkpoint = self.save()
+        if cfg.checkpoint.export:
+            summary.export = export_model(self.out / "export", self.model, self.model_config, self.tokenizer,
+                                          self.runtime.is_main)
+        if cfg.logging.plots and self.runtime.is_main:
+            from birdie.train.plots import plot_run
+
+            plot_run(self.out)
+        return summary
+
+    def close(self) -> None:
+        self.curriculum.close()
+        if hasattr(self, "metrics"):
+            self.metrics.close()
+
+
+def _progress_bar(config: TrainConfig, runtime: Runtime, start: int) -> Any:
+    if not (config.logging.progress and runtime.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.train.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _mixture_line(step: int, class_mixture: dict[str, float]) -> str:
+    shares = "  ".join(f"{name} {share:.2f}" for name, share in sorted(class_mixture.items(), key=lambda kv: -kv[1]))
+    return f"step {step:>5} mixture: {shares}"
+
