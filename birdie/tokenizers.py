@@ -189,8 +189,11 @@ class ByteTokenizer:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        ids = _ids_array(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"ByteTokenizer.decode: ids must be in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
         return _decode_runs(
-            _ids_array(ids), self.specials, lambda run: bytes(run.astype(np.uint8)).decode("utf-8", errors="replace")
+            ids, self.specials, lambda run: bytes(run.astype(np.uint8)).decode("utf-8", errors="replace")
         )
 
     def spec(self) -> dict[str, Any]:

@@ -147,3 +147,11 @@ def test_tokenizer_train_cli_writes_a_loadable_tokenizer(tmp_path, capsys):
     assert len(tok.encode("Mira found an old brass key")) < len("Mira found an old brass key"), "merges learned"
     assert tok.decode(tok.encode("鳥が歌う 🐦 <|eos|>")) == "鳥が歌う 🐦 <|eos|>"
     assert load_tokenizer(out.parent).specials == tok.specials
+
+
+def test_byte_decode_rejects_ids_outside_the_vocabulary():
+    tok = ByteTokenizer()
+    with pytest.raises(ValueError, match=rf"ids must be in \[0, {tok.vocab_size}\)"):
+        tok.decode([65, tok.vocab_size])
+    with pytest.raises(ValueError, match="ids must be in"):
+        tok.decode([-1])
