@@ -72,6 +72,8 @@ class PipelineConfig:
         num_validation_batches: held-out batches per objective configuration.
         validation_batch_size: rows of a validation batch (default ``batch_size``).
         start_method: multiprocessing start method for the workers (default ``fork`` where available).
+        batch_timeout_s: with workers, raise when the worker owing the next batch has delivered nothing for this
+            long (a stuck source); None waits forever.
     """
 
     batch_size: int = 8
@@ -89,6 +91,7 @@ class PipelineConfig:
     num_validation_batches: int = 2
     validation_batch_size: int | None = None
     start_method: str | None = None
+    batch_timeout_s: float | None = 300.0
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, requirement: str) -> None:
@@ -106,6 +109,7 @@ class PipelineConfig:
         need(self.num_validation_batches >= 0, "num_validation_batches", "must be >= 0")
         need(self.validation_batch_size is None or self.validation_batch_size >= 1, "validation_batch_size",
              "must be >= 1 (or None for batch_size)")
+        need(self.batch_timeout_s is None or self.batch_timeout_s > 0, "batch_timeout_s", "must be > 0 (or None)")
 
     def stream_settings(self) -> StreamSettings:
         return StreamSettings(self.batch_size, self.sequence_length, self.seed, self.rank, self.min_segment_tokens,
@@ -191,7 +195,7 @@ class Pipeline:
     def _from_workers(self, index: int) -> tuple[np.ndarray, StreamState, BatchStats]:
         if self._pool is None:
             self._pool = WorkerPool(self._factory, copy.deepcopy(self._states), self.config.num_workers,
-                                    self.config.start_method)
+                                    self.config.start_method, self.config.batch_timeout_s)
             self._submitted = index
         while self._submitted < self._horizon:
             self._pool.submit(self._submitted, self.probs_at(self._submitted))

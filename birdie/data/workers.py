@@ -7,7 +7,8 @@ lists). Private pipes mean a killed worker cannot leave a shared queue locked.
 
 Failures: a worker that raises sends its traceback and exits; the main process waits on every pipe *and* every
 process sentinel at once, so an exception or a death (SIGKILL, out of memory) surfaces as
-:class:`PipelineWorkerError` as soon as it happens. Workers ignore SIGINT (Ctrl-C reaches only the training
+:class:`PipelineWorkerError` as soon as it happens, and a worker that stays silent for ``batch_timeout_s`` while
+its batch is due (a stuck source) does too. Workers ignore SIGINT (Ctrl-C reaches only the training
 process, which then shuts them down), exit when their pipe closes or their parent changes, and are daemonic, so
 none outlives the training process.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -89,13 +91,15 @@ class WorkerPool:
         num_workers: processes to start (at most ``len(states)``).
         start_method: multiprocessing start method; ``"fork"`` (the default where available) also works with
             sources and tokenizers that cannot be pickled.
+        batch_timeout_s: how long a worker may deliver nothing while one of its batches is due (None: forever).
     """
 
     def __init__(self, factory: StreamFactory, states: Sequence[StreamState], num_workers: int,
-                 start_method: str | None = None) -> None:
+                 start_method: str | None = None, batch_timeout_s: float | None = None) -> None:
         context = mp.get_context(start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn"))
         self.num_streams = len(states)
         self.num_workers = num_workers
+        self.batch_timeout_s = batch_timeout_s
         self.processes: list[mp.process.BaseProcess] = []
         self.conns: list[Connection] = []
         self._ready: dict[int, tuple[np.ndarray, StreamState, BatchStats]] = {}
@@ -123,7 +127,10 @@ class WorkerPool:
             raise
 
     def result(self, batch_index: int) -> tuple[np.ndarray, StreamState, BatchStats]:
-        """Wait for batch ``batch_index``; raise :class:`PipelineWorkerError` as soon as any worker fails."""
+        """Wait for batch ``batch_index``; raise :class:`PipelineWorkerError` as soon as any worker fails, or
+        when its worker has delivered nothing for ``batch_timeout_s``."""
+        owner = self.owner(batch_index)
+        deadline = None if self.batch_timeout_s is None else time.monotonic() + self.batch_timeout_s
         while batch_index not in self._ready:
             sentinels = [p.sentinel for p in self.processes]
             ready = wait(self.conns + sentinels, timeout=POLL_SECONDS)
@@ -131,6 +138,14 @@ class WorkerPool:
                 if self.conns[w] in ready or self.processes[w].sentinel in ready:
                     self._collect(w)
                     self._raise_if_dead(w)
+            if self.conns[owner] in ready and deadline is not None:
+                deadline = time.monotonic() + self.batch_timeout_s
+            if deadline is not None and time.monotonic() > deadline and batch_index not in self._ready:
+                raise PipelineWorkerError(
+                    f"pipeline worker {owner} (pid {self.processes[owner].pid}) delivered nothing for "
+                    f"{self.batch_timeout_s} s while batch {batch_index} was due: a stuck source or objective? "
+                    "Check the source, or raise PipelineConfig.batch_timeout_s (None waits forever)"
+                )
         return self._ready.pop(batch_index)
 
     def _collect(self, w: int) -> None:

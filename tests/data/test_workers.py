@@ -4,6 +4,7 @@ import gc
 import multiprocessing as mp
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -95,6 +96,18 @@ def test_an_oversize_sample_and_an_empty_source_raise_from_workers(tokenizer, tw
             next(pipeline)
     with make(tokenizer, two_ntp, lambda *args: iter(()), num_workers=2) as pipeline:
         with pytest.raises(PipelineWorkerError, match="is empty"):
+            next(pipeline)
+    assert no_children_left()
+
+
+@pytest.mark.timeout(10)
+def test_a_stuck_source_times_out(tokenizer, two_ntp):
+    def stuck(split, worker_id, num_workers, rng_seed):
+        time.sleep(60)
+        yield {"text": "never"}
+
+    with make(tokenizer, two_ntp, stuck, num_workers=1, batch_timeout_s=1.0) as pipeline:
+        with pytest.raises(PipelineWorkerError, match="delivered nothing for 1.0 s"):
             next(pipeline)
     assert no_children_left()
 
