@@ -190,8 +190,9 @@ class ByteTokenizer:
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         ids = _ids_array(ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"ByteTokenizer.decode: ids must be in [0, {self.vocab_size}), got {ids.min()}..{ids.max()}")
+        # An id outside the vocabulary (a model whose padded vocabulary is larger can sample one) becomes the
+        # invalid byte 0xFF, which decodes to U+FFFD: visible, never silently another character.
+        ids = np.where((ids < 0) | (ids >= self.vocab_size), 0xFF, ids)
         return _decode_runs(
             ids, self.specials, lambda run: bytes(run.astype(np.uint8)).decode("utf-8", errors="replace")
         )
