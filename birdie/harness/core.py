@@ -40,12 +40,13 @@ class ScorerConfig:
         batch_size: rows per model call (>= 1).
         state_reuse: read a shared context once and continue every continuation from its state (models with
             ``scan`` only).
-        prefix_cache_size: contexts whose state is kept across calls (LRU); 0 keeps states within one call only.
+        prefix_cache_size: contexts whose state is kept across calls (LRU; each entry is a KV cache for attention
+            models, so mind the memory); 0 (default) keeps a state only while its requests are scored.
     """
 
     batch_size: int = 16
     state_reuse: bool = True
-    prefix_cache_size: int = 32
+    prefix_cache_size: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

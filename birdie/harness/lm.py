@@ -6,7 +6,7 @@ scores a user module (see :class:`birdie.harness.models.UserModuleModel`). Furth
 * ``scoring=auto|prefix|causal``: feed contexts as the bidirectional prefix (default for prefix-LM models) or
   causally.
 * ``state_reuse=true|false``: read each distinct context once (models with a state API).
-* ``prefix_cache=N``: contexts whose state is kept across calls (default 32; 0 = off).
+* ``prefix_cache=N``: contexts whose state is kept across calls (default 0 = off; a KV cache per entry).
 * ``max_length=N``: as in lm-eval's API models: inputs are left-truncated to ``N - 1`` tokens, perplexity windows
   hold ``N - 2``; default: the model's own maximum.
 * ``max_gen_toks=N`` (default 256) and ``seed=N`` (default 1234, for sampled generation).
@@ -52,7 +52,7 @@ class BirdieLM(TemplateLM):
         scoring: str = "auto",
         model: ScoringModel | None = None,
         state_reuse: bool | str = True,
-        prefix_cache: int | str = 32,
+        prefix_cache: int | str = 0,
         max_length: int | str | None = None,
         max_gen_toks: int | str = 256,
         seed: int | str = 1234,

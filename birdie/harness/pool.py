@@ -30,7 +30,7 @@ def build_endpoint(name: str, args: dict[str, Any], limits: ServerLimits) -> Mod
     config = ScorerConfig(
         batch_size=int(options.pop("batch_size", 16)),
         state_reuse=as_bool(options.pop("state_reuse", True), "state_reuse"),
-        prefix_cache_size=int(options.pop("prefix_cache", 32)),
+        prefix_cache_size=int(options.pop("prefix_cache", 0)),
     )
     return ModelEndpoint(name, Scorer(load_scoring_model(**options), config), limits)
 

@@ -31,6 +31,7 @@ _POST_ROUTES = {"/v1/completions": "completions", "/tokenize": "tokenize", "/det
 class _Handler(BaseHTTPRequestHandler):
     server: "CompletionServer"
     protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds a client may stall mid-request (e.g. a body shorter than its Content-Length)
 
     def log_message(self, format: str, *args: Any) -> None:  # route the stdlib's access log to logging
         log.debug("%s - %s", self.address_string(), format % args)

@@ -67,12 +67,19 @@ def test_bad_model_args_are_rejected_with_the_fix():
         BirdieLM(module="json")
 
 
-@pytest.mark.slow  # lm-eval's CLI always indexes its ~14k built-in tasks
 def test_birdie_lm_eval_console_command_runs_the_harness_cli(tmp_path, monkeypatch):
     import sys
 
+    from lm_eval.tasks import TaskManager
+
     from birdie.harness.cli import main
 
+    index = TaskManager.__init__
+
+    def without_builtin_index(self, *args, **kwargs):  # the CLI indexes lm-eval's 14k built-in tasks (~30 s)
+        index(self, *args, **{**kwargs, "include_defaults": False})
+
+    monkeypatch.setattr(TaskManager, "__init__", without_builtin_index)
     monkeypatch.setattr(sys, "argv", ["birdie-lm-eval"])  # main() replaces it; restored afterwards
     out = tmp_path / "out"
     main(["run", "--model", "birdie", "--model_args", NUMPY_ARGS, "--tasks", "birdie_mc", "--limit", "3",
