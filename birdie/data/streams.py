@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from birdie.data.mixture import objective_key
 from birdie.data.packing import BatchBuilder
 from birdie.data.sources import Source
 from birdie.objectives.base import Example, ObjectiveConfig
@@ -172,7 +173,7 @@ class BatchStream:
             if isinstance(result, Example):
                 if result.length > budget:
                     raise PipelineDataError(
-                        f"objective {objective!r} returned an example of {result.length} positions for a budget of "
+                        f"objective {objective_key(objective)} returned an example of {result.length} positions for a budget of "
                         f"{budget}; objectives must keep len(prefix) + len(target) <= budget"
                     )
                 builder.add(result.prefix, result.target)
@@ -186,7 +187,7 @@ class BatchStream:
             skips[k] += 1
             if skips[k] >= settings.max_consecutive_skips:
                 raise PipelineDataError(
-                    f"objective {objective!r} skipped {skips[k]} samples in a row (last: {result.reason}); the "
+                    f"objective {objective_key(objective)} skipped {skips[k]} samples in a row (last: {result.reason}); the "
                     "documents are too short for it or sequence_length is too small. Remove it from the mixture, "
                     "change its parameters, or raise max_consecutive_skips"
                 )
