@@ -1,18 +1,18 @@
 """Forward+backward time of the chunked linear scan against the plain reference loop, side by side.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/scan.py [--repeats 5]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/scan.py [--min-seconds 1]
 
-Prints the median wall time of ``h = scan(a, x, reset); (h * w).sum().backward()`` for each implementation at
-T = 512 and 2048, the speedup, and the largest difference between the two (outputs and gradients).
+Prints the median wall time (``torch.utils.benchmark``, at the process's thread count) of
+``h = scan(a, x, reset); (h * w).sum().backward()`` for each implementation at T = 512 and 2048, the speedup,
+and the largest difference between the two (outputs and gradients).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from torch.utils.benchmark import Timer
 
 from birdie.models.scan import linear_scan, linear_scan_reference
 
@@ -27,19 +27,14 @@ def fwd_bwd(scan, a: torch.Tensor, x: torch.Tensor, reset: torch.Tensor, weights
     return h.detach(), a.grad, x.grad
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_seconds(fn, min_seconds: float) -> float:
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_seconds).median
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="timing budget per implementation and shape")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, resets at ~1% of positions")
     print(f"{'B':>3} {'T':>5} {'D':>5} | {'reference ms':>12} {'chunked ms':>10} {'speedup':>7} | max |diff|")
@@ -49,8 +44,8 @@ def main() -> None:
         x = torch.randn(batch, length, width, generator=gen)
         reset = torch.rand(batch, length, generator=gen) < 0.01
         weights = torch.randn(batch, length, width, generator=gen)
-        slow = median_seconds(lambda: fwd_bwd(linear_scan_reference, a, x, reset, weights), args.repeats)
-        fast = median_seconds(lambda: fwd_bwd(linear_scan, a, x, reset, weights), args.repeats)
+        slow = median_seconds(lambda: fwd_bwd(linear_scan_reference, a, x, reset, weights), args.min_seconds)
+        fast = median_seconds(lambda: fwd_bwd(linear_scan, a, x, reset, weights), args.min_seconds)
         diff = max(
             (got - want).abs().max().item()
             for got, want in zip(fwd_bwd(linear_scan, a, x, reset, weights),
