@@ -95,6 +95,7 @@ class ShardSource(IndexedSource):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_arrays", None)  # memory maps are reopened by each process
+        state.pop("_split_indices", None)  # and the split recomputed, rather than pickled
         return state
 
 

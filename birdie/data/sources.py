@@ -126,10 +126,17 @@ class IndexedSource(Source):
     def item(self, index: int) -> Any:
         """The ``index``-th document's item."""
 
+    def split_indices(self, split: str) -> np.ndarray:
+        """Indices of the documents of ``split``, ascending (computed once per process)."""
+        cache = self.__dict__.setdefault("_split_indices", {})
+        if split not in cache:
+            indices = np.arange(self.num_documents, dtype=np.int64)
+            cache[split] = indices[in_split(indices, split, self.validation_fraction)]
+        return cache[split]
+
     def order(self, split: str, stream: int, num_streams: int, epoch: int, seed: int) -> np.ndarray:
         """Document indices of one stream in reading order."""
-        indices = np.arange(self.num_documents, dtype=np.int64)
-        indices = indices[in_split(indices, split, self.validation_fraction)][stream::num_streams]
+        indices = self.split_indices(split)[stream::num_streams]
         if split == "train":
             indices = np.random.default_rng(stream_seed(seed, epoch, stream)).permutation(indices)
         return indices
