@@ -63,7 +63,8 @@ class PipelineConfig:
         rank, world_size: this process's place among data-parallel ranks; each rank reads its own documents.
         num_streams: document streams per rank; the batch stream does not depend on ``num_workers`` for a fixed
             value. Must be >= ``num_workers``; a multiple of it balances the load.
-        prefetch: batches committed ahead of the consumer (>= 1); also fixes when a mixture change applies.
+        prefetch: batches committed ahead of the consumer (>= 1); also fixes when a mixture change applies. Keep
+            it >= ``num_workers`` so that every worker has work.
         min_segment_tokens: a batch is done when no row has this many free positions.
         max_consecutive_skips: an objective that skips this many samples in a row, or a source that yields this
             many unusable items in a row, stops the pipeline with an error.
