@@ -68,12 +68,16 @@ class AutoencodingWithDeshuffling(Autoencoding):
 
 
 def shuffle_pieces(starts: np.ndarray, sizes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The non-empty pieces (rows of ``starts``/``sizes``) in a random order other than the original one."""
-    nonempty = sizes.sum(axis=1) > 0
-    starts, sizes = starts[nonempty], sizes[nonempty]
-    if len(sizes) < 2:
+    """The non-empty pieces (rows of ``starts``/``sizes``) in a random order other than the original one.
+
+    Only the first piece (the kept run before the first span) can be empty; every other one holds a sentinel.
+    """
+    if sizes[0, 1] == 0:
+        starts, sizes = starts[1:], sizes[1:]
+    count = len(sizes)
+    if count < 2:
         return starts, sizes
-    order = rng.permutation(len(sizes))
-    if (order == np.arange(len(sizes))).all():
+    order = rng.permutation(count)
+    if not np.any(order[1:] < order[:-1]):  # the identity: every piece would stay in place
         order = np.roll(order, 1)
     return starts[order], sizes[order]
