@@ -87,7 +87,7 @@ class HawkMixer(Mixer):
         self.conv_weight = nn.Parameter(torch.empty(config.conv_width, width))  # [lag, channel]
         self.conv_bias = nn.Parameter(torch.zeros(width))
         self.gate_weight = nn.Parameter(torch.empty(2, heads, block, block))  # [a-gate | input gate] blocks
-        self.gate_bias = nn.Parameter(torch.zeros(2, heads, block))
+        self.gate_bias = nn.Parameter(torch.zeros(2 * width))  # 1-D like every bias (kept out of weight decay)
         self.decay_param = nn.Parameter(torch.empty(width))
         self.out_proj = nn.Linear(width, config.d_model)
         self._init_parameters(config.d_model, config.n_layers)
@@ -113,7 +113,8 @@ class HawkMixer(Mixer):
         """Decay a and normalised input for the conv output u (..., W) (accumulation dtype); resets (..., W) bool."""
         blocks = u.unflatten(-1, (self.heads, -1))
         gates = torch.einsum("...hi,ghij->g...hj", blocks, self.gate_weight.to(u.dtype))
-        gates = torch.sigmoid(gates + self.gate_bias.to(u.dtype).view((2,) + (1,) * (u.dim() - 1) + (self.heads, -1)))
+        bias = self.gate_bias.to(u.dtype).view((2,) + (1,) * (u.dim() - 1) + (self.heads, -1))
+        gates = torch.sigmoid(gates + bias)
         recurrence_gate, input_gate = gates.flatten(-2).unbind(0)
         log_a = -RG_LRU_C * recurrence_gate * F.softplus(self.decay_param.to(u.dtype))
         multiplier = sqrt_bound_derivative(1.0 - torch.exp(2.0 * log_a))

@@ -69,6 +69,9 @@ def test_gated_ssm_matches_brute_force_definition_on_packed_rows(layer):
     torch.manual_seed(0)
     mixer = GatedSSMMixer(_config(), layer).double()
     assert mixer.n_reverse == (5 if layer == 0 else 0)
+    with torch.no_grad():
+        mixer.in_proj.bias.normal_()  # the biases start at zero
+        mixer.out_proj.bias.normal_()
     info = _packed_info()
     x = torch.randn(1, info.segment_ids.shape[1], 12, dtype=torch.float64)
     with torch.no_grad():

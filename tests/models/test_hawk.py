@@ -215,8 +215,8 @@ def naive_hawk(mixer: HawkMixer, x: torch.Tensor, info: SequenceInfo) -> torch.T
         for lag in range(mixer.conv_width):
             if t - lag >= 0 and len(set(seg[t - lag : t + 1])) == 1:
                 conv[t] += mixer.conv_weight[lag] * u[t - lag]
-    recurrence_gate = torch.sigmoid(conv @ torch.block_diag(*mixer.gate_weight[0]) + mixer.gate_bias[0].flatten())
-    input_gate = torch.sigmoid(conv @ torch.block_diag(*mixer.gate_weight[1]) + mixer.gate_bias[1].flatten())
+    recurrence_gate = torch.sigmoid(conv @ torch.block_diag(*mixer.gate_weight[0]) + mixer.gate_bias[:width])
+    input_gate = torch.sigmoid(conv @ torch.block_diag(*mixer.gate_weight[1]) + mixer.gate_bias[width:])
     a = torch.sigmoid(-mixer.decay_param) ** (8 * recurrence_gate)  # the paper's a = sigma(Lambda)^(c r)
     scaled = torch.sqrt(1 - a**2) * input_gate * conv
     h = torch.zeros(length, width, dtype=x.dtype)
@@ -239,7 +239,9 @@ def test_hawk_mixer_matches_the_equations_on_packed_rows(layer):
     mixer = HawkMixer(config, layer).double()
     assert mixer.n_reverse == (5 if layer == 0 else 0)
     with torch.no_grad():
-        mixer.conv_weight.normal_()  # a conv large enough that a cross-segment tap would show
+        # Random biases (they start at zero) and a conv large enough that a cross-segment tap would show.
+        for parameter in (mixer.conv_weight, mixer.conv_bias, mixer.gate_bias, mixer.in_proj.bias, mixer.out_proj.bias):
+            parameter.normal_()
     batch = packed_batch(seed=10)
     info = SequenceInfo.from_batch(**batch)
     x = torch.randn(1, batch["input_ids"].shape[1], 12, dtype=torch.float64)
