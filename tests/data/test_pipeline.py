@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from birdie.data.pipeline import Pipeline, PipelineConfig
 from birdie.data.streams import PipelineDataError
 from birdie.objectives import NextTokenPrediction
+from birdie.tokenizers import ByteTokenizer
 
 from conftest import AlwaysSkips, LongPiecesOnly, Oversize, assert_valid_batch, word_docs
 
@@ -222,3 +225,34 @@ def test_bad_configuration_is_rejected_with_the_field_name(tokenizer, two_ntp):
     with make(tokenizer, two_ntp, seed=5) as other:
         with pytest.raises(ValueError, match="seed"):
             other.load_state_dict(state)
+
+
+operations = st.lists(
+    st.one_of(st.tuples(st.just("next"), st.integers(1, 3)),
+              st.tuples(st.just("mix"), st.lists(st.integers(0, 3), min_size=2, max_size=2).filter(any)),
+              st.tuples(st.just("resume"), st.none())),
+    min_size=1, max_size=8,
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(operations)
+def test_any_interleaving_of_batches_mixture_changes_and_resumes_matches_a_straight_run(ops):
+    tokenizer = ByteTokenizer()
+    mixture = [NextTokenPrediction(prob=0.7), NextTokenPrediction(prob=0.3, paradigm="none")]
+    straight, resumed = make(tokenizer, mixture), make(tokenizer, mixture)
+    got, expected = [], []
+    for op, arg in ops:
+        if op == "next":
+            expected += take(straight, arg)
+            got += take(resumed, arg)
+        elif op == "mix":
+            assert straight.set_mixture(arg) == resumed.set_mixture(arg)
+        else:
+            state = resumed.state_dict()
+            resumed.close()
+            resumed = make(tokenizer, mixture)
+            resumed.load_state_dict(state)
+    straight.close()
+    resumed.close()
+    assert_same(got, expected)
