@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from birdie.data.pipeline import Pipeline, PipelineConfig
@@ -237,6 +237,8 @@ operations = st.lists(
 
 @settings(max_examples=15, deadline=None)
 @given(operations)
+@example([("next", 2), ("resume", None), ("mix", [1, 0]), ("next", 3)])
+@example([("mix", [0, 1]), ("next", 1), ("resume", None), ("next", 3), ("mix", [1, 1]), ("next", 3)])
 def test_any_interleaving_of_batches_mixture_changes_and_resumes_matches_a_straight_run(ops):
     tokenizer = ByteTokenizer()
     mixture = [NextTokenPrediction(prob=0.7), NextTokenPrediction(prob=0.3, paradigm="none")]
