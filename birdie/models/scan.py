@@ -11,7 +11,8 @@ Two implementations with one contract:
 The chunked kernel splits time into ``N`` chunks of ``C ~ sqrt(T)`` positions. A loop over the ``C`` in-chunk
 offsets runs all chunks at once (zero initial state, plus the running product of ``a`` inside the chunk); a loop
 over the ``N`` chunks carries each chunk's final state to the next; one broadcast adds ``prod(a) * carry`` to
-every position. That is ``C + N ~ 2 sqrt(T)`` Python steps instead of ``T``, each on a ``(B, N, D)`` slab.
+every position. That is ``C + N ~ 2 sqrt(T)`` Python steps instead of ``T``, each on a ``(B, N, D)`` slab, and
+nothing is flipped: reverse scans walk the same buffers from the other end. The kernel runs on any device.
 Resets are exact: a reset zeroes ``a``, so the running product is exactly zero from there on and no carried
 state reaches the position, whatever its value.
 
@@ -146,7 +147,7 @@ def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool
         a = torch.where(reset.unsqueeze(-1), torch.zeros((), dtype=dtype, device=a.device), a)
     if x.shape[1] == 0:
         return x.clone()
-    return _LinearScan.apply(a.contiguous(), x.contiguous(), reverse)
+    return _LinearScan.apply(a, x, reverse)
 
 
 def linear_scan_reference(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool = False) -> Tensor:
