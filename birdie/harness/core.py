@@ -15,7 +15,9 @@ continuation token by token:
 
 The plain path runs ``shared + tail`` as one row per request (rows batched, right-padded). With state reuse a
 model that offers ``scan`` reads each distinct shared part once, keeps its state (optionally in an LRU across
-calls), and runs the distinct tails of all its continuations as one batch from that state.
+calls), and runs the distinct tails of all its continuations as one batch from that state. A model that also
+offers ``scan_contexts`` (birdie's recurrent families) reads a batch of contexts in one call and runs the tails of
+all of them together.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from birdie.harness.models import ScoringModel, repeat_state
+from birdie.harness.models import ScoringModel
+from birdie.harness.states import concat_states, state_row
 
 TokenIds = Sequence[int]
 
@@ -190,41 +193,56 @@ class Scorer:
                 results[i] = _score_positions(log_softmax32(logits[b, len(shared) : len(shared) + len(tail)]), targets)
 
     def _score_with_states(self, laid_out: list, prefix: bool, results: list) -> None:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (shared, _, _) in enumerate(laid_out):
-            groups.setdefault(shared, []).append(i)
-        for shared, indices in groups.items():
-            if not shared:
-                self._score_plain(indices, laid_out, prefix, results)
-                continue
-            state = self._context_state(shared, len(shared) if prefix else 0)
-            tails: dict[tuple[int, ...], list[int]] = {}
-            for i in indices:
-                tails.setdefault(tuple(laid_out[i][1]), []).append(i)
-            distinct = sorted(tails, key=len, reverse=True)
-            for batch in _chunks(distinct, self.config.batch_size):
-                logits, _ = self.model.scan(_right_pad(batch), repeat_state(state, len(batch)), 0)
+        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}  # shared -> distinct tail -> requests
+        for i, (shared, tail, _) in enumerate(laid_out):
+            groups.setdefault(shared, {}).setdefault(tuple(tail), []).append(i)
+        if () in groups:  # nothing to share: a plain forward pass is the whole work
+            self._score_plain([i for ids in groups.pop(()).values() for i in ids], laid_out, prefix, results)
+        # Models that read many contexts at once get them in batches, and the tails of a whole batch of contexts
+        # run together; otherwise one context at a time with the tails of its requests.
+        batched = callable(getattr(self.model, "scan_contexts", None))
+        contexts = sorted(groups, key=len, reverse=True)
+        for chunk in _chunks(contexts, self.config.batch_size if batched else 1):
+            states = self._context_states(chunk, prefix, batched)
+            rows = sorted(((tail, c) for c, shared in enumerate(chunk) for tail in groups[shared]),
+                          key=lambda row: -len(row[0]))
+            for batch in _chunks(rows, self.config.batch_size):
+                state = concat_states([states[c] for _, c in batch])
+                logits, _ = self.model.scan(_right_pad([tail for tail, _ in batch]), state, 0)
                 self.stats["model_calls"] += 1
-                for b, tail in enumerate(batch):
+                for b, (tail, c) in enumerate(batch):
                     self.stats["tail_tokens"] += len(tail)
                     log_probs = log_softmax32(logits[b, : len(tail)])
-                    for i in tails[tail]:
+                    for i in groups[chunk[c]][tail]:
                         results[i] = _score_positions(log_probs, laid_out[i][2])
 
-    def _context_state(self, shared: tuple[int, ...], prefix_length: int) -> Any:
-        key = (prefix_length, shared)
-        if key in self._states:
-            self._states.move_to_end(key)
-            self.stats["cache_hits"] += 1
-            return self._states[key]
-        _, state = self.model.scan(np.asarray([shared], dtype=np.int64), None, prefix_length)
-        self.stats["model_calls"] += 1
-        self.stats["context_tokens"] += len(shared)
-        if self.config.prefix_cache_size:
-            self._states[key] = state
-            while len(self._states) > self.config.prefix_cache_size:
-                self._states.popitem(last=False)
-        return state
+    def _context_states(self, contexts: list[tuple[int, ...]], prefix: bool, batched: bool) -> list[Any]:
+        """Batch-1 state after each context: from the LRU, else read (all missing ones in one call if batched)."""
+        keys = [(len(c) if prefix else 0, c) for c in contexts]
+        states: list[Any] = [None] * len(contexts)
+        missing = []
+        for index, key in enumerate(keys):
+            if key in self._states:
+                self._states.move_to_end(key)
+                self.stats["cache_hits"] += 1
+                states[index] = self._states[key]
+            else:
+                missing.append(index)
+        if missing and batched:
+            read = self.model.scan_contexts([contexts[i] for i in missing], [keys[i][0] for i in missing])
+            for row, index in enumerate(missing):
+                states[index] = state_row(read, row)
+            self.stats["model_calls"] += 1
+        for index in missing:
+            if not batched:
+                _, states[index] = self.model.scan(np.asarray([contexts[index]], dtype=np.int64), None, keys[index][0])
+                self.stats["model_calls"] += 1
+            self.stats["context_tokens"] += len(contexts[index])
+            if self.config.prefix_cache_size:
+                self._states[keys[index]] = states[index]
+                while len(self._states) > self.config.prefix_cache_size:
+                    self._states.popitem(last=False)
+        return states
 
     def clear_cache(self) -> None:
         """Forget every cached context state."""

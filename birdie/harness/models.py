@@ -18,9 +18,8 @@ Two adapters:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -59,39 +58,20 @@ class StatefulScoringModel(ScoringModel, Protocol):
         """Run ``input_ids`` (B, T) after ``state`` and return ``(logits (B, T, V), new_state)``.
 
         ``state=None`` starts fresh; then every row has the same real length and the first ``prefix_length``
-        positions are the bidirectional prefix. A non-None ``state`` has batch size B (the core repeats a
-        batch-1 state with :func:`repeat_state`) and the input is scanned causally after it. Rows may be
-        right-padded; the returned state is only used when no row was padded. ``state`` is never modified.
+        positions are the bidirectional prefix. A non-None ``state`` has batch size B (the core builds it from
+        batch-1 states with :func:`birdie.harness.states.concat_states`; rows may continue different contexts)
+        and row b is scanned causally after row b of the state. Rows may be right-padded; the returned state is
+        only used when no row was padded. ``state`` is never modified.
         """
 
 
-def repeat_state(state: Any, times: int) -> Any:
-    """Repeat every array/tensor leaf of a batch-1 ``state`` ``times`` along its leading dimension.
+@runtime_checkable
+class BatchedContextModel(StatefulScoringModel, Protocol):
+    """A stateful model that can also read several contexts of different lengths in one call."""
 
-    ``state`` nests dicts, lists, tuples, named tuples and dataclasses of numpy arrays or tensors (batch first);
-    ints, floats, strings and None pass through unchanged.
-    """
-    if state is None or times == 1:
-        return state
-    if isinstance(state, dict):
-        return {key: repeat_state(value, times) for key, value in state.items()}
-    if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        return dataclasses.replace(
-            state, **{f.name: repeat_state(getattr(state, f.name), times) for f in dataclasses.fields(state) if f.init}
-        )
-    if isinstance(state, (list, tuple)):
-        items = [repeat_state(value, times) for value in state]
-        return type(state)(*items) if hasattr(state, "_fields") else type(state)(items)
-    if isinstance(state, np.ndarray):
-        return np.repeat(state, times, axis=0)
-    if hasattr(state, "repeat_interleave"):
-        return state.repeat_interleave(times, dim=0)
-    if isinstance(state, (int, float, str)):
-        return state
-    raise TypeError(
-        f"cannot repeat a state leaf of type {type(state).__name__}; states must be nests of dict/list/tuple of "
-        "numpy arrays or tensors with the batch as leading dimension"
-    )
+    def scan_contexts(self, contexts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> Any:
+        """The states after each context (batch = ``len(contexts)``), row ``i`` equal to what
+        ``scan([contexts[i]], None, prefix_lengths[i])`` returns."""
 
 
 class UserModuleModel:
@@ -105,7 +85,8 @@ class UserModuleModel:
     * ``load_tokenizer(tag: str, **kwargs)`` -> anything :func:`birdie.tokenizers.as_tokenizer` accepts
       (``"bytes"``, a ``tokenizer.json`` path, a tiktoken encoding, an object with encode/decode).
     * optional ``scan(model, input_ids, state, prefix_length) -> (logits, state)`` (see
-      :meth:`StatefulScoringModel.scan`), which enables state reuse.
+      :meth:`StatefulScoringModel.scan`), which enables state reuse, and ``scan_contexts(model, contexts,
+      prefix_lengths) -> state`` (see :meth:`BatchedContextModel.scan_contexts`), which batches context reads.
     * optional ``MAX_LENGTH: int`` (default 2048).
     """
 
@@ -125,6 +106,8 @@ class UserModuleModel:
         self.max_length = int(getattr(self.module, "MAX_LENGTH", 2048))
         if callable(getattr(self.module, "scan", None)):
             self.scan = self._scan
+            if callable(getattr(self.module, "scan_contexts", None)):
+                self.scan_contexts = self._scan_contexts
 
     def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray) -> Any:
         if self.module_has_prefix:
@@ -136,6 +119,14 @@ class UserModuleModel:
     def _scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0) -> tuple[Any, Any]:
         return self.module.scan(self.model, input_ids, state, prefix_length)
 
+    def _scan_contexts(self, contexts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]) -> Any:
+        return self.module.scan_contexts(self.model, contexts, prefix_lengths)
+
+
+#: families whose decoding state has a fixed size and honours segment boundaries, so contexts of different
+#: lengths can be read in one left-padded batch (attention caches would keep the padding's keys)
+RECURRENT_FAMILIES = ("hawk", "gated_ssm", "supra")
+
 
 class BirdieScoringModel:
     """A birdie ``LanguageModel`` (torch) behind the :class:`StatefulScoringModel` protocol.
@@ -144,6 +135,8 @@ class BirdieScoringModel:
     (one segment per row, positions from 0). ``scan`` prefills with ``hidden_states`` (the parallel form, which
     returns every layer's cache after the last position) and continues with ``step``, one token at a time, so a
     context is read once: a KV cache for attention, the constant-size recurrent state for Hawk/Gated SSM/SUPRA.
+    For those recurrent families ``scan_contexts`` reads many contexts in one call: each is left-padded, the
+    padding is its own segment (the recurrence restarts at the context), and positions restart at 0.
 
     Args:
         model: the ``LanguageModel``.
@@ -166,8 +159,10 @@ class BirdieScoringModel:
         self.max_length = int(config.max_seq_len)
         if self.tokenizer.vocab_size > config.vocab_size:
             raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {config.vocab_size}")
+        if config.family in RECURRENT_FAMILIES:
+            self.scan_contexts = self._scan_contexts
 
-    def _tensor(self, array: np.ndarray):
+    def _tensor(self, array: Any):
         return torch.as_tensor(np.asarray(array), dtype=torch.long, device=self.device)
 
     def logits(self, input_ids: np.ndarray, prefix_lengths: np.ndarray):
@@ -178,22 +173,40 @@ class BirdieScoringModel:
             return self.model(ids, attention_mask=attention_mask)[0]
 
     def scan(self, input_ids: np.ndarray, state: Any, prefix_length: int = 0):
-        """Prefill (``state=None``) or step token by token from ``state = (layer caches, next position)``."""
+        """Prefill (``state=None``) or step token by token from ``state = (layer caches, next positions (B,))``."""
         from birdie.models.mixer import SequenceInfo
 
         ids = self._tensor(input_ids)
+        batch, length = ids.shape
         with torch.inference_mode():
             if state is None:
-                info = SequenceInfo.single(ids.shape[0], ids.shape[1], self.device, prefix_len=prefix_length)
+                info = SequenceInfo.single(batch, length, self.device, prefix_len=prefix_length)
                 hidden, caches = self.model.hidden_states(ids, info)
-                return self.model.output(hidden), (caches, ids.shape[1])
-            caches, position = state
+                return self.model.output(hidden), (caches, torch.full((batch,), length, device=self.device))
+            caches, positions = state
             outputs = []
-            for t in range(ids.shape[1]):
-                where = torch.full((ids.shape[0],), position + t, dtype=torch.long, device=self.device)
-                step_logits, caches = self.model.step(ids[:, t], where, caches)
+            for t in range(length):
+                step_logits, caches = self.model.step(ids[:, t], positions + t, caches)
                 outputs.append(step_logits)
-            return torch.stack(outputs, dim=1), (caches, position + ids.shape[1])
+            return torch.stack(outputs, dim=1), (caches, positions + length)
+
+    def _scan_contexts(self, contexts: Sequence[Sequence[int]], prefix_lengths: Sequence[int]):
+        from birdie.models.mixer import SequenceInfo
+
+        lengths = [len(c) for c in contexts]
+        width = max(lengths)
+        ids = np.zeros((len(contexts), width), dtype=np.int64)
+        segments, positions, prefix = (np.zeros_like(ids) for _ in range(3))
+        for row, (context, prefix_length) in enumerate(zip(contexts, prefix_lengths)):
+            start = width - len(context)
+            ids[row, start:] = context
+            segments[row, start:] = 1
+            positions[row, start:] = np.arange(len(context))
+            prefix[row, start : start + prefix_length] = 1
+        tensors = [self._tensor(a) for a in (ids, prefix, segments, positions)]
+        with torch.inference_mode():
+            _, caches = self.model.hidden_states(tensors[0], SequenceInfo.from_batch(*tensors))
+        return caches, self._tensor(lengths)
 
 
 def parse_model_args(text: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ def numpy_model():
     return load_scoring_model(module=NUMPY_MODULE, tag="tiny")
 
 
-@pytest.fixture(scope="session", params=["transformer-tiny", "hawk-tiny"])
+@pytest.fixture(scope="session", params=["transformer-tiny", "hawk-tiny", "gated-ssm-tiny"])
 def birdie_model(request):
     from birdie.models import create
 

@@ -12,7 +12,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from birdie.harness.core import Scorer, ScorerConfig
-from birdie.harness.models import repeat_state
+from birdie.harness.states import concat_states, state_row
+from birdie.tokenizers import ByteTokenizer
 from harness_reference import naive_continuation
 
 WORDS = ["the cat", " sat", " on", " a mat", " dog", "!", " ran far away", "x"]
@@ -56,6 +57,23 @@ def test_numpy_user_module_fast_paths_equal_naive(numpy_model, requests, prefix)
 @given(requests=requests_strategy, prefix=st.booleans())
 def test_birdie_model_fast_paths_equal_naive(birdie_model, requests, prefix):
     _check_against_naive(birdie_model, requests, prefix)
+
+
+def test_recurrent_models_read_contexts_of_different_lengths_in_one_batch():
+    from birdie.harness.models import BirdieScoringModel
+    from birdie.models import create
+
+    torch.manual_seed(0)
+    tok = ByteTokenizer()
+    model = BirdieScoringModel(create("supra-tiny", vocab_size=tok.vocab_size), tok)  # causal-only family
+    requests = [(_encode(tok, ["the cat" + " sat" * n]), _encode(tok, [c])) for n in range(5) for c in (" on", "!")]
+    scorer = Scorer(model, ScorerConfig(batch_size=16))
+    scores = scorer.loglikelihood(requests)
+    assert scorer.stats["model_calls"] == 2  # one call reads the five contexts, one runs all ten tails
+    for score, (context, continuation) in zip(scores, requests):
+        picked, greedy = naive_continuation(model, context, continuation, prefix=False)
+        np.testing.assert_allclose(score.token_logprobs, picked, rtol=1e-5, atol=1e-5)
+        assert score.is_greedy == greedy
 
 
 def test_prefix_scoring_uses_the_bidirectional_prefix(birdie_model):
@@ -162,13 +180,19 @@ def test_invalid_requests_raise_clear_errors(numpy_model):
         ScorerConfig(batch_size=0)
 
 
-def test_repeat_state_handles_nested_states():
+def test_state_rows_and_concatenation_handle_nested_states():
     @dataclasses.dataclass
     class State:
         h: torch.Tensor
         conv: torch.Tensor | None = None
 
-    state = ([State(torch.ones(1, 3)), (np.zeros((1, 2)), torch.zeros(1, 4, 5))], 7)
-    repeated = repeat_state(state, 3)
-    assert repeated[1] == 7 and repeated[0][0].h.shape == (3, 3) and repeated[0][0].conv is None
-    assert repeated[0][1][0].shape == (3, 2) and repeated[0][1][1].shape == (3, 4, 5)
+    one = ([State(torch.ones(1, 3)), (np.zeros((1, 2)), torch.zeros(1, 4, 5))], 7)
+    two = ([State(torch.full((2, 3), 2.0)), (np.ones((2, 2)), torch.ones(2, 4, 5))], 7)
+    joined = concat_states([one, two, one])
+    assert joined[1] == 7 and joined[0][0].conv is None
+    assert joined[0][0].h[:, 0].tolist() == [1.0, 2.0, 2.0, 1.0]
+    assert joined[0][1][0].shape == (4, 2) and joined[0][1][1].shape == (4, 4, 5)
+    row = state_row(joined, 2)
+    assert row[0][0].h.tolist() == [[2.0, 2.0, 2.0]] and row[0][1][0].tolist() == [[1.0, 1.0]]
+    with pytest.raises(TypeError, match="cannot batch a state leaf"):
+        concat_states([object(), object()])
