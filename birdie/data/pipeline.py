@@ -35,6 +35,7 @@ import torch
 
 from birdie.data.mixture import as_objectives, objective_key
 from birdie.data.packing import batch_to_torch
+from birdie.data.shards import ShardSource
 from birdie.data.sources import CachedSource, Source, as_source
 from birdie.data.streams import (
     OBJECTIVE_COUNTERS,
@@ -145,6 +146,9 @@ class Pipeline:
         self.source: Source = as_source(source, text_grabber_fn)
         self.validation_source: Source = (self.source if validation_source is None
                                           else as_source(validation_source, text_grabber_fn))
+        for source in (self.source, self.validation_source):
+            if isinstance(source, ShardSource):
+                source.check_tokenizer(self.tokenizer)
         self._factory = StreamFactory(self.source, self.tokenizer, tuple(self.objectives),
                                       self.config.stream_settings(), self.config.num_streams, self.config.world_size)
         initial = np.array([o.prob for o in self.objectives], dtype=np.float64)

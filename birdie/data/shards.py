@@ -74,6 +74,16 @@ class ShardSource(IndexedSource):
     def num_documents(self) -> int:
         return int(self._first[-1])
 
+    def check_tokenizer(self, tokenizer: Tokenizer) -> None:
+        """Raise ValueError when the shards were written with a tokenizer of another vocabulary size."""
+        written = self.meta.get("vocab_size")
+        if written is not None and written != tokenizer.vocab_size:
+            raise ValueError(
+                f"the shards in {self.directory} were tokenized with a vocabulary of {written} ids, but the "
+                f"pipeline's tokenizer has {tokenizer.vocab_size}; pass the tokenizer they were written with "
+                "(meta.json records its spec) or re-tokenize"
+            )
+
     @cached_property
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
         arrays = []

@@ -16,6 +16,7 @@ from birdie.data.sources import (
     split_hash,
 )
 from birdie.objectives import NextTokenPrediction
+from birdie.tokenizers import ByteTokenizer
 
 TEXTS = [f"document number {i} " + "word " * (i % 17) for i in range(300)]
 
@@ -102,6 +103,8 @@ def test_shards_round_trip_ids_without_retokenizing(tmp_path, tokenizer):
         assert np.array_equal(source.item(i), tokenizer.encode(text))
     with pytest.raises(FileExistsError):
         tokenize_to_shards(items, tmp_path / "shards", tokenizer, progress=False)
+    with pytest.raises(ValueError, match="vocabulary of 402 ids"):
+        Pipeline(ByteTokenizer(num_sentinels=100), [NextTokenPrediction()], str(tmp_path / "shards"))
 
 
 @pytest.mark.multiprocess
