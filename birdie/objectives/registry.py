@@ -28,6 +28,17 @@ OBJECTIVES: dict[str, type[ObjectiveConfig]] = {
 }
 
 
+#: Parameter names of the upstream ``birdie_rl`` configs and the field that plays their role here.
+UPSTREAM_PARAMETERS = {
+    "mean_tokens_per_span": "mean_span_length",
+    "tokens_per_mask": "mean_span_length",
+    "percentage_to_shuffle": "shuffle_fraction",
+    "format_style": "format",
+    "paradigm_token": "paradigm",
+    "paradigm_str": "paradigm",
+}
+
+
 def make_objective(entry: Mapping[str, Any]) -> ObjectiveConfig:
     """Build an objective config from a mixture entry ``{"name": ..., "prob": ..., **params}``."""
     if not isinstance(entry, Mapping):
@@ -42,5 +53,8 @@ def make_objective(entry: Mapping[str, Any]) -> ObjectiveConfig:
     valid = set(cls.__dataclass_fields__)
     unknown = sorted(set(params) - valid)
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for objective {name!r}; valid: {', '.join(sorted(valid))}")
+        hints = [f"{u} -> {UPSTREAM_PARAMETERS[u]}" for u in unknown if UPSTREAM_PARAMETERS.get(u) in valid]
+        hint = f" (upstream birdie names: use {', '.join(hints)})" if hints else ""
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for objective {name!r}; "
+                         f"valid: {', '.join(sorted(valid))}{hint}")
     return cls(**params)

@@ -51,6 +51,8 @@ def test_unknown_names_and_parameters_list_the_valid_ones():
         make_objective({"name": "infill"})
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) rate for objective 'infilling'; valid: .*corruption_rate"):
         make_objective({"name": "infilling", "rate": 0.1})
+    with pytest.raises(ValueError, match="upstream birdie names: use mean_tokens_per_span -> mean_span_length"):
+        make_objective({"name": "infilling", "mean_tokens_per_span": 3})
     with pytest.raises(ValueError, match="has no 'name'"):
         make_objective({"prob": 1.0})
     with pytest.raises(ValueError, match="unknown mixture 'birdy'; valid names: birdie, ul2, ul2_decoder, ntp"):
