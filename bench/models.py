@@ -1,11 +1,12 @@
 """Training and generation throughput of every registered model family, side by side, on this machine.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/models.py [--lengths 512 2048] [--contexts 64 512 2048] [--repeats 3]
+    .venv/bin/python bench/models.py [--lengths 512 2048] [--contexts 64 512 2048] [--repeats 3] [--threads 1]
 
 Training: tokens/s of forward + backward (mean cross-entropy over every position) on one packed row of T tokens
 (four segments, half of each a bidirectional prefix), for models of about the same parameter count, and the ratio
 to the Transformer. Generation: tokens/s of cached greedy decoding (``step`` per token) after a prompt of C
-tokens; attention re-reads a KV cache that grows with C, recurrent families carry a fixed-size state.
+tokens; attention re-reads a KV cache that grows with C, recurrent families carry a fixed-size state. Families are
+timed round-robin and the best of ``--repeats`` rounds is kept, so a shared machine's load hits them alike.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -32,14 +34,21 @@ def bench_config(family: str) -> ModelConfig:
     return ModelConfig(family=family, vocab_size=512, d_model=256, n_heads=4, max_seq_len=2048, **extra)
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def best_seconds(tasks: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Warm each task up, then run ``repeats`` rounds visiting every task in turn; the best time per task.
+
+    Round-robin puts every family under the same background load (the machine is shared); the best round is the
+    least disturbed one.
+    """
+    for task in tasks.values():
+        task()
+    best = {name: float("inf") for name in tasks}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, task in tasks.items():
+            start = time.perf_counter()
+            task()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def packed_row(length: int, vocab_size: int) -> dict[str, torch.Tensor]:
@@ -54,7 +63,7 @@ def packed_row(length: int, vocab_size: int) -> dict[str, torch.Tensor]:
     }
 
 
-def training_tokens_per_second(model, length: int, repeats: int) -> float:
+def training_step(model, length: int) -> Callable[[], None]:
     batch = packed_row(length, model.config.vocab_size)
 
     def run() -> None:
@@ -62,21 +71,22 @@ def training_tokens_per_second(model, length: int, repeats: int) -> float:
         _, loss = model(**batch)
         loss.backward()
 
-    return length / median_seconds(run, repeats)
+    return run
 
 
 @torch.no_grad()
-def generation_tokens_per_second(model, context: int, new_tokens: int, repeats: int) -> float:
+def decoding_steps(model, context: int, new_tokens: int) -> Callable[[], None]:
     prompt = torch.randint(0, model.config.vocab_size, (1, context))
     _, prefilled = model.hidden_states(prompt, SequenceInfo.single(1, context, prompt.device))
     token = prompt[:, -1]
 
+    @torch.no_grad()
     def run() -> None:
         states = prefilled
         for index in range(new_tokens):
             _, states = model.step(token, torch.tensor([context + index]), states)
 
-    return new_tokens / median_seconds(run, repeats)
+    return run
 
 
 def main() -> None:
@@ -85,26 +95,37 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, nargs="+", default=[64, 512, 2048])
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; on a loaded shared machine 2 threads spin-wait and time 3-6x worse")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     families = available_families()
     models = {family: create(bench_config(family)) for family in families}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; d_model 256, vocab 512, batch 1")
     print("\nparameters: " + ", ".join(f"{f} {m.num_parameters() / 1e6:.2f}M" for f, m in models.items()))
 
-    print("\ntraining (forward+backward) tokens/s on one packed row")
-    print(f"{'family':<12}" + "".join(f"{f'T={t}':>12}{'vs attn':>9}" for t in args.lengths))
-    train = {f: [training_tokens_per_second(m, t, args.repeats) for t in args.lengths] for f, m in models.items()}
-    baseline = train.get("transformer")
+    print("\ntraining (forward+backward) tokens/s on one packed row; ratio to the Transformer")
+    print(f"{'family':<12}" + "".join(f"{f'T={t}':>10}{'ratio':>8}" for t in args.lengths))
+    train = {f: [] for f in models}
+    for length in args.lengths:
+        seconds = best_seconds({f: training_step(m, length) for f, m in models.items()}, args.repeats)
+        for family in models:
+            train[family].append(length / seconds[family])
     for family, rates in train.items():
-        cells = [f"{rate:>12.0f}{(rate / baseline[i] if baseline else float('nan')):>8.2f}x"
-                 for i, rate in enumerate(rates)]
-        print(f"{family:<12}" + "".join(cells))
+        ratios = [rate / train["transformer"][i] if "transformer" in train else float("nan")
+                  for i, rate in enumerate(rates)]
+        print(f"{family:<12}" + "".join(f"{rate:>10.0f}{ratio:>7.2f}x" for rate, ratio in zip(rates, ratios)))
 
-    print(f"\ngeneration tokens/s ({args.new_tokens} cached greedy steps) against prompt length")
+    print(f"\ngeneration tokens/s ({args.new_tokens} cached greedy steps) against prompt length C")
     print(f"{'family':<12}" + "".join(f"{f'C={c}':>10}" for c in args.contexts))
-    for family, model in models.items():
-        rates = [generation_tokens_per_second(model, c, args.new_tokens, args.repeats) for c in args.contexts]
+    decode = {f: [] for f in models}
+    for context in args.contexts:
+        seconds = best_seconds({f: decoding_steps(m, context, args.new_tokens) for f, m in models.items()},
+                               args.repeats)
+        for family in models:
+            decode[family].append(args.new_tokens / seconds[family])
+    for family, rates in decode.items():
         print(f"{family:<12}" + "".join(f"{rate:>10.0f}" for rate in rates))
 
 
