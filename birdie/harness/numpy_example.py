@@ -11,6 +11,8 @@ Hooks (see :class:`birdie.harness.models.UserModuleModel`):
 * ``logits(model, input_ids, prefix_lengths)``: (B, T, V) float32.
 * ``scan(model, input_ids, state, prefix_length)``: the same computation continued from a state, which lets the
   core read a shared context once.
+* ``scan_contexts(model, contexts, prefix_lengths)``: the states after many contexts of different lengths, read in
+  one left-padded batch (the hidden state stays at zero over the padding).
 
 Prefix-LM: positions inside the bidirectional prefix also receive the mean embedding of the whole prefix (a
 stand-in for a bidirectional layer), so their outputs depend on later prefix tokens.
@@ -89,3 +91,16 @@ def scan(model: NumpyRNN, input_ids: np.ndarray, state: np.ndarray | None, prefi
     else:
         x = model.embed[ids]
     return _run(model, x, state)
+
+
+def scan_contexts(model: NumpyRNN, contexts: list, prefix_lengths: list) -> np.ndarray:
+    width = max(len(c) for c in contexts)
+    x = np.zeros((len(contexts), width, model.recur.shape[0]), dtype=np.float32)
+    real = np.zeros((len(contexts), width), dtype=bool)
+    for row, (context, prefix_length) in enumerate(zip(contexts, prefix_lengths)):
+        x[row, width - len(context) :] = _inputs(model, np.asarray([context]), np.array([prefix_length]))[0]
+        real[row, width - len(context) :] = True
+    hidden = np.zeros((len(contexts), model.recur.shape[0]), dtype=np.float32)
+    for t in range(width):
+        hidden = np.where(real[:, t, None], np.tanh(x[:, t] + hidden @ model.recur), hidden)
+    return hidden
