@@ -11,7 +11,7 @@ from typing import Any
 
 _LAZY = {
     "Pipeline": "birdie.data.pipeline",
-    "PipelineConfig": "birdie.data.pipeline",
+    "PipelineConfig": "birdie.data.config",
     "PipelineWorkerError": "birdie.data.workers",
     "PipelineDataError": "birdie.data.streams",
     "BatchBuilder": "birdie.data.packing",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -37,85 +37,13 @@ from birdie.data.mixture import as_objectives, objective_key
 from birdie.data.packing import batch_to_torch
 from birdie.data.shards import ShardSource
 from birdie.data.sources import CachedSource, Source, as_source
-from birdie.data.streams import (
-    OBJECTIVE_COUNTERS,
-    BatchStats,
-    BatchStream,
-    StreamSettings,
-    StreamState,
-    tokenize_document,
-)
+from birdie.data.config import PipelineConfig
+from birdie.data.streams import OBJECTIVE_COUNTERS, BatchStats, BatchStream, StreamState, tokenize_document
 from birdie.data.workers import PipelineWorkerError, StreamFactory, WorkerPool
 from birdie.tokenizers import as_tokenizer
 
 Batch = dict[str, torch.Tensor]
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Pipeline settings.
-
-    Attributes:
-        batch_size: rows per batch.
-        sequence_length: positions per row.
-        num_workers: worker processes; 0 produces batches in the training process (for debugging).
-        seed: fixes the batch stream.
-        rank, world_size: this process's place among data-parallel ranks; each rank reads its own documents.
-        num_streams: document streams per rank; the batch stream does not depend on ``num_workers`` for a fixed
-            value. Must be >= ``num_workers``; a multiple of it balances the load.
-        prefetch: batches committed ahead of the consumer (>= 1); also fixes when a mixture change applies. Keep
-            it >= ``num_workers`` so that every worker has work.
-        min_segment_tokens: a batch is done when no row has this many free positions.
-        max_consecutive_skips: an objective that skips this many samples in a row, or a source that yields this
-            many unusable items in a row, stops the pipeline with an error.
-        max_draws_per_piece: objective draws tried on one piece of a document before giving up on it.
-        append_eos: end every document with ``specials.eos``.
-        num_validation_batches: held-out batches per objective configuration.
-        validation_batch_size: rows of a validation batch (default ``batch_size``).
-        start_method: multiprocessing start method for the workers (default ``fork`` where available).
-        batch_timeout_s: with workers, raise when the worker owing the next batch has delivered nothing for this
-            long (a stuck source); None waits forever.
-    """
-
-    batch_size: int = 8
-    sequence_length: int = 2048
-    num_workers: int = 0
-    seed: int = 0
-    rank: int = 0
-    world_size: int = 1
-    num_streams: int = 8
-    prefetch: int = 8
-    min_segment_tokens: int = 8
-    max_consecutive_skips: int = 1000
-    max_draws_per_piece: int = 4
-    append_eos: bool = True
-    num_validation_batches: int = 2
-    validation_batch_size: int | None = None
-    start_method: str | None = None
-    batch_timeout_s: float | None = 300.0
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, name: str, requirement: str) -> None:
-            if not ok:
-                raise ValueError(f"PipelineConfig.{name}={getattr(self, name)!r} {requirement}")
-
-        for name in ("batch_size", "num_streams", "prefetch", "min_segment_tokens", "max_consecutive_skips",
-                     "max_draws_per_piece", "world_size"):
-            need(getattr(self, name) >= 1, name, "must be >= 1")
-        need(self.sequence_length >= 2, "sequence_length", "must be >= 2")
-        need(self.min_segment_tokens <= self.sequence_length, "min_segment_tokens", "must be <= sequence_length")
-        need(0 <= self.num_workers <= self.num_streams, "num_workers",
-             f"must be in [0, num_streams={self.num_streams}]; raise num_streams for more workers")
-        need(0 <= self.rank < self.world_size, "rank", f"must be in [0, world_size={self.world_size})")
-        need(self.num_validation_batches >= 0, "num_validation_batches", "must be >= 0")
-        need(self.validation_batch_size is None or self.validation_batch_size >= 1, "validation_batch_size",
-             "must be >= 1 (or None for batch_size)")
-        need(self.batch_timeout_s is None or self.batch_timeout_s > 0, "batch_timeout_s", "must be > 0 (or None)")
-
-    def stream_settings(self) -> StreamSettings:
-        return StreamSettings(self.batch_size, self.sequence_length, self.seed, self.rank, self.min_segment_tokens,
-                              self.max_consecutive_skips, self.max_draws_per_piece, self.append_eos)
 
 
 class Pipeline:
@@ -149,8 +77,7 @@ class Pipeline:
         for source in (self.source, self.validation_source):
             if isinstance(source, ShardSource):
                 source.check_tokenizer(self.tokenizer)
-        self._factory = StreamFactory(self.source, self.tokenizer, tuple(self.objectives),
-                                      self.config.stream_settings(), self.config.num_streams, self.config.world_size)
+        self._factory = StreamFactory(self.source, self.tokenizer, tuple(self.objectives), self.config)
         initial = np.array([o.prob for o in self.objectives], dtype=np.float64)
         self._schedule: list[tuple[int, np.ndarray]] = [(0, initial / initial.sum())]
         self._next_index = 0
@@ -288,11 +215,11 @@ class Pipeline:
         """
         if self._validation is None:
             config = self.config
-            settings = replace(config.stream_settings(), batch_size=config.validation_batch_size or config.batch_size)
+            validation_config = replace(config, batch_size=config.validation_batch_size or config.batch_size)
             self._validation = {}
             documents = CachedSource(self.validation_source, lambda doc: tokenize_document(doc, self.tokenizer))
             for k, key in enumerate(self.keys):
-                stream = BatchStream(documents, self.tokenizer, self.objectives, settings, "validation",
+                stream = BatchStream(documents, self.tokenizer, self.objectives, validation_config, "validation",
                                      stream=0, num_streams=1, rng_key=(config.seed, 1, k))
                 one_hot = np.eye(len(self.keys))[k]
                 self._validation[key] = [batch_to_torch(stream.next_batch(i, one_hot)[0])

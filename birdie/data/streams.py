@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from birdie.data.config import PipelineConfig
 from birdie.data.mixture import objective_key
 from birdie.data.packing import BatchBuilder
 from birdie.data.sources import Source
@@ -40,20 +41,6 @@ OBJECTIVE_COUNTERS: tuple[str, ...] = ("draws", "samples", "tokens", "skips")
 
 class PipelineDataError(RuntimeError):
     """The data cannot feed the pipeline: an objective that keeps skipping, a source with no usable documents."""
-
-
-@dataclass(frozen=True)
-class StreamSettings:
-    """What every stream of one pipeline shares (see :class:`birdie.data.pipeline.PipelineConfig`)."""
-
-    batch_size: int
-    sequence_length: int
-    seed: int
-    rank: int
-    min_segment_tokens: int
-    max_consecutive_skips: int
-    max_draws_per_piece: int
-    append_eos: bool
 
 
 @dataclass
@@ -128,7 +115,7 @@ class BatchStream:
         source: where the documents come from.
         tokenizer: encodes text documents; gives the pad, begin-generating and eos ids.
         objectives: the mixture's objective configurations (their order fixes the probability vector's order).
-        settings: the shared pipeline settings.
+        config: the pipeline's config (``batch_size``, ``sequence_length``, ``seed``, the skip bounds, ...).
         split: ``"train"`` or ``"validation"``.
         stream: this stream's index among ``num_streams`` (already including the rank).
         rng_key: leading entries of every batch RNG seed (distinguishes splits, ranks, validation objectives).
@@ -136,12 +123,12 @@ class BatchStream:
     """
 
     def __init__(self, source: Source, tokenizer: Tokenizer, objectives: Sequence[ObjectiveConfig],
-                 settings: StreamSettings, split: str, stream: int, num_streams: int, rng_key: Sequence[int],
+                 config: PipelineConfig, split: str, stream: int, num_streams: int, rng_key: Sequence[int],
                  state: StreamState | None = None) -> None:
         self.source = source
         self.tokenizer = tokenizer
         self.objectives = list(objectives)
-        self.settings = settings
+        self.config = config
         self.split = split
         self.stream = stream
         self.num_streams = num_streams
@@ -154,17 +141,17 @@ class BatchStream:
 
     def next_batch(self, batch_index: int, probs: np.ndarray) -> tuple[np.ndarray, BatchStats]:
         """Batch ``batch_index`` under mixture ``probs``: a (5, batch_size, sequence_length) int64 buffer."""
-        settings = self.settings
+        config = self.config
         rng = np.random.default_rng([*self.rng_key, batch_index])
         cdf = np.cumsum(probs / probs.sum())
-        builder = BatchBuilder(settings.batch_size, settings.sequence_length, self.tokenizer.specials.pad,
+        builder = BatchBuilder(config.batch_size, config.sequence_length, self.tokenizer.specials.pad,
                                self.tokenizer.specials.begin_generating)
         stats = BatchStats.zeros(len(self.objectives))
         counts = stats.objectives
         state = self.state
         skips = state.consecutive_skips
         failed_draws = 0
-        while (budget := builder.max_remaining) >= settings.min_segment_tokens:
+        while (budget := builder.max_remaining) >= config.min_segment_tokens:
             ids = state.carry if len(state.carry) else self._next_document(stats)
             k = min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)
             objective = self.objectives[k]
@@ -185,7 +172,7 @@ class BatchStream:
                 continue
             counts[k, 3] += 1
             skips[k] += 1
-            if skips[k] >= settings.max_consecutive_skips:
+            if skips[k] >= config.max_consecutive_skips:
                 raise PipelineDataError(
                     f"objective {objective_key(objective)} skipped {skips[k]} samples in a row (last: {result.reason}); the "
                     "documents are too short for it or sequence_length is too small. Remove it from the mixture, "
@@ -193,9 +180,9 @@ class BatchStream:
                 )
             state.carry = np.asarray(result.leftover, dtype=np.int32)
             failed_draws += 1
-            if failed_draws >= settings.max_draws_per_piece:
+            if failed_draws >= config.max_draws_per_piece:
                 failed_draws = 0
-                if len(state.carry) <= budget or budget == settings.sequence_length:
+                if len(state.carry) <= budget or budget == config.sequence_length:
                     stats.dropped_tokens += len(state.carry)  # it had room: the piece itself is unusable
                     state.carry = EMPTY
                 else:
@@ -206,12 +193,12 @@ class BatchStream:
 
     def _next_document(self, stats: BatchStats) -> np.ndarray:
         """Read items until one is a usable document; return its ids (with eos appended when configured)."""
-        state, settings = self.state, self.settings
+        state, config = self.state, self.config
         read_in_epoch = state.position
         while True:
             if self._items is None:
                 self._items = iter(self.source.documents(self.split, self.stream, self.num_streams, state.epoch,
-                                                         settings.seed, start=state.position))
+                                                         config.seed, start=state.position))
             try:
                 item = next(self._items)
             except StopIteration:
@@ -227,13 +214,13 @@ class BatchStream:
             ids = tokenize_document(self.source.extract(item), self.tokenizer)
             if ids is not None:
                 state.consecutive_invalid = 0
-                ids = np.concatenate([ids, self._eos]) if settings.append_eos else ids
+                ids = np.concatenate([ids, self._eos]) if config.append_eos else ids
                 stats.documents += 1
                 stats.document_tokens += len(ids)
                 return ids
             stats.invalid_documents += 1
             state.consecutive_invalid += 1
-            if state.consecutive_invalid >= settings.max_consecutive_skips:
+            if state.consecutive_invalid >= config.max_consecutive_skips:
                 raise PipelineDataError(
                     f"{state.consecutive_invalid} items in a row were empty or not text (last: {item!r:.200}); "
                     "check the source and its text_grabber_fn"

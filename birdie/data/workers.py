@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from birdie.data.sources import Source
-from birdie.data.streams import BatchStats, BatchStream, StreamSettings, StreamState
+from birdie.data.config import PipelineConfig
+from birdie.data.streams import BatchStats, BatchStream, StreamState
 from birdie.objectives.base import ObjectiveConfig
 from birdie.tokenizers import Tokenizer
 
@@ -46,16 +47,14 @@ class StreamFactory:
     source: Source
     tokenizer: Tokenizer
     objectives: tuple[ObjectiveConfig, ...]
-    settings: StreamSettings
-    num_streams: int
-    world_size: int
+    config: PipelineConfig
 
     def make(self, stream: int, state: StreamState | None = None) -> BatchStream:
-        settings = self.settings
+        config = self.config
         return BatchStream(
-            self.source, self.tokenizer, self.objectives, settings, "train",
-            stream=settings.rank * self.num_streams + stream, num_streams=self.world_size * self.num_streams,
-            rng_key=(settings.seed, 0, settings.rank), state=state,
+            self.source, self.tokenizer, self.objectives, config, "train",
+            stream=config.rank * config.num_streams + stream, num_streams=config.world_size * config.num_streams,
+            rng_key=(config.seed, 0, config.rank), state=state,
         )
 
 
@@ -74,7 +73,7 @@ def _worker_main(conn: Connection, factory: StreamFactory, states: dict[int, Str
             return
         batch_index, probs = task
         try:
-            stream = streams[batch_index % factory.num_streams]
+            stream = streams[batch_index % factory.config.num_streams]
             buffer, stats = stream.next_batch(batch_index, probs)
             conn.send((batch_index, buffer, stream.state, stats))
         except Exception:
