@@ -46,7 +46,8 @@ def make_agent(kind: str, configs: Sequence[Any] | None, total_steps: int, **opt
     ``steps_between_evaluations``, ``explore_start``, ``explore_end``, ``explore_fraction``), ``reward_fn``,
     :class:`BirdieAgentConfig` fields (``num_candidates``, ``num_proposals``, ``top_k``, ``proposal_floor``,
     ``seed``), :class:`RewardModelConfig` fields (``width``, ``num_layers``, ``train_steps``, ``lr``, ...), and
-    ``ratios`` for ``fixed``. Unknown options raise ``ValueError`` listing the valid ones.
+    ``ratios`` for ``fixed``. Static kinds validate and ignore the learning options, so one configuration serves
+    every kind. Unknown options raise ``ValueError`` listing the valid ones.
     """
     from birdie.objectives import mixture_probabilities, resolve_mixture
 
@@ -64,9 +65,9 @@ def make_agent(kind: str, configs: Sequence[Any] | None, total_steps: int, **opt
     schedule = Schedule(total_steps=total_steps, **_split_options(options, Schedule))
     reward_fn = options.pop("reward_fn", None)
     class_ids, _ = class_ids_of(configs)
+    agent_config = BirdieAgentConfig(**_split_options(options, BirdieAgentConfig))
+    model_config = RewardModelConfig(**_split_options(options, RewardModelConfig))
     if kind == "birdie":
-        agent_config = BirdieAgentConfig(**_split_options(options, BirdieAgentConfig))
-        model_config = RewardModelConfig(**_split_options(options, RewardModelConfig))
         agent: Agent = BirdieAgent(class_ids, schedule, reward_fn, agent_config, model_config)
     elif kind == "uniform":
         agent = FixedAgent(class_ids, schedule, None, reward_fn)

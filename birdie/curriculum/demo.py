@@ -36,7 +36,7 @@ class ToyEnvironment:
 
     class_ids: np.ndarray
     helpful: int
-    decay: float = 5e-5
+    decay: float = 8e-5
     base_rate: float = 0.2
     noise: float = 0.002
 
@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--helpful", default="selective_copying", help="the objective class that helps most")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", default=None, help="also write the decision log (JSONL) here")
+    parser.add_argument("--candidates", type=int, default=2048, help="random candidate mixtures per decision")
+    parser.add_argument("--train-steps", type=int, default=200, help="reward-model AdamW steps per decision")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{record['step']:>6} {mean_loss:>9.4f} {reward:>7} {record['class_mixture'][helpful]:>24.3f}  "
               f"{how:<8} {classes}", flush=True)
 
-    records = run_agent_demo(args.steps, helpful, args.seed, args.log, report=show)
+    records = run_agent_demo(args.steps, helpful, args.seed, args.log, report=show,
+                             num_candidates=args.candidates, train_steps=args.train_steps)
     final = records[-1]["class_mixture"][helpful]
     print(f"final share of {helpful!r}: {final:.3f} (uniform: 0.143) after {len(records)} evaluations "
           f"in {time.perf_counter() - start:.1f} s")
