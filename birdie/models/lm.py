@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from birdie.models.config import ModelConfig
+from birdie.models.generation import generate as cached_generate
 from birdie.models.layers import GatedMLP, build_norm
 from birdie.models.mixer import SequenceInfo
 from birdie.models.registry import Family, get_family
@@ -138,22 +139,9 @@ class LanguageModel(nn.Module):
             new_states.append(state)
         return self.output(self.norm(x)), new_states
 
-    def generate(
-        self,
-        prompt_ids: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos: int | None = None,
-        prefix_len: int = 0,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Sample a continuation with a cache; see :func:`birdie.models.generation.generate`."""
-        from birdie.models.generation import generate
-
-        return generate(self, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        eos=eos, prefix_len=prefix_len, generator=generator)
+    #: ``model.generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, prefix_len, generator)``;
+    #: see :func:`birdie.models.generation.generate`.
+    generate = cached_generate
 
     def _check_token_ids(self, ids: Tensor) -> None:
         if ids.dtype not in (torch.int64, torch.int32):
