@@ -62,8 +62,13 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=4096)
     args = parser.parse_args()
 
+    with tempfile.TemporaryDirectory(prefix="birdie-bench-") as work:
+        measure_all(args, Path(work))
+
+
+def measure_all(args: argparse.Namespace, work: Path) -> None:
+    """Build the corpus, tokenizer and shards under ``work`` and print every measurement."""
     texts = [generate_story(0, i).text for i in range(args.stories)]
-    work = Path(tempfile.mkdtemp(prefix="birdie-bench-"))
     (work / "stories.txt").write_text("\n".join(texts))
     tokenizer = train_bpe([work / "stories.txt"], vocab_size=args.vocab_size)
     tokenize_to_shards(texts, work / "shards", tokenizer, documents_per_shard=1000, progress=False)
