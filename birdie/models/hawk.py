@@ -58,9 +58,13 @@ def sqrt_bound_derivative(x: Tensor) -> Tensor:
     return _SqrtBoundDerivative.apply(x)
 
 
-def segment_runs(info: SequenceInfo) -> Tensor:
-    """(B, T) int64: index of the segment (or padding run) each position belongs to, counted along the row."""
-    return info.segment_start.long().cumsum(dim=1)
+def steps_since_segment_start(info: SequenceInfo) -> Tensor:
+    """(B, T) int64: how far each position is from the start of its segment (or padding run).
+
+    Derived from the segment ids rather than trusting ``position_ids``, so the conv mask holds for any batch.
+    """
+    index = torch.arange(info.segment_ids.shape[1], device=info.segment_ids.device).expand_as(info.segment_ids)
+    return index - torch.where(info.segment_start, index, 0).cummax(dim=1).values
 
 
 class HawkMixer(Mixer):
@@ -121,34 +125,35 @@ class HawkMixer(Mixer):
         multiplier = torch.where(resets, torch.ones_like(multiplier), multiplier)
         return torch.exp(log_a), u * input_gate * multiplier
 
-    def _convolve(self, window: Tensor, keep: Tensor | None) -> Tensor:
-        """Depthwise causal conv. window: (..., conv_width, W) inputs oldest first; keep masks taps (same shape
-        without W), None = all. Returns (..., W) in the window's dtype."""
-        out = self.conv_bias.to(window.dtype).expand_as(window[..., -1, :])
-        for lag in range(self.conv_width):
-            tap = window[..., self.conv_width - 1 - lag, :]
-            if keep is not None:
-                tap = tap * keep[..., self.conv_width - 1 - lag, None]
-            out = out + self.conv_weight[lag].to(window.dtype) * tap
+    def _convolve(self, taps: list[Tensor]) -> Tensor:
+        """Depthwise causal conv: ``conv_bias + sum_s conv_weight[s] * taps[s]``, taps[s] (..., W) being the input
+        s positions back (already zeroed where that position lies in another segment)."""
+        dtype = taps[0].dtype
+        out = torch.addcmul(self.conv_bias.to(dtype), taps[0], self.conv_weight[0].to(dtype))
+        for lag in range(1, self.conv_width):
+            out = torch.addcmul(out, taps[lag], self.conv_weight[lag].to(dtype))
         return out
 
     def forward(self, x: Tensor, info: SequenceInfo) -> tuple[Tensor, RecurrentState]:
         """x: (B, T, D) -> y: (B, T, D), state after the last position of each row."""
-        batch, length, _ = x.shape
+        length = x.shape[1]
         u, gate = self.in_proj(x).to(accumulation_dtype(x)).chunk(2, dim=-1)
         lags = self.conv_width - 1
-        runs = segment_runs(info)
-        # Sliding windows over (lags zeros + u): windows[:, t] holds u[t - lags .. t], a tap kept only when its
-        # position belongs to t's segment, so the conv never reaches across a boundary.
+        since_start = steps_since_segment_start(info)
+        # The tap s positions back is kept only when that position is in t's segment (s <= steps since its start),
+        # so the conv never reaches across a boundary.
         padded = F.pad(u, (0, 0, lags, 0))
-        padded_runs = F.pad(runs, (lags, 0), value=-1)
-        windows = padded.unfold(1, self.conv_width, 1).transpose(-1, -2)  # (B, T, conv_width, W)
-        keep = padded_runs.unfold(1, self.conv_width, 1) == runs.unsqueeze(-1)  # (B, T, conv_width)
-        conv = self._convolve(windows, keep)
+        taps = [u] + [
+            padded[:, lags - lag : lags - lag + length] * (since_start >= lag).unsqueeze(-1)
+            for lag in range(1, self.conv_width)
+        ]
+        conv = self._convolve(taps)
         a, normalised = self._rg_lru_terms(conv, channel_resets(info, self.width, self.n_reverse))
         h = bidirectional_scan(a, normalised, info, self.n_reverse)
         y = self.out_proj((F.gelu(gate, approximate="tanh") * h).to(x.dtype))
-        tail = padded[:, length:] * (padded_runs[:, length:] == runs[:, -1:]).unsqueeze(-1)
+        # The decoder's conv history: the last `lags` inputs, those of the row's final segment only.
+        lags_back = torch.arange(lags - 1, -1, -1, device=x.device)
+        tail = padded[:, length:] * (lags_back <= since_start[:, -1:]).unsqueeze(-1)
         return y, RecurrentState(h=h[:, -1, : self.n_forward], conv=tail)
 
     def step(self, x: Tensor, position: Tensor, state: RecurrentState | None) -> tuple[Tensor, RecurrentState]:
@@ -160,7 +165,7 @@ class HawkMixer(Mixer):
         history = u.new_zeros(batch, self.conv_width - 1, self.width) if state is None else state.conv
         history = torch.where(fresh.unsqueeze(-1), torch.zeros_like(history), history)
         window = torch.cat((history, u.unsqueeze(1)), dim=1)
-        conv = self._convolve(window, None)
+        conv = self._convolve([window[:, self.conv_width - 1 - lag] for lag in range(self.conv_width)])
         # Generated tokens are target region: the reverse channels are reset at every step.
         resets = torch.cat((fresh.expand(batch, self.n_forward), fresh.new_ones(batch, self.n_reverse)), dim=-1)
         a, normalised = self._rg_lru_terms(conv, resets)
