@@ -78,12 +78,16 @@ def _parameter_grads(model: LanguageModel) -> dict[str, Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-def check_packed_equals_separate(model: LanguageModel) -> None:
+def check_packed_equals_separate(
+    model: LanguageModel, lengths: tuple[int, ...] = (13, 7, 21, 1), prefix_lens: tuple[int, ...] = (5, 0, 9, 1),
+    padding: int = 6,
+) -> None:
     """A packed row gives each segment the logits and parameter gradients it gets when run alone."""
     vocab = model.config.vocab_size
-    examples = random_examples(vocab, [13, 7, 21, 1], [5, 0, 9, 1])
-    batch = pack(examples, row_length=48)
-    weights = torch.randn(1, 48, vocab, generator=torch.Generator().manual_seed(2))
+    examples = random_examples(vocab, list(lengths), list(prefix_lens))
+    row_length = sum(lengths) + padding
+    batch = pack(examples, row_length=row_length)
+    weights = torch.randn(1, row_length, vocab, generator=torch.Generator().manual_seed(2))
 
     model.zero_grad()
     packed_logits, _ = model(**batch)

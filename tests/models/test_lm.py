@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,27 @@ FAMILIES = checks.families()
 @pytest.mark.parametrize("family", FAMILIES)
 def test_packed_row_equals_segments_run_separately(family):
     checks.check_packed_equals_separate(checks.tiny_model(family))
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_model(family: str) -> LanguageModel:
+    """One model per family for the property test (hypothesis calls the test many times)."""
+    return checks.tiny_model(family)
+
+
+@st.composite
+def layouts(draw):
+    lengths = draw(st.lists(st.integers(1, 20), min_size=1, max_size=4))
+    prefix_lens = [draw(st.integers(0, length)) for length in lengths]
+    return tuple(lengths), tuple(prefix_lens), draw(st.integers(0, 5))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=8, deadline=None)
+@given(layout=layouts())
+def test_packing_is_exact_for_random_layouts(family, layout):
+    lengths, prefix_lens, padding = layout
+    checks.check_packed_equals_separate(_shared_model(family), lengths, prefix_lens, padding)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
