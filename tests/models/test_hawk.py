@@ -152,14 +152,15 @@ def test_prefix_sees_later_prefix_and_targets_never_see_later_positions(preset):
 
 
 @pytest.mark.parametrize("preset", RECURRENT_PRESETS)
-def test_prefill_then_step_equals_parallel_forward(preset):
-    """Prefill the prompt of the last packed segment, then decode: equals one pass over the longer sequence."""
+@pytest.mark.parametrize("layout", [LAYOUT, [(6, 3), (7, 0), (2, 1)]], ids=["long-last", "last-shorter-than-conv"])
+def test_prefill_then_step_equals_parallel_forward(preset, layout):
+    """Prefill a packed row, then decode its last segment: equals one pass over that segment, extended."""
     model = tiny_model(preset).double()
-    batch = packed_batch(seed=5, padding=0)
-    last = segment_slices()[-1]
+    batch = packed_batch(seed=5, layout=layout, padding=0)
+    last = segment_slices(layout)[-1]
     continuation = torch.randint(1, VOCAB, (1, 5), generator=torch.Generator().manual_seed(6))
     full_ids = torch.cat((batch["input_ids"][:, last], continuation), dim=1)
-    prefix = LAYOUT[-1][1]
+    prefix = layout[-1][1]
     with torch.no_grad():
         want, _ = model(input_ids=full_ids, attention_mask=(torch.arange(full_ids.shape[1]) < prefix).long()[None])
         # The packed row's final state is the last segment's: earlier segments must not leak into the cache.
