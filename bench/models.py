@@ -12,7 +12,6 @@ timed round-robin and the best of ``--repeats`` rounds is kept, so a shared mach
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from typing import Callable
 

@@ -162,7 +162,8 @@ class ModelConfig:
         """A copy with ``overrides`` applied (and validated); unknown names raise ``TypeError``."""
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise TypeError(f"ModelConfig has no field(s) {unknown}; known: {[f.name for f in dataclasses.fields(self)]}")
+            known = [f.name for f in dataclasses.fields(self)]
+            raise TypeError(f"ModelConfig has no field(s) {unknown}; known: {known}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:

@@ -113,7 +113,10 @@ class SequenceInfo:
             index = torch.arange(length, device=device).expand(batch, length)
             start = segment_starts(segment_ids)
             position_ids = index - torch.where(start, index, 0).cummax(dim=1).values
-        prefix = (attention_mask == 1) if attention_mask is not None else torch.zeros_like(segment_ids, dtype=torch.bool)
+        if attention_mask is None:
+            prefix = torch.zeros_like(segment_ids, dtype=torch.bool)
+        else:
+            prefix = attention_mask == 1
         return cls(segment_ids=segment_ids, position_ids=position_ids.long(), prefix=prefix)
 
     @classmethod

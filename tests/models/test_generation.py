@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import family_checks as checks
+from birdie.models import SequenceInfo
 from birdie.models.generation import filter_logits
 
 FAMILIES = checks.families()
@@ -29,7 +30,7 @@ def test_recurrent_state_size_does_not_grow_with_context(family):
     model = checks.tiny_model(family)
     sizes = []
     for length in (4, 40):
-        info = checks.SequenceInfo.single(1, length, torch.device("cpu"))
+        info = SequenceInfo.single(1, length, torch.device("cpu"))
         _, states = model.hidden_states(torch.randint(0, 512, (1, length)), info)
         sizes.append(sum(t.numel() for t in _tensors(states)))
     assert sizes[0] == sizes[1]

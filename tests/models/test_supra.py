@@ -88,8 +88,10 @@ def test_alibi_decays_match_open_lm():
     assert math.isclose(torch.exp(-decay_rates(32, "alibi"))[-1].item() ** 2048, 3.35e-4, rel_tol=1e-2)
     # Non-power-of-two head counts interleave ALiBi's 2H set (upstream crashes here).
     twelve = decay_rates(12, "alibi")
-    assert torch.equal(twelve[:8], decay_rates(8, "alibi")) and torch.equal(twelve[8:], decay_rates(16, "alibi")[0::2][:4])
-    assert torch.allclose(torch.exp(-decay_rates(4, "retnet")), 1 - 2.0 ** (-5 - torch.arange(4.0, dtype=torch.float64)))
+    assert torch.equal(twelve[:8], decay_rates(8, "alibi"))
+    assert torch.equal(twelve[8:], decay_rates(16, "alibi")[0::2][:4])
+    retnet_gammas = 1 - 2.0 ** (-5 - torch.arange(4.0, dtype=torch.float64))
+    assert torch.allclose(torch.exp(-decay_rates(4, "retnet")), retnet_gammas)
 
 
 def test_grouped_query_supra_keeps_the_contract():
