@@ -1,7 +1,8 @@
 """``birdie-lm-eval``: lm-eval's own command line with the ``birdie`` model registered.
 
-Every lm-eval flag works (``birdie-lm-eval run --model birdie --model_args checkpoint=DIR --tasks ...``). When no
-``--include_path`` is given, birdie's offline task pack is added so ``--tasks birdie_smoke`` works anywhere.
+Every lm-eval flag works (``birdie-lm-eval run --model birdie --model_args checkpoint=DIR --tasks ...``). When
+``run``, ``ls`` or ``validate`` get no ``--include_path``, birdie's offline task pack is added, so
+``--tasks birdie_smoke`` works from any directory.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from birdie.harness.tasks import TASKS_DIR
 
     args = list(sys.argv[1:] if argv is None else argv)
-    runs = args[:1] == ["run"] or any(a in ("--model", "--tasks") for a in args)
-    if runs and "--include_path" not in args and not {"-h", "--help"} & set(args):
+    takes_tasks = args[:1] in (["run"], ["ls"], ["validate"]) or any(a in ("--model", "--tasks") for a in args)
+    if takes_tasks and "--include_path" not in args and not {"-h", "--help"} & set(args):
         args += ["--include_path", TASKS_DIR]
     sys.argv = ["birdie-lm-eval", *args]
     cli_evaluate()

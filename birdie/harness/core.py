@@ -173,8 +173,8 @@ class Scorer:
         if not continuation:
             raise ValueError("cannot score an empty continuation")
         if prefix:
-            bos = self.tokenizer.specials.begin_generating
-            return tuple(context), [bos] + continuation[:-1], continuation
+            begin = self.tokenizer.specials.begin_generating
+            return tuple(context), [begin] + continuation[:-1], continuation
         if not context:
             raise ValueError("causal scoring needs at least one context token (e.g. the EOS/BOS prefix token)")
         return tuple(context[:-1]), context[-1:] + continuation[:-1], continuation
