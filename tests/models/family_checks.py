@@ -171,6 +171,19 @@ def check_step_equals_forward(model: LanguageModel, prefix_len: int = 6, prefill
 
 
 @torch.no_grad()
+def check_step_leaves_state_unchanged(model: LanguageModel, length: int = 10) -> None:
+    """``step`` returns a new state and never modifies the one it was given, so a prefilled context can be reused
+    for several continuations (the harness relies on it)."""
+    ids = torch.randint(0, model.config.vocab_size, (2, length), generator=torch.Generator().manual_seed(6))
+    _, states = model.hidden_states(ids, SequenceInfo.single(2, length, ids.device, prefix_len=3))
+    position = torch.full((2,), length)
+    first, _ = model.step(ids[:, 0], position, states)
+    model.step(ids[:, 1], position, states)
+    again, _ = model.step(ids[:, 0], position, states)
+    assert torch.equal(first, again), "step modified the state it was given"
+
+
+@torch.no_grad()
 def check_generation_matches_recompute(model: LanguageModel, prefix_len: int = 5, new_tokens: int = 12) -> None:
     """Greedy generation with the cache produces what re-running the full model for every token produces."""
     prompt = torch.randint(0, model.config.vocab_size, (2, 8), generator=torch.Generator().manual_seed(5))

@@ -21,6 +21,11 @@ def test_parallel_form_equals_step_by_step_decoding(family, prefix_len):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_step_never_modifies_the_state_it_is_given(family):
+    checks.check_step_leaves_state_unchanged(checks.tiny_model(family))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_cached_generation_equals_recomputation(family):
     checks.check_generation_matches_recompute(checks.tiny_model(family))
 
