@@ -180,3 +180,21 @@ def test_an_isolated_model_runs_in_a_child_process_that_a_switch_stops():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_switching_in_process_models_releases_the_old_one():
+    import gc
+    import weakref
+
+    from birdie.harness.pool import ModelPool
+
+    pool = ModelPool({"a": f"{NUMPY_ARGS},seed=1", "b": f"{NUMPY_ARGS},seed=2"})
+    body = {"prompt": "hi", "echo": True, "max_tokens": 1, "logprobs": 1}
+    pool.call("a", "completions", body)
+    old = weakref.ref(pool._active.scorer.model.model)
+    pool.call("b", "completions", body)
+    gc.collect()
+    assert old() is None and pool.active_name == "b"
+    with pytest.raises(Exception, match="unknown model 'c'"):
+        pool.call("c", "completions", body)
+    pool.close()
