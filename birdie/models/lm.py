@@ -109,14 +109,12 @@ class LanguageModel(nn.Module):
             ``config.z_loss * mean(logsumexp ** 2)`` over the same positions (None without ``label_ids``).
         """
         info = SequenceInfo.from_batch(input_ids, attention_mask, segment_ids, position_ids)
+        if label_ids is not None:
+            self._check_labels(label_ids, input_ids)
         hidden, _ = self.hidden_states(input_ids, info)
         logits = self.output(hidden)
         if label_ids is None:
             return logits, None
-        if label_ids.shape != input_ids.shape:
-            raise ValueError(
-                f"label_ids has shape {tuple(label_ids.shape)} but input_ids has {tuple(input_ids.shape)}"
-            )
         return logits, language_model_loss(logits, label_ids, self.config.z_loss)
 
     def hidden_states(self, input_ids: Tensor, info: SequenceInfo) -> tuple[Tensor, list[Any]]:
@@ -142,6 +140,18 @@ class LanguageModel(nn.Module):
     #: ``model.generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, eos, prefix_len, generator)``;
     #: see :func:`birdie.models.generation.generate`.
     generate = cached_generate
+
+    def _check_labels(self, label_ids: Tensor, input_ids: Tensor) -> None:
+        if label_ids.shape != input_ids.shape:
+            raise ValueError(
+                f"label_ids has shape {tuple(label_ids.shape)} but input_ids has {tuple(input_ids.shape)}"
+            )
+        targets = label_ids[label_ids != IGNORE_INDEX]
+        if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= self.config.vocab_size):
+            raise ValueError(
+                f"label_ids hold targets in [{int(targets.min())}, {int(targets.max())}], outside the model's "
+                f"vocabulary [0, {self.config.vocab_size}); only -100 marks a position without loss"
+            )
 
     def _check_token_ids(self, ids: Tensor) -> None:
         if ids.dtype not in (torch.int64, torch.int32):

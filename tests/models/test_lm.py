@@ -159,6 +159,8 @@ def test_bad_batches_fail_with_clear_errors():
         model(ids, segment_ids=torch.ones(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="label_ids has shape"):
         model(ids, label_ids=torch.ones(2, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"outside the model's vocabulary \[0, 512\)"):
+        model(ids, label_ids=torch.full((2, 6), -1))
     with pytest.raises(ValueError, match="vocab_size is 512"):
         model(torch.full((1, 3), 600))
     with pytest.raises(TypeError, match="int64 or int32"):
