@@ -109,20 +109,21 @@ def test_observe_rejects_wrong_shapes_and_old_steps():
 
 
 def test_resume_decides_exactly_like_an_uninterrupted_run():
-    schedule = Schedule(total_steps=6000)
+    schedule = Schedule(total_steps=2600)
     steps = schedule.evaluation_steps()
     uninterrupted = run_agent(BirdieAgent(CLASS_IDS, schedule, **_configs(FAST)), steps)
 
     first = BirdieAgent(CLASS_IDS, schedule, **_configs(FAST))
-    run_agent(first, steps[:5])
+    run_agent(first, steps[:4])
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
-    run_agent(first, steps[5:7])  # the saved state must not alias the live agent
+    run_agent(first, steps[4:6])  # the saved state must not alias the live agent
     buffer.seek(0)
     resumed = BirdieAgent(CLASS_IDS, schedule, **_configs({**FAST, "seed": 123}))
     resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    continued = run_agent(resumed, steps[5:])
-    for expected, got in zip(uninterrupted[5:], continued):
+    continued = run_agent(resumed, steps[4:])
+    assert sum(d.decided for d in continued) == 3
+    for expected, got in zip(uninterrupted[4:], continued, strict=True):
         np.testing.assert_array_equal(expected.action, got.action)
         assert expected.explored == got.explored and expected.reward_model_loss == got.reward_model_loss
 

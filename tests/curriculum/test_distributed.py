@@ -14,7 +14,7 @@ from birdie.objectives import resolve_mixture
 
 from .helpers import FAST, toy_losses
 
-TOTAL_STEPS = 3000
+TOTAL_STEPS = 600
 
 
 def local_losses(step: int, rank: int, num_configs: int) -> np.ndarray:
