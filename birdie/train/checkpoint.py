@@ -16,12 +16,14 @@ kept); milestones (every ``milestone_every`` steps) stay. The directory must be 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -51,6 +53,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def _single_process_quiet(runtime: Runtime) -> Iterator[None]:
+    """Silence DCP's warning that it runs without a process group (intended in a single process)."""
+    with warnings.catch_warnings():
+        if runtime.world_size == 1:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def step_dir_name(step: int) -> str:
     return f"step_{step:06d}"
 
@@ -78,7 +89,8 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, optimizer: to
         tmp.mkdir()
     runtime.barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp), no_dist=runtime.world_size == 1)
+    with _single_process_quiet(runtime):
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp), no_dist=runtime.world_size == 1)
     torch.save(per_rank, tmp / f"rank_{runtime.rank}.pt")
     if runtime.is_main:
         torch.save(shared, tmp / "shared.pt")
@@ -159,7 +171,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     state = {"model": model_state}
     if optimizer is not None:
         state["optim"] = optim_state
-    dcp.load(state, checkpoint_id=str(path), no_dist=runtime.world_size == 1)
+    with _single_process_quiet(runtime):
+        dcp.load(state, checkpoint_id=str(path), no_dist=runtime.world_size == 1)
     set_state_dict(model, optimizer if optimizer is not None else [], model_state_dict=state["model"],
                    optim_state_dict=state.get("optim", {}))
     shared = torch.load(path / "shared.pt", weights_only=False)

@@ -75,10 +75,12 @@ class DataConfig(Section):
 @dataclass
 class ObjectivesConfig(Section):
     section: ClassVar[str] = "objectives"
-    mixture: str = option("birdie", "objective mixture: a named mixture (birdie, ul2, ul2_decoder, ntp) "
-                                    "or the path of a YAML/JSON list of objective entries")
-    agent: Literal["birdie", "ul2", "ntp", "fixed"] = option(
-        "birdie", "who sets the mixture: the Birdie reward agent, the UL2 or NTP mixtures, or fixed ratios")
+    mixture: str = option("birdie", "objective mixture: a named mixture (birdie, ul2, ul2_decoder, ntp), "
+                                    "demo (8 configurations for short rows), or the path of a YAML/JSON list of "
+                                    "objective entries")
+    agent: Literal["birdie", "ul2", "ntp", "fixed", "uniform"] = option(
+        "birdie", "who sets the mixture: the Birdie reward agent, the UL2 or NTP mixtures, fixed ratios "
+                  "(objectives.ratios, default the mixture's own), or uniform over classes")
     ratios: dict[str, float] = option(dict, "agent=fixed: objective name -> weight (default: uniform)")
     agent_options: dict[str, Any] = option(
         dict, "extra agent settings passed to the curriculum, e.g. '{steps_between_evaluations: 50}'")
@@ -205,7 +207,7 @@ SECTIONS: dict[str, type[Section]] = {
 
 @dataclass
 class TrainConfig:
-    """The whole run's configuration; ``TrainConfig()`` is the CPU demo's defaults."""
+    """The whole run's configuration (defaults: hawk-tiny on the synthetic stories under the Birdie agent)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -20,6 +20,8 @@ from birdie.train.distributed import Runtime
 from birdie.tokenizers import Tokenizer
 
 NAMED_MIXTURES = ("birdie", "ul2", "ul2_decoder", "ntp")
+#: the demo's mixture: one or two configurations per objective class, sized for 256-token rows
+DEMO_MIXTURE = Path(__file__).with_name("demo_mixture.yaml")
 
 
 def import_callable(spec: str) -> Callable[..., Any]:
@@ -50,12 +52,12 @@ def data_source(config: TrainConfig) -> Any:
 
 
 def objective_entries(mixture: str) -> Any:
-    """A named mixture, or the entries of a YAML/JSON mixture file."""
+    """A named mixture, ``demo`` (:data:`DEMO_MIXTURE`), or the entries of a YAML/JSON mixture file."""
     if mixture in NAMED_MIXTURES:
         return mixture
-    path = Path(mixture)
+    path = DEMO_MIXTURE if mixture == "demo" else Path(mixture)
     if not path.is_file():
-        raise ConfigError(f"objectives.mixture={mixture!r} is neither a named mixture ({', '.join(NAMED_MIXTURES)}) "
+        raise ConfigError(f"objectives.mixture={mixture!r} is neither a named mixture ({', '.join(NAMED_MIXTURES)}, demo) "
                           "nor an existing YAML/JSON file")
     entries = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     if not isinstance(entries, list):
