@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -33,7 +33,7 @@ def bench_config(family: str) -> ModelConfig:
     return ModelConfig(family=family, vocab_size=512, d_model=256, n_heads=4, max_seq_len=2048, **extra)
 
 
-def best_seconds(tasks: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+def best_seconds(tasks: dict[Any, Callable[[], None]], repeats: int) -> dict[Any, float]:
     """Warm each task up, then run ``repeats`` rounds visiting every task in turn; the best time per task.
 
     Round-robin puts every family under the same background load (the machine is shared); the best round is the
@@ -118,14 +118,11 @@ def main() -> None:
 
     print(f"\ngeneration tokens/s ({args.new_tokens} cached greedy steps) against prompt length C")
     print(f"{'family':<12}" + "".join(f"{f'C={c}':>10}" for c in args.contexts))
-    decode = {f: [] for f in models}
-    for context in args.contexts:
-        seconds = best_seconds({f: decoding_steps(m, context, args.new_tokens) for f, m in models.items()},
-                               args.repeats)
-        for family in models:
-            decode[family].append(args.new_tokens / seconds[family])
-    for family, rates in decode.items():
-        print(f"{family:<12}" + "".join(f"{rate:>10.0f}" for rate in rates))
+    # Every (family, context) pair shares the round-robin, so load drift cannot masquerade as a context effect.
+    seconds = best_seconds({(f, c): decoding_steps(m, c, args.new_tokens) for f, m in models.items()
+                            for c in args.contexts}, args.repeats)
+    for family in models:
+        print(f"{family:<12}" + "".join(f"{args.new_tokens / seconds[family, c]:>10.0f}" for c in args.contexts))
 
 
 if __name__ == "__main__":
