@@ -74,12 +74,20 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(directory / WEIGHTS))
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    import warnings
 
-    state: dict[str, Any] = {}
-    dcp.load(state, checkpoint_id=str(directory), planner=_EmptyStateDictLoadPlanner(keys={"model"}), no_dist=True)
-    return state["model"]
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(str(directory))
+    entries = reader.read_metadata().state_dict_metadata
+    # Allocate the model's tensors from the checkpoint's metadata; DCP fills them (optimizer state is not read).
+    model = {key[len("model."):]: torch.empty(meta.size, dtype=meta.properties.dtype)
+             for key, meta in entries.items() if key.startswith("model.") and isinstance(meta, TensorStorageMetadata)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load({"model": model}, storage_reader=reader, no_dist=True)
+    return model
 
 
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], strict: bool) -> dict[str, list[str]]:

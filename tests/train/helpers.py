@@ -51,3 +51,22 @@ def run_torchrun(script_and_args: list[str], nproc: int = 2, timeout: float = 12
         stdout, stderr = process.communicate()
         raise AssertionError(f"torchrun timed out after {timeout} s:\n{stderr[-3000:]}") from None
     return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+
+
+def tiny_config(out, **values):
+    """A seconds-long run: a tiny preset, 256-token rows of the demo mixture, the Birdie agent deciding every
+    2 steps with a small reward model; ``values`` are ``{"section.field": value}`` overrides."""
+    from birdie.train.config_io import build_config, merge
+
+    base = {
+        "model.preset": "transformer-tiny",
+        "objectives.mixture": "demo",
+        "objectives.agent_options": {"warmup_steps": 1, "steps_between_evaluations": 2, "num_validation_batches": 1,
+                                     "validation_batch_size": 2, "train_steps": 5, "num_candidates": 64},
+        "train.steps": 4, "train.sequence_length": 256, "train.batch_size": 2, "train.device": "cpu",
+        "train.out": str(out),
+        "schedule.warmup_steps": 1,
+        "logging.progress": False, "logging.plots": False, "logging.log_every": 1,
+        "checkpoint.export": False,
+    }
+    return build_config(merge({}, {**base, **values}))
