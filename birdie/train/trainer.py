@@ -9,6 +9,7 @@ which may change the mixture.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,11 @@ class Trainer:
             micro_batches = [self.curriculum.get_next_training_sample() for _ in range(cfg.train.grad_accum)]
             result = train_step(self.model, self.optimizer, micro_batches, self.runtime, z_loss=cfg.optimizer.z_loss,
                                 grad_clip=cfg.optimizer.grad_clip, bf16=self.bf16)
+            if not math.isfinite(result.loss):
+                raise FloatingPointError(
+                    f"the training loss is {result.loss} at step {self.step + 1}; the last checkpoint is intact. "
+                    "Resume from it with a lower optimizer.lr, gradient clipping (optimizer.grad_clip) or more "
+                    "schedule.warmup_steps")
             lr = self.scheduler.get_last_lr()[0]
             self.scheduler.step()
             self.step += 1

@@ -1,5 +1,6 @@
 """Every training option, exercised by a short run on a tiny preset."""
 
+import importlib
 import itertools
 import json
 
@@ -107,26 +108,25 @@ def test_uptraining_from_a_pretrained_export_strict_and_not(tmp_path, capsys):
     assert "missing" in capsys.readouterr().out and summary.step == 1
 
 
-def test_tensorboard_logs_or_says_what_to_install(tmp_path):
+@pytest.mark.parametrize("backend, written", [("tensorboard", "tensorboard/events.out.tfevents.*"),
+                                              ("wandb", "wandb/offline-run-*")])
+def test_optional_logging_backend_logs_or_says_what_to_install(tmp_path, backend, written):
+    config = tiny_config(tmp_path, **{f"logging.{backend}": True, "train.steps": 1})
     try:
-        import tensorboard  # noqa: F401
+        importlib.import_module(backend)
     except ImportError:
-        with pytest.raises(ConfigError, match="pip install tensorboard"):
-            train(tiny_config(tmp_path, **{"logging.tensorboard": True, "train.steps": 1}))
+        with pytest.raises(ConfigError, match=f"pip install {backend}"):
+            train(config)
     else:
-        train(tiny_config(tmp_path, **{"logging.tensorboard": True, "train.steps": 1}))
-        assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+        train(config)
+        assert list(tmp_path.glob(written))
 
 
-def test_wandb_offline_logs_or_says_what_to_install(tmp_path):
-    try:
-        import wandb  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="pip install wandb"):
-            train(tiny_config(tmp_path, **{"logging.wandb": True, "train.steps": 1}))
-    else:
-        train(tiny_config(tmp_path, **{"logging.wandb": True, "logging.wandb_mode": "offline", "train.steps": 1}))
-        assert list((tmp_path / "wandb").glob("offline-run-*"))
+def test_a_diverging_run_stops_with_a_clear_error_before_saving(tmp_path):
+    with pytest.raises(FloatingPointError, match="lower optimizer.lr"):
+        train(tiny_config(tmp_path, **{"optimizer.lr": 1e6, "optimizer.grad_clip": 0.0, "train.steps": 6,
+                                       "schedule.warmup_steps": 0}))
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow
