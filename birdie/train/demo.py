@@ -1,7 +1,8 @@
 """``birdie demo``: train the tiny Hawk model with the Birdie curriculum on the synthetic stories, on the CPU.
 
-It runs ``birdie/train/demo.yaml`` (also ``configs/demo.yaml``), then prints the agent's mixture decisions, the
-validation losses, where the metrics, plots, checkpoint and export went, and a few sampled continuations.
+It runs ``birdie/train/demo.yaml`` (also ``configs/demo.yaml``): the progress bar and, at each evaluation, the
+mixture the agent chose; then the validation losses, a few sampled continuations, and where the metrics, decision
+log, plots, checkpoint and export went.
 """
 
 from __future__ import annotations
@@ -46,16 +47,6 @@ def _prompts() -> list[str]:
     return list(openings)[:PROMPTS]
 
 
-def _print_decisions(out: Path) -> None:
-    from birdie.curriculum.log import read_log
-
-    print("\nmixture decisions (share per objective class; the agent starts uniform):")
-    for record in read_log(out / "decisions.jsonl"):
-        classes = sorted(record["class_mixture"].items(), key=lambda kv: -kv[1])
-        mark = "decided" if record["decided"] else "uniform"
-        print(f"  step {record['step']:>4} {mark:>7}: " + "  ".join(f"{name} {share:.2f}" for name, share in classes))
-
-
 def _mean(record: dict) -> float:
     return sum(record["val_loss"].values()) / len(record["val_loss"])
 
@@ -78,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config)
     elapsed = time.perf_counter() - started
     out = summary.out
-    _print_decisions(out)
     evaluations = [r for r in read_metrics(out / "metrics.jsonl") if r.get("val_loss")]
     if evaluations:
         first, last = evaluations[0], evaluations[-1]

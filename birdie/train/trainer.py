@@ -158,6 +158,8 @@ class Trainer:
             evaluated = self.curriculum.time_for_eval(self.step)
             if evaluated:
                 self.val_losses = self.evaluate()
+                if progress is not None:
+                    progress.write(_mixture_line(self.step, self.curriculum.get_current_class_action()))
             started = time.perf_counter()
             micro_batches = [self.curriculum.get_next_training_sample() for _ in range(cfg.train.grad_accum)]
             result = train_step(self.model, self.optimizer, micro_batches, self.runtime, z_loss=cfg.optimizer.z_loss,
@@ -180,8 +182,6 @@ class Trainer:
             if progress is not None:
                 progress.set_postfix(loss=f"{result.loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
                 progress.update(1)
-            if evaluated and progress is not None:
-                progress.write(_mixture_line(self.step, self.curriculum.get_current_class_action()))
             every = cfg.checkpoint.save_every
             if every and self.step % every == 0 and self.step < cfg.train.steps:
                 summary.checkpoint = self.save()
