@@ -1,10 +1,13 @@
-"""End-of-run PNG plots from ``OUT/metrics.jsonl``: losses (training and per-objective validation) and the
-objective mixture over time. matplotlib is imported lazily with the non-interactive Agg backend."""
+"""End-of-run PNG plots: losses (training and per-configuration validation, from ``OUT/metrics.jsonl``) and the
+mixture per objective class over time (the curriculum's own plot of ``OUT/decisions.jsonl``). matplotlib is
+imported lazily with the non-interactive Agg backend."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from birdie.curriculum.log import read_log
+from birdie.curriculum.plot import plot_mixture
 from birdie.train.metrics import read_metrics
 
 
@@ -33,14 +36,5 @@ def plot_run(out_dir: str | Path) -> list[Path]:
     fig.savefig(losses_path, dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    keys = list(records[0]["mixture"]) if records else []
-    steps = [r["step"] for r in records]
-    ax.stackplot(steps, [[r["mixture"].get(k, 0.0) for r in records] for k in keys], labels=keys)
-    ax.set(xlabel="step", ylabel="probability", title="objective mixture", ylim=(0, 1))
-    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    mixture_path = plots / "mixture.png"
-    fig.savefig(mixture_path, dpi=120)
-    plt.close(fig)
+    mixture_path = plot_mixture(read_log(out_dir / "decisions.jsonl"), plots / "mixture.png")
     return [losses_path, mixture_path]
