@@ -1,5 +1,6 @@
 """Story infilling: item structure, determinism, user corpora, and the lowest-normalised-loss choice."""
 
+import itertools
 import json
 import re
 
@@ -44,7 +45,7 @@ def test_synthetic_items_are_valid_deterministic_and_varied():
     config = InfillingConfig(num_items=40, seed=2)
     items = synthetic_items(config)
     assert items == synthetic_items(config)
-    corpus = [list(s.events) for s in __import__("itertools").islice(stories(2, "validation"), 40)]
+    corpus = [list(s.events) for s in itertools.islice(stories(2, "validation"), 40)]
     for item in items:
         check_item(item, corpus, config)
     assert {len(item["events"]) for item in items} == set(range(3, 8))
