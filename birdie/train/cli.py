@@ -28,6 +28,7 @@ SHORTCUTS = {
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.allow_abbrev = False  # a mistyped field must be an error, not a prefix match of another
     parser.description = __doc__
     parser.add_argument("--config", help="YAML or TOML file with config sections (see configs/demo.yaml)")
     parser.add_argument("--model", help="model preset (= --model.preset)")
