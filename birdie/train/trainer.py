@@ -158,8 +158,11 @@ class Trainer:
             evaluated = self.curriculum.time_for_eval(self.step)
             if evaluated:
                 self.val_losses = self.evaluate()
+                line = _mixture_line(self.step, self.curriculum.get_current_class_action())
                 if progress is not None:
-                    progress.write(_mixture_line(self.step, self.curriculum.get_current_class_action()))
+                    progress.write(line)
+                elif self.runtime.is_main:
+                    print(line, flush=True)
             started = time.perf_counter()
             micro_batches = [self.curriculum.get_next_training_sample() for _ in range(cfg.train.grad_accum)]
             result = train_step(self.model, self.optimizer, micro_batches, self.runtime, z_loss=cfg.optimizer.z_loss,
