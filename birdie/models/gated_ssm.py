@@ -2,11 +2,13 @@
 
 For a pre-normed input x (B, T, D) and state width N::
 
-    [i | z | o | f] = W x + b                      one fused projection D -> 4N
+    [i | z | o] = W x + b                          one fused projection D -> 3N
+    f = W_f x + b_f                                the forget gate's own projection D -> N
     h_t = sigmoid(f_t) * h_{t-1} + sigmoid(i_t) * z_t
     y   = W_out(GeLU(o) * h)                       N -> D
 
-The block fuses the sequence mixer and the MLP, so the family registers with ``has_mlp=False``. The recurrence
+The block fuses the sequence mixer and the MLP, so the family registers with ``has_mlp=False``. The forget gate
+has its own projection so that it can be kept out of weight decay, as the paper does (``no_weight_decay``). The recurrence
 runs in float32 (the paper's A.11). In bidirectional layers the last ``N // 2`` state channels (their forget
 gate and input ``i * z``) run right to left over the prefix only; see
 :func:`birdie.models.scan.bidirectional_scan` for the exact packing rules.
@@ -33,15 +35,19 @@ class GatedSSMMixer(Mixer):
     ``is_bidirectional(layer_index)``.
     """
 
+    no_weight_decay = ("forget_proj.weight", "forget_proj.bias")  # Birdie §5: no weight decay on W_f
+
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
         self.width = config.recurrent_width
         self.n_reverse = self.width // 2 if config.is_bidirectional(layer_index) else 0
-        self.in_proj = nn.Linear(config.d_model, 4 * self.width)  # [input gate | z | output gate | forget gate]
+        self.in_proj = nn.Linear(config.d_model, 3 * self.width)  # [input gate | z | output gate]
+        self.forget_proj = nn.Linear(config.d_model, self.width)
         self.out_proj = nn.Linear(self.width, config.d_model)
         # Variance 1/fan_in for the gates, a 2/n_layers-scaled output: each residual branch starts small.
-        nn.init.normal_(self.in_proj.weight, std=config.d_model**-0.5)
-        nn.init.zeros_(self.in_proj.bias)
+        for projection in (self.in_proj, self.forget_proj):
+            nn.init.normal_(projection.weight, std=config.d_model**-0.5)
+            nn.init.zeros_(projection.bias)
         nn.init.normal_(self.out_proj.weight, std=math.sqrt(2.0 / config.n_layers / self.width))
         nn.init.zeros_(self.out_proj.bias)
 
@@ -51,8 +57,9 @@ class GatedSSMMixer(Mixer):
 
     def _terms(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Forget gate, recurrence input and output gate, each (..., N) in the accumulation dtype."""
-        input_gate, z, output_gate, forget_gate = self.in_proj(x).to(accumulation_dtype(x)).chunk(4, dim=-1)
-        return torch.sigmoid(forget_gate), torch.sigmoid(input_gate) * z, F.gelu(output_gate, approximate="tanh")
+        dtype = accumulation_dtype(x)
+        input_gate, z, output_gate = self.in_proj(x).to(dtype).chunk(3, dim=-1)
+        return torch.sigmoid(self.forget_proj(x).to(dtype)), torch.sigmoid(input_gate) * z, F.gelu(output_gate, approximate="tanh")
 
     def forward(self, x: Tensor, info: SequenceInfo) -> tuple[Tensor, RecurrentState]:
         """x: (B, T, D) -> y: (B, T, D), state after the last position of each row."""

@@ -74,6 +74,9 @@ class HawkMixer(Mixer):
     ``conv_width``, ``n_layers`` (output init scale) and ``is_bidirectional(layer_index)``.
     """
 
+    # Griffin/Birdie §5: the RG-LRU's gates and decay parameter are never weight-decayed.
+    no_weight_decay = ("gate_weight", "gate_bias", "decay_param")
+
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
         width, heads = config.recurrent_width, config.n_heads

@@ -87,6 +87,12 @@ class LanguageModel(nn.Module):
             params.pop(id(self.tok_embeddings.weight), None)
         return sum(p.numel() for p in params.values())
 
+    def no_weight_decay(self) -> set[str]:
+        """Full names of the parameters the optimizer must not decay beyond norms, embeddings and biases: each
+        layer's mixer's ``no_weight_decay`` (e.g. ``layers.0.attention.gate_weight`` for Hawk)."""
+        return {f"layers.{index}.attention.{name}" for index, block in enumerate(self.layers)
+                for name in block.attention.no_weight_decay}
+
     def forward(
         self,
         input_ids: Tensor,

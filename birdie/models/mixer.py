@@ -26,6 +26,10 @@ Construction and registration (the shell's side of the contract):
   are imported on first use by name, so ``birdie.models.create("hawk-tiny")`` works without importing them.
 * The input ``x`` of ``forward``/``step`` is the pre-normed residual stream (B, T, D) or (B, D); the output is
   added to the residual by the shell.
+* ``no_weight_decay`` (class attribute): names, relative to the mixer, of parameters the optimizer must not
+  decay even though they are matrices (Birdie §5: Hawk's RG-LRU, the Gated SSM's forget gate). Norms,
+  embeddings and biases are excluded by the optimizer anyway; ``LanguageModel.no_weight_decay()`` collects the
+  full names.
 * ``state`` is opaque to the shell, except that generation keeps it across steps. Recurrent families keep it in
   float32 with a size independent of the length (the bidirectional layers cache only their forward half).
 """
@@ -143,6 +147,8 @@ class Mixer(nn.Module):
     ``forward`` followed by ``step`` must equal ``forward`` on the longer sequence (the parallel form equals
     step-by-step decoding), and packed rows must equal their segments run separately.
     """
+
+    no_weight_decay: tuple[str, ...] = ()
 
     def forward(self, x: Tensor, info: SequenceInfo) -> tuple[Tensor, Any]:  # pragma: no cover - interface
         raise TypeError(f"{type(self).__name__} must implement forward")

@@ -8,16 +8,29 @@ import torch
 from torch import nn
 
 from birdie.train.config import OptimizerConfig, ScheduleConfig
+from birdie.train.distributed import unwrap
 
 
 def decay_mask(model: nn.Module) -> dict[str, bool]:
-    """``{parameter name: decayed?}``: matrices of linear/conv layers decay; norms, embeddings and biases do not.
+    """``{parameter name: decayed?}``: matrices of linear/conv layers decay; norms, embeddings, biases and the
+    parameters the model lists in ``no_weight_decay()`` do not.
 
-    A parameter is excluded when it is 1-D (biases, norm scales, per-channel gates) or belongs to an
-    ``nn.Embedding`` (including an output head tied to it, which shares the tensor).
+    A parameter is excluded when it is 1-D (biases, norm scales, per-channel gates), belongs to an
+    ``nn.Embedding`` (including an output head tied to it, which shares the tensor), or is named by the model's
+    ``no_weight_decay() -> set[str]`` (Birdie §5: Hawk's RG-LRU, the Gated SSM's forget gate). ``model`` may be
+    wrapped (DDP, ``torch.compile``, FSDP2): exclusions are matched by tensor identity, not by name.
     """
-    embedding_params = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    return {name: p.ndim >= 2 and id(p) not in embedding_params for name, p in model.named_parameters()}
+    inner = unwrap(model)
+    excluded = {id(p) for m in inner.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    listed = getattr(inner, "no_weight_decay", None)
+    if listed is not None:
+        params = dict(inner.named_parameters())
+        unknown = sorted(set(listed()) - set(params))
+        if unknown:
+            raise ValueError(f"{type(inner).__name__}.no_weight_decay() names {unknown}, which are not parameters "
+                             "of the model; list full parameter names as in named_parameters()")
+        excluded |= {id(params[name]) for name in listed()}
+    return {name: p.ndim >= 2 and id(p) not in excluded for name, p in model.named_parameters()}
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.AdamW:

@@ -46,7 +46,8 @@ def brute_force_gated_ssm(mixer: GatedSSMMixer, x: torch.Tensor, info: SequenceI
     """
     seg, prefix = info.segment_ids[0].tolist(), info.prefix[0].tolist()
     length = x.shape[0]
-    i, z, o, f = (x @ mixer.in_proj.weight.T + mixer.in_proj.bias).chunk(4, dim=-1)
+    i, z, o = (x @ mixer.in_proj.weight.T + mixer.in_proj.bias).chunk(3, dim=-1)
+    f = x @ mixer.forget_proj.weight.T + mixer.forget_proj.bias
     f, inputs, o = torch.sigmoid(f), torch.sigmoid(i) * z, F.gelu(o, approximate="tanh")
     n_forward = mixer.n_forward
     h = torch.zeros_like(inputs)
@@ -71,6 +72,7 @@ def test_gated_ssm_matches_brute_force_definition_on_packed_rows(layer):
     assert mixer.n_reverse == (5 if layer == 0 else 0)
     with torch.no_grad():
         mixer.in_proj.bias.normal_()  # the biases start at zero
+        mixer.forget_proj.bias.normal_()
         mixer.out_proj.bias.normal_()
     info = _packed_info()
     x = torch.randn(1, info.segment_ids.shape[1], 12, dtype=torch.float64)
