@@ -29,6 +29,8 @@ class PipelineConfig:
         start_method: multiprocessing start method for the workers (default ``fork`` where available).
         batch_timeout_s: with workers, raise when the worker owing the next batch has delivered nothing for this
             long (a stuck source); None waits forever.
+        prompt_key, completion_key: with a ``supervised`` objective in the mixture, a mapping item holding both
+            keys is a prompt/completion pair (:mod:`birdie.data.pairs`).
     """
 
     batch_size: int = 8
@@ -47,6 +49,8 @@ class PipelineConfig:
     validation_batch_size: int | None = None
     start_method: str | None = None
     batch_timeout_s: float | None = 300.0
+    prompt_key: str = "prefix"
+    completion_key: str = "target"
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, requirement: str) -> None:
@@ -65,3 +69,6 @@ class PipelineConfig:
         need(self.validation_batch_size is None or self.validation_batch_size >= 1, "validation_batch_size",
              "must be >= 1 (or None for batch_size)")
         need(self.batch_timeout_s is None or self.batch_timeout_s > 0, "batch_timeout_s", "must be > 0 (or None)")
+        for name in ("prompt_key", "completion_key"):
+            need(isinstance(getattr(self, name), str) and getattr(self, name) != "", name, "must be a non-empty string")
+        need(self.prompt_key != self.completion_key, "completion_key", "must differ from prompt_key")

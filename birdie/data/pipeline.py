@@ -38,7 +38,8 @@ from birdie.data.packing import batch_to_torch
 from birdie.data.shards import ShardSource
 from birdie.data.sources import CachedSource, Source, as_source
 from birdie.data.config import PipelineConfig
-from birdie.data.streams import OBJECTIVE_COUNTERS, BatchStats, BatchStream, StreamState, tokenize_document
+from birdie.data.pairs import pair_keys, read_item
+from birdie.data.streams import OBJECTIVE_COUNTERS, BatchStats, BatchStream, StreamState
 from birdie.data.workers import PipelineWorkerError, StreamFactory, WorkerPool
 from birdie.tokenizers import as_tokenizer
 
@@ -217,7 +218,9 @@ class Pipeline:
             config = self.config
             validation_config = replace(config, batch_size=config.validation_batch_size or config.batch_size)
             self._validation = {}
-            documents = CachedSource(self.validation_source, lambda doc: tokenize_document(doc, self.tokenizer))
+            keys = pair_keys(self.objectives, config)
+            documents = CachedSource(self.validation_source,
+                                     lambda item: read_item(item, self.validation_source, self.tokenizer, keys))
             for k, key in enumerate(self.keys):
                 stream = BatchStream(documents, self.tokenizer, self.objectives, validation_config, "validation",
                                      stream=0, num_streams=1, rng_key=(config.seed, 1, k))

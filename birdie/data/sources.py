@@ -188,9 +188,9 @@ class DatasetSource(IndexedSource):
 
 
 class CachedSource(Source):
-    """Remembers what ``inner`` yields, transformed by ``transform`` (e.g. tokenized), so that later passes over
-    the same (split, stream, epoch) replay it instead of reading and tokenizing again. For small, repeatedly read
-    sets such as the validation documents."""
+    """Remembers what ``inner`` yields, transformed by ``transform`` (e.g. read and tokenized; it receives the raw
+    item), so that later passes over the same (split, stream, epoch) replay it instead of reading and tokenizing
+    again. For small, repeatedly read sets such as the validation documents."""
 
     def __init__(self, inner: Source, transform: Callable[[Any], Any]) -> None:
         self.inner = inner
@@ -206,7 +206,7 @@ class CachedSource(Source):
         while True:
             if index == len(seen):
                 try:
-                    seen.append(self.transform(self.inner.extract(next(items))))
+                    seen.append(self.transform(next(items)))
                 except StopIteration:
                     return
             yield seen[index]

@@ -17,6 +17,13 @@ draws fail on one piece of a document, the piece is dropped (counted in ``droppe
 and the piece waits for the next batch.
 An objective that skips ``max_consecutive_skips`` times in a row, a source that yields
 ``max_consecutive_skips`` unusable items in a row, or a source with no documents at all raises an error.
+
+Prompt/completion items (:mod:`birdie.data.pairs`) are served only by the mixture's ``supervised`` configurations
+and text only by the others: the objective is drawn from the mixture restricted to the document's kind. A pair
+is placed whole: when no row has room for it, the row with the most room is closed and the pair waits (for the
+next batch if need be); a pair longer than a whole row is a counted skip of its objective (its ids are counted in
+``dropped_tokens``), never truncated. A document whose kind has no configuration with weight > 0 is dropped
+(``dropped_tokens``); ``max_consecutive_skips`` such documents in a row raise an error.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ import numpy as np
 from birdie.data.config import PipelineConfig
 from birdie.data.mixture import objective_key
 from birdie.data.packing import BatchBuilder
+from birdie.data.pairs import PromptCompletion, pair_keys, read_item
 from birdie.data.sources import Source
-from birdie.objectives.base import Example, ObjectiveConfig
+from birdie.objectives.base import Example, ObjectiveConfig, Skip
+from birdie.objectives.supervised import Supervised
 from birdie.tokenizers import Tokenizer
 
 EMPTY = np.zeros(0, dtype=np.int32)
@@ -51,7 +60,8 @@ class StreamState:
     Attributes:
         epoch: passes completed over the stream's documents.
         position: items read in the current epoch.
-        carry: int32 ids of the current document not consumed yet.
+        carry: int32 ids of the current document not consumed yet (of a pair: the completion).
+        prompt: int32 prompt ids when the current document is a prompt/completion pair, else None.
         consecutive_skips: int64, per objective, skips since its last example (empty before the first batch).
         consecutive_invalid: unusable items read since the last usable one.
     """
@@ -61,15 +71,19 @@ class StreamState:
     carry: np.ndarray = field(default_factory=lambda: EMPTY)
     consecutive_skips: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     consecutive_invalid: int = 0
+    prompt: np.ndarray | None = None
 
     def to_plain(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position, "carry": self.carry.tolist(),
-                "consecutive_skips": self.consecutive_skips.tolist(), "consecutive_invalid": self.consecutive_invalid}
+                "consecutive_skips": self.consecutive_skips.tolist(), "consecutive_invalid": self.consecutive_invalid,
+                "prompt": None if self.prompt is None else self.prompt.tolist()}
 
     @classmethod
     def from_plain(cls, values: dict[str, Any]) -> "StreamState":
+        prompt = values.get("prompt")
         return cls(int(values["epoch"]), int(values["position"]), np.asarray(values["carry"], dtype=np.int32),
-                   np.asarray(values["consecutive_skips"], dtype=np.int64), int(values["consecutive_invalid"]))
+                   np.asarray(values["consecutive_skips"], dtype=np.int64), int(values["consecutive_invalid"]),
+                   None if prompt is None else np.asarray(prompt, dtype=np.int32))
 
 
 @dataclass
@@ -138,24 +152,39 @@ class BatchStream:
             self.state.consecutive_skips = np.zeros(len(self.objectives), dtype=np.int64)
         self._items: Any = None
         self._eos = np.array([tokenizer.specials.eos], dtype=np.int32)
+        self._serves_pairs = np.array([isinstance(o, Supervised) for o in self.objectives])
+        self._pair_keys = pair_keys(self.objectives, config)
 
     def next_batch(self, batch_index: int, probs: np.ndarray) -> tuple[np.ndarray, BatchStats]:
         """Batch ``batch_index`` under mixture ``probs``: a (5, batch_size, sequence_length) int64 buffer."""
         config = self.config
         rng = np.random.default_rng([*self.rng_key, batch_index])
-        cdf = np.cumsum(probs / probs.sum())
+        text_cdf, pair_cdf = (_cdf(np.where(self._serves_pairs == pairs, probs, 0.0)) for pairs in (False, True))
         builder = BatchBuilder(config.batch_size, config.sequence_length, self.tokenizer.specials.pad,
                                self.tokenizer.specials.begin_generating)
         stats = BatchStats.zeros(len(self.objectives))
         counts = stats.objectives
         state = self.state
         skips = state.consecutive_skips
-        failed_draws = 0
+        failed_draws = unserved = 0
         while (budget := builder.max_remaining) >= config.min_segment_tokens:
-            ids = state.carry if len(state.carry) else self._next_document(stats)
+            if not len(state.carry):
+                self._next_document(stats)
+            ids = state.carry
+            cdf = text_cdf if state.prompt is None else pair_cdf
+            if cdf is None:
+                unserved += 1
+                self._drop_unserved(stats, unserved, probs)
+                continue
             k = min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)
             objective = self.objectives[k]
-            result = objective(ids, rng, budget, self.tokenizer)
+            if state.prompt is None:
+                result = objective(ids, rng, budget, self.tokenizer)
+            else:
+                result = objective.pair_example(state.prompt, ids, budget, self.tokenizer)
+                if isinstance(result, Skip) and objective.positions(state.prompt, ids) <= config.sequence_length:
+                    builder.close_row(int(np.argmin(builder.used)))  # an emptier row will take it: the pair waits
+                    continue
             counts[k, 0] += 1
             if isinstance(result, Example):
                 if result.length > budget:
@@ -167,8 +196,8 @@ class BatchStream:
                 counts[k, 1] += 1
                 counts[k, 2] += result.length
                 skips[k] = 0
-                state.carry = np.asarray(result.leftover, dtype=np.int32)
-                failed_draws = 0
+                state.carry, state.prompt = np.asarray(result.leftover, dtype=np.int32), None
+                failed_draws = unserved = 0
                 continue
             counts[k, 3] += 1
             skips[k] += 1
@@ -178,6 +207,9 @@ class BatchStream:
                     "documents are too short for it or sequence_length is too small. Remove it from the mixture, "
                     "change its parameters, or raise max_consecutive_skips"
                 )
+            if state.prompt is not None:  # longer than a whole row: skipped whole, never truncated
+                self._drop_current(stats)
+                continue
             state.carry = np.asarray(result.leftover, dtype=np.int32)
             failed_draws += 1
             if failed_draws >= config.max_draws_per_piece:
@@ -191,8 +223,27 @@ class BatchStream:
         stats.positions = builder.buffer[3].size
         return builder.buffer, stats
 
-    def _next_document(self, stats: BatchStats) -> np.ndarray:
-        """Read items until one is a usable document; return its ids (with eos appended when configured)."""
+    def _drop_current(self, stats: BatchStats) -> None:
+        """Give up on the current document (counted in ``dropped_tokens``)."""
+        state = self.state
+        stats.dropped_tokens += len(state.carry) + (0 if state.prompt is None else len(state.prompt))
+        state.carry, state.prompt = EMPTY, None
+
+    def _drop_unserved(self, stats: BatchStats, unserved: int, probs: np.ndarray) -> None:
+        """Drop a document that no configuration with weight > 0 can serve; error after too many in a row."""
+        kind = "text" if self.state.prompt is None else "prompt/completion"
+        self._drop_current(stats)
+        if unserved >= self.config.max_consecutive_skips:
+            weights = {objective_key(o): float(p) for o, p in zip(self.objectives, probs)}
+            raise PipelineDataError(
+                f"{unserved} {kind} documents in a row had no objective to serve them (mixture: {weights}); "
+                "prompt/completion items need a 'supervised' objective with weight > 0 and text items another "
+                "objective with weight > 0: change the mixture or the source"
+            )
+
+    def _next_document(self, stats: BatchStats) -> None:
+        """Read items until one is a usable document and make it the current one (``state.carry``, and
+        ``state.prompt`` for a pair); text gets eos appended when configured."""
         state, config = self.state, self.config
         read_in_epoch = state.position
         while True:
@@ -211,13 +262,17 @@ class BatchStream:
                 continue
             state.position += 1
             read_in_epoch += 1
-            ids = tokenize_document(self.source.extract(item), self.tokenizer)
-            if ids is not None:
+            document = read_item(item, self.source, self.tokenizer, self._pair_keys)
+            if document is not None:
                 state.consecutive_invalid = 0
-                ids = np.concatenate([ids, self._eos]) if config.append_eos else ids
                 stats.documents += 1
-                stats.document_tokens += len(ids)
-                return ids
+                if isinstance(document, PromptCompletion):
+                    state.prompt, state.carry = document.prompt, document.completion
+                    stats.document_tokens += len(document.prompt) + len(document.completion)
+                else:
+                    state.carry = np.concatenate([document, self._eos]) if config.append_eos else document
+                    stats.document_tokens += len(state.carry)
+                return
             stats.invalid_documents += 1
             state.consecutive_invalid += 1
             if state.consecutive_invalid >= config.max_consecutive_skips:
@@ -227,14 +282,7 @@ class BatchStream:
                 )
 
 
-def tokenize_document(document: Any, tokenizer: Tokenizer) -> np.ndarray | None:
-    """Ids of a text or token-array document; None for an empty or unusable one."""
-    if isinstance(document, str):
-        if not document.strip():
-            return None
-        ids = tokenizer.encode(document)
-    elif isinstance(document, np.ndarray) and document.ndim == 1 and np.issubdtype(document.dtype, np.integer):
-        ids = document.astype(np.int32, copy=False)
-    else:
-        return None
-    return ids if len(ids) else None
+def _cdf(weights: np.ndarray) -> np.ndarray | None:
+    """Cumulative distribution of ``weights``; None when they are all 0."""
+    total = weights.sum()
+    return np.cumsum(weights / total) if total > 0 else None

@@ -1,4 +1,8 @@
-"""The objective registry: names (the seeds' names) to config classes, and building a config from a mixture entry."""
+"""The objective registry: names (the seeds' names) to config classes, and building a config from a mixture entry.
+
+``OBJECTIVES`` holds the self-supervised objectives (text -> example); ``SUPERVISED_OBJECTIVES`` the ones that pack
+an item's own prompt/completion pair. :func:`make_objective` builds either.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from birdie.objectives.infilling import Infilling
 from birdie.objectives.next_token_prediction import NextTokenPrediction
 from birdie.objectives.prefix_language_modeling import PrefixLanguageModeling
 from birdie.objectives.selective_copying import SelectiveCopying
+from birdie.objectives.supervised import Supervised
 
 OBJECTIVES: dict[str, type[ObjectiveConfig]] = {
     cls.name: cls
@@ -26,6 +31,9 @@ OBJECTIVES: dict[str, type[ObjectiveConfig]] = {
         SelectiveCopying,
     )
 }
+
+#: Objectives that take a source item's own prompt/completion pair instead of making an example from text.
+SUPERVISED_OBJECTIVES: dict[str, type[ObjectiveConfig]] = {Supervised.name: Supervised}
 
 
 #: Parameter names of the upstream ``birdie_rl`` configs and the field that plays their role here.
@@ -44,11 +52,13 @@ def make_objective(entry: Mapping[str, Any]) -> ObjectiveConfig:
     if not isinstance(entry, Mapping):
         raise TypeError(f"an objective entry must be a dict like {{'name': 'infilling', 'prob': 0.5}}, got {entry!r}")
     if "name" not in entry:
-        raise ValueError(f"objective entry {dict(entry)!r} has no 'name'; valid names: {', '.join(OBJECTIVES)}")
+        raise ValueError(f"objective entry {dict(entry)!r} has no 'name'; valid names: "
+                         f"{', '.join([*OBJECTIVES, *SUPERVISED_OBJECTIVES])}")
     name = entry["name"]
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; valid names: {', '.join(OBJECTIVES)}")
-    cls = OBJECTIVES[name]
+    known = {**OBJECTIVES, **SUPERVISED_OBJECTIVES}
+    if name not in known:
+        raise ValueError(f"unknown objective {name!r}; valid names: {', '.join(known)}")
+    cls = known[name]
     params = {k: v for k, v in entry.items() if k != "name"}
     valid = set(cls.__dataclass_fields__)
     unknown = sorted(set(params) - valid)
