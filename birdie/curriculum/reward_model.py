@@ -15,8 +15,8 @@ from ``z = RMSNorm(x)``::
     h_t = a_t * h_{t-1} + (1 - a_t) * sigmoid(i_t) * u_t    (linear recurrence)
     y_t = x_t + W_o(sigmoid(o_t) * h_t)
 
-The recurrence runs as a parallel scan (:func:`linear_recurrence`), checked against the plain loop
-(:func:`linear_recurrence_reference`). Scoring N candidates runs the history once and then one recurrent step for
+The recurrence runs as :func:`birdie.models.scan.linear_scan` (the models' chunked scan with a graph-free custom
+backward, tested there against a plain loop). Scoring N candidates runs the history once and then one recurrent step for
 all candidates from the shared state, so its cost barely grows with N.
 """
 
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from birdie.models.scan import linear_scan
 
 
 @dataclass(frozen=True)
@@ -59,35 +61,6 @@ class RewardModelConfig:
             raise ValueError(f"RewardModelConfig needs lr > 0, weight_decay >= 0, grad_clip > 0; got {self}")
 
 
-def linear_recurrence_reference(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Plain loop for ``h_t = exp(log_a_t) * h_{t-1} + b_t``; (B, T, D) inputs -> (B, T, D) states, (B, D) last."""
-    h = torch.zeros_like(b[:, 0]) if h0 is None else h0
-    states = []
-    for t in range(b.shape[1]):
-        h = log_a[:, t].exp() * h + b[:, t]
-        states.append(h)
-    return torch.stack(states, dim=1), h
-
-
-def linear_recurrence(log_a: Tensor, b: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Parallel (Hillis-Steele) scan form of :func:`linear_recurrence_reference`: same shapes, same result.
-
-    After the pass with offset ``d``, position ``t`` holds the composition of the ``2d`` steps ending at ``t``:
-    ``a_t <- a_t * a_{t-d}`` and ``b_t <- b_t + a_t * b_{t-d}``. ``ceil(log2 T)`` whole-tensor passes replace the
-    T-step loop; the decays are multiplied (all in (0, 1]), never divided, so nothing overflows.
-    """
-    a = log_a.exp()
-    if h0 is not None and b.shape[1] > 0:
-        b = torch.cat([b[:, :1] + a[:, :1] * h0[:, None], b[:, 1:]], dim=1)
-    length, offset = b.shape[1], 1
-    while offset < length:
-        b = torch.cat([b[:, :offset], b[:, offset:] + a[:, offset:] * b[:, :-offset]], dim=1)
-        a = torch.cat([a[:, :offset], a[:, offset:] * a[:, :-offset]], dim=1)
-        offset *= 2
-    last = b[:, -1] if length else (b.new_zeros(b.shape[0], b.shape[2]) if h0 is None else h0)
-    return b, last
-
-
 class SplitRMSNorm(nn.Module):
     """RMSNorm applied separately to the first ``split`` features (losses) and the rest (action)."""
 
@@ -114,21 +87,22 @@ class GatedSSMBlock(nn.Module):
 
     def _gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         z = self.norm(x)
-        log_a = F.logsigmoid(self.decay(z))
+        a = torch.sigmoid(self.decay(z))
         u, gate_in, gate_out = self.inputs(z).chunk(3, dim=-1)
-        b = (1 - log_a.exp()) * torch.sigmoid(gate_in) * u
-        return log_a, b, gate_out
+        b = (1 - a) * torch.sigmoid(gate_in) * u
+        return a, b, gate_out
 
-    def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(B, T, width) -> (B, T, width) and the (B, state) state after the last position."""
-        log_a, b, gate_out = self._gates(x)
-        states, last = linear_recurrence(log_a, b, h0)
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T, width) -> (B, T, width) and the (B, state) state after the last position (zeros when T = 0)."""
+        a, b, gate_out = self._gates(x)
+        states = linear_scan(a, b)
+        last = states[:, -1] if states.shape[1] else states.new_zeros(states.shape[0], states.shape[2])
         return x + self.out(torch.sigmoid(gate_out) * states), last
 
     def step(self, x: Tensor, h: Tensor) -> Tensor:
         """One position for many rows from a shared or per-row state: x (N, width), h (1 or N, state) -> (N, width)."""
-        log_a, b, gate_out = self._gates(x)
-        return x + self.out(torch.sigmoid(gate_out) * (log_a.exp() * h + b))
+        a, b, gate_out = self._gates(x)
+        return x + self.out(torch.sigmoid(gate_out) * torch.addcmul(b, a, h))
 
 
 class RewardModel(nn.Module):

@@ -1,38 +1,44 @@
-"""The Gated SSM reward model: parallel scan vs loop, causality, last-real-position reads, fitting."""
+"""The Gated SSM reward model: block vs a loop over positions, causality, last-real-position reads, fitting."""
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from birdie.curriculum.reward_model import (
+    GatedSSMBlock,
     RewardModel,
     RewardModelConfig,
     SplitRMSNorm,
     fit_reward_model,
-    linear_recurrence,
-    linear_recurrence_reference,
     make_optimizer,
 )
 
 SMALL = RewardModelConfig(width=32, num_layers=2)
 
 
-@pytest.mark.parametrize("length", [1, 2, 7, 16, 33])
-@pytest.mark.parametrize("with_h0", [False, True])
-def test_parallel_scan_matches_loop_forward_and_gradients(length, with_h0):
-    generator = torch.Generator().manual_seed(length)
-    decay_logits = torch.randn(3, length, 5, generator=generator, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(3, length, 5, generator=generator, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(3, 5, generator=generator, dtype=torch.float64, requires_grad=True) if with_h0 else None
-    weights = torch.randn(3, length, 5, generator=generator, dtype=torch.float64)
+def loop_block(block: GatedSSMBlock, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's recurrence as a plain loop over positions (the oracle for its use of the fast scan)."""
+    a, b, gate_out = block._gates(x)
+    h = torch.zeros_like(b[:, 0])
+    states = []
+    for t in range(x.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        states.append(h)
+    return x + block.out(torch.sigmoid(gate_out) * torch.stack(states, dim=1)), h
 
+
+@pytest.mark.parametrize("length", [1, 2, 7, 16, 41])
+def test_block_matches_a_loop_over_positions_forward_and_gradients(length):
+    torch.manual_seed(length)
+    block = GatedSSMBlock(width=8, state_expansion=2).double()
+    x = torch.randn(3, length, 8, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, length, 8, dtype=torch.float64)
+    inputs = [x, *block.parameters()]
     results = []
-    for scan in (linear_recurrence, linear_recurrence_reference):
-        states, last = scan(F.logsigmoid(decay_logits), b, h0)
-        inputs = [decay_logits, b] + ([h0] if with_h0 else [])
-        grads = torch.autograd.grad((states * weights).sum() + last.sum(), inputs, materialize_grads=True)
-        results.append((states, last, grads))
+    for run in (block, lambda rows: loop_block(block, rows)):
+        y, last = run(x)
+        grads = torch.autograd.grad((y * weights).sum() + last.sum(), inputs)
+        results.append((y, last, grads))
     (fast, fast_last, fast_grads), (slow, slow_last, slow_grads) = results
     torch.testing.assert_close(fast, slow)
     torch.testing.assert_close(fast_last, slow_last)
