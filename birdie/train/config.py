@@ -60,6 +60,10 @@ class DataConfig(Section):
     callable: str | None = option(None, "source=callable: 'module:function' with the signature "
                                         "ds(split, worker_id, num_workers, rng_seed) -> iterable")
     text_key: str = option("text", "field holding the text in each record")
+    prompt_key: str = option("prefix", "with objectives.mixture=supervised: field holding the prompt (bidirectional, "
+                                       "no loss) of a prompt/completion record")
+    completion_key: str = option("target", "with objectives.mixture=supervised: field holding the completion (the "
+                                           "loss) of a prompt/completion record")
     tokenizer: str = option("bytes", "tokenizer spec: bytes | tiktoken:NAME | path of a tokenizer.json")
     num_workers: int = option(0, "pipeline worker processes per rank (0 = in the training process)")
 
@@ -76,7 +80,8 @@ class DataConfig(Section):
 class ObjectivesConfig(Section):
     section: ClassVar[str] = "objectives"
     mixture: str = option("birdie", "objective mixture: a named mixture (birdie, ul2, ul2_decoder, ntp), "
-                                    "demo (8 configurations for short rows), or the path of a YAML/JSON list of "
+                                    "demo (8 configurations for short rows), supervised (the records' own "
+                                    "prompt/completion pairs; use agent=fixed), or the path of a YAML/JSON list of "
                                     "objective entries")
     agent: Literal["birdie", "ul2", "ntp", "fixed", "uniform"] = option(
         "birdie", "who sets the mixture: the Birdie reward agent, the UL2 or NTP mixtures, fixed ratios "

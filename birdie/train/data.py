@@ -52,13 +52,16 @@ def data_source(config: TrainConfig) -> Any:
 
 
 def objective_entries(mixture: str) -> Any:
-    """A named mixture, ``demo`` (:data:`DEMO_MIXTURE`), or the entries of a YAML/JSON mixture file."""
+    """A named mixture, ``demo`` (:data:`DEMO_MIXTURE`), ``supervised`` (the records' own prompt/completion pairs),
+    or the entries of a YAML/JSON mixture file."""
     if mixture in NAMED_MIXTURES:
         return mixture
+    if mixture == "supervised":
+        return [{"name": "supervised"}]
     path = DEMO_MIXTURE if mixture == "demo" else Path(mixture)
     if not path.is_file():
-        raise ConfigError(f"objectives.mixture={mixture!r} is neither a named mixture ({', '.join(NAMED_MIXTURES)}, demo) "
-                          "nor an existing YAML/JSON file")
+        raise ConfigError(f"objectives.mixture={mixture!r} is neither a named mixture ({', '.join(NAMED_MIXTURES)}, demo, "
+                          "supervised) nor an existing YAML/JSON file")
     entries = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     if not isinstance(entries, list):
         raise ConfigError(f"objectives.mixture={mixture!r} must hold a list of objective entries")
@@ -118,6 +121,7 @@ def build_curriculum(config: TrainConfig, tokenizer: Tokenizer, runtime: Runtime
         "accelerator": placement,
         "seed": config.train.seed,
         "log_path": log_path,
+        "pipeline_options": {"prompt_key": config.data.prompt_key, "completion_key": config.data.completion_key},
     }
     for key in ("warmup_steps", "steps_between_evaluations", "num_validation_batches", "validation_batch_size"):
         if key in options:
