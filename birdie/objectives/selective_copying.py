@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range
-from birdie.objectives.spans import gather_segments, random_composition
+from birdie.objectives.spans import gather_segments
 from birdie.tokenizers import Tokenizer
 
 Format = Literal["query_context", "context_query", "random"]
@@ -57,8 +57,9 @@ class SelectiveCopying(ObjectiveConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        spans = int(rng.integers(self.num_spans[0], self.num_spans[1] + 1))
-        lengths = rng.integers(self.span_length[0], self.span_length[1] + 1, size=spans).tolist()
+        # Scalar draws as lo + floor(u * (hi - lo + 1)): uniform, and far cheaper than rng.integers per call.
+        spans = uniform_int(self.num_spans, rng.random())
+        lengths = [uniform_int(self.span_length, u) for u in rng.random(spans).tolist()]
         max_delim = self.delimiter_length[1]
         # [context] ctx [copy] + per span [start] d [end] d; target: spans, (spans - 1) x [sep], [done]
         reserved = 2 + spans * (2 + 2 * max_delim) + sum(lengths) + spans
@@ -68,8 +69,8 @@ class SelectiveCopying(ObjectiveConfig):
             return Skip(f"no room for {spans} span(s) with unique delimiters in {n} tokens (short or repetitive "
                         "text)", ids)
         # One gather over segments (start, size) of source = context + the six markers.
-        markers = tokenizer.specials
-        source = np.concatenate((ids[:n], [markers.marker(m) for m in MARKERS]), dtype=np.int32, casting="same_kind")
+        source = np.empty(n + len(MARKERS), dtype=np.int32)
+        source[:n], source[n:] = ids[:n], [tokenizer.specials.marker(m) for m in MARKERS]
         context, copy, start, end, sep, done = range(n, n + len(MARKERS))
         query, target = [(copy, 1)], []
         for first, length, before, after in placed:
@@ -93,7 +94,7 @@ class SelectiveCopying(ObjectiveConfig):
         context (found for all positions at once by hashing the windows) and whose tokens no earlier span took.
         Its delimiters are then the shortest unique runs at least as long as a uniform draw from the range.
         """
-        min_delim, width = self.delimiter_length
+        width = self.delimiter_length[1]
         n = len(context)
         if n - 2 * width - max(lengths) + 1 < 1:
             return None
@@ -106,11 +107,16 @@ class SelectiveCopying(ObjectiveConfig):
             first = _free_start(candidates, length, placed, rng)
             if first is None:
                 return None
-            preferred = rng.integers(min_delim, width + 1, size=2)
-            before = _shortest_unique(hashes, first, -1, int(preferred[0]))
-            after = _shortest_unique(hashes, first + length, 1, int(preferred[1]))
+            preferred_before, preferred_after = (uniform_int(self.delimiter_length, u) for u in rng.random(2).tolist())
+            before = _shortest_unique(hashes, first, -1, preferred_before)
+            after = _shortest_unique(hashes, first + length, 1, preferred_after)
             placed.append((first, length, before, after))
         return sorted(placed)
+
+
+def uniform_int(bounds: tuple[int, int], uniform: float) -> int:
+    """``lo + floor(uniform * (hi - lo + 1))`` for ``bounds = (lo, hi)`` and ``uniform`` in [0, 1)."""
+    return bounds[0] + int(uniform * (bounds[1] - bounds[0] + 1))
 
 
 def _free_start(candidates: np.ndarray, length: int, placed: list[tuple[int, int, int, int]],
@@ -158,14 +164,18 @@ def _shortest_unique(hashes: list[np.ndarray], anchor: int, direction: int, pref
     """Shortest length in ``[preferred, len(hashes)]`` whose token run next to ``anchor`` occurs once (the longest
     does). ``direction`` -1: the run ends at ``anchor`` (a start delimiter); +1: it begins there (an end delimiter).
     Uniqueness only improves as a run grows (every occurrence of the longer run contains one of the shorter), so
-    bisection finds it.
+    bisection finds it. The preferred length is tried first, as it is often unique already.
     """
-    low, high = preferred, len(hashes)
+    def unique(length: int) -> bool:
+        windows = hashes[length - 1]
+        return np.count_nonzero(windows == windows[anchor - length if direction < 0 else anchor]) == 1
+
+    if unique(preferred):
+        return preferred
+    low, high = preferred + 1, len(hashes)
     while low < high:
         middle = (low + high) // 2
-        windows = hashes[middle - 1]
-        first = anchor - middle if direction < 0 else anchor
-        if np.count_nonzero(windows == windows[first]) == 1:
+        if unique(middle):
             high = middle
         else:
             low = middle + 1

@@ -13,7 +13,7 @@ fixed handful of numpy calls per example, whatever its length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -26,13 +26,6 @@ def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) ->
     noise = min(max(int(round(n * rate)), 1), n - 1)
     spans = int(round(noise / mean_span_length))
     return noise, min(max(spans, 1), noise, n - noise + 1, max_spans)
-
-
-def largest_fitting_chunk(n: int, cost: Callable[[int], int], room: int) -> int:
-    """Largest ``m <= n`` with ``cost(m) <= room`` for a cost that grows with ``m`` (a few steps, not per token)."""
-    while n > 0 and cost(n) > room:
-        n -= max(1, cost(n) - room)
-    return n
 
 
 def random_composition(total: int, parts: int, uniforms: np.ndarray, minimum: int = 1) -> np.ndarray:
@@ -74,10 +67,11 @@ def corrupted_pieces(kept: np.ndarray, lengths: np.ndarray, n: int, with_target:
     spans = len(lengths)
     rows = 2 * spans + 1 if with_target else spans + 1
     starts = np.empty((rows, 2), dtype=np.int64)
-    sizes = np.ones((rows, 2), dtype=np.int64)
+    sizes = np.empty((rows, 2), dtype=np.int64)
     sentinel_ids = np.arange(n, n + spans)
     span_ends = (kept[:-1] + lengths).cumsum()
     starts[0] = 0
+    sizes[:, 0] = 1
     sizes[0, 0] = 0
     starts[1:spans + 1, 0] = sentinel_ids
     starts[1:spans + 1, 1] = span_ends
@@ -129,16 +123,16 @@ class SpanCorruptionConfig(ObjectiveConfig):
         room = budget - self.paradigm_tokens
         most = int(len(sentinels) * self.mean_span_length / self.corruption_rate)
         n = self.chunk_length(len(ids), min(room, most), rng)
-
-        def cost(m: int) -> int:
-            return self.example_cost(m, *span_counts(m, self.corruption_rate, self.mean_span_length, len(sentinels)))
-
-        n = largest_fitting_chunk(n, cost, room)
+        noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
+        # Shorten by the excess until it fits: the cost grows by >= 1 per token, so this takes a few steps.
+        while n >= 2 and (excess := self.example_cost(n, noise, spans) - room) > 0:
+            n -= excess
+            noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
         if n < 2:
             return Skip(f"needs >= 2 tokens, got {n} (document {len(ids)}, budget {budget})", ids)
-        noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
         kept, lengths = random_spans(n, noise, spans, rng)
-        source = np.concatenate((ids[:n], sentinels[:spans]), dtype=np.int32, casting="same_kind")
+        source = np.empty(n + spans, dtype=np.int32)
+        source[:n], source[n:] = ids[:n], sentinels[:spans]
         return SpanLayout(n, noise, kept, lengths, source)
 
 
