@@ -93,6 +93,19 @@ class LanguageModel(nn.Module):
         return {f"layers.{index}.attention.{name}" for index, block in enumerate(self.layers)
                 for name in block.attention.no_weight_decay}
 
+    def tp_plan(self) -> dict[str, Any] | None:
+        """``{submodule name: ParallelStyle}`` for one block (``birdie.train.distributed`` applies it to each), or
+        None when the family's mixer has no tensor-parallel layout (only the Transformer has one)."""
+        mixer_plan = self.layers[0].attention.tp_plan()
+        if mixer_plan is None:
+            return None
+        plan = {f"attention.{name}": style for name, style in mixer_plan.items()}
+        if self.layers[0].feed_forward is not None:
+            from birdie.models.tensor_parallel import gated_mlp_plan
+
+            plan |= {f"feed_forward.{name}": style for name, style in gated_mlp_plan().items()}
+        return plan
+
     def forward(
         self,
         input_ids: Tensor,

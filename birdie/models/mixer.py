@@ -150,6 +150,11 @@ class Mixer(nn.Module):
 
     no_weight_decay: tuple[str, ...] = ()
 
+    def tp_plan(self) -> dict[str, Any] | None:
+        """``{submodule name: ParallelStyle}`` sharding this mixer over a tensor-parallel group, or None when the
+        family has no tensor-parallel layout (the default)."""
+        return None
+
     def forward(self, x: Tensor, info: SequenceInfo) -> tuple[Tensor, Any]:  # pragma: no cover - interface
         raise TypeError(f"{type(self).__name__} must implement forward")
 

@@ -5,12 +5,15 @@ Mask (True = may attend), per row, query q and key k:
 the contiguous segments of a row. Padding only attends to earlier padding, so no query row is ever fully masked.
 Unpacked causal batches take SDPA's ``is_causal`` fast path instead of building the (B, 1, T, T) mask.
 
-Parameter names follow open_lm: ``in_proj`` (q | k | v stacked on the output dim) and ``out_proj``.
+Parameter names follow open_lm: ``in_proj`` (q | k | v stacked on the output dim) and ``out_proj``. Head counts
+are read from ``in_proj``'s output width, so under tensor parallelism (:meth:`Attention.tp_plan`) each rank
+attends over its own heads.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,16 +58,18 @@ class Attention(Mixer):
     def _project(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x (B, T, D), positions (B, T) -> rotated q (B, H, T, d), rotated k and v (B, H_kv, T, d)."""
         batch, length, _ = x.shape
-        q_width, kv_width = self.n_heads * self.head_dim, self.kv_heads * self.head_dim
-        q, k, v = self.in_proj(x).split([q_width, kv_width, kv_width], dim=-1)
-        q = apply_rope(q.view(batch, length, self.n_heads, self.head_dim), positions, self.rope_base)
-        k = apply_rope(k.view(batch, length, self.kv_heads, self.head_dim), positions, self.rope_base)
-        v = v.view(batch, length, self.kv_heads, self.head_dim)
+        qkv = self.in_proj(x)
+        # All heads, or this rank's share of them under tensor parallelism (same q : kv ratio).
+        kv_width = qkv.shape[-1] * self.kv_heads // (self.n_heads + 2 * self.kv_heads)
+        q, k, v = qkv.split([qkv.shape[-1] - 2 * kv_width, kv_width, kv_width], dim=-1)
+        q = apply_rope(q.view(batch, length, -1, self.head_dim), positions, self.rope_base)
+        k = apply_rope(k.view(batch, length, -1, self.head_dim), positions, self.rope_base)
+        v = v.view(batch, length, -1, self.head_dim)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
         """q (B, H, Tq, d), k/v (B, H_kv, Tk, d) -> (B, Tq, H * d)."""
-        groups = self.n_heads // self.kv_heads
+        groups = q.shape[1] // k.shape[1]
         if groups > 1:
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
@@ -85,6 +90,17 @@ class Attention(Mixer):
         keys, values = torch.cat((state[0], k), dim=2), torch.cat((state[1], v), dim=2)
         out = self._attend(q, keys, values, None, is_causal=False)
         return self.out_proj(out[:, 0]), (keys, values)
+
+    def tp_plan(self) -> dict[str, Any]:
+        """Whole heads per tensor-parallel rank: ``in_proj``'s q, k and v each sharded by heads, ``out_proj``
+        row-wise. Needs ``n_kv_heads == n_heads`` (q, k and v of equal width) and tp dividing ``n_heads``."""
+        if self.kv_heads != self.n_heads:
+            raise ValueError(
+                f"tensor parallel shards the fused [q | k | v] projection in equal parts, but n_kv_heads="
+                f"{self.kv_heads} != n_heads={self.n_heads} (GQA); use n_kv_heads=n_heads or tp=1")
+        from birdie.models.tensor_parallel import attention_plan
+
+        return attention_plan()
 
 
 register_family("transformer", Attention, has_mlp=True)

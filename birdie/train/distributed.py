@@ -138,15 +138,20 @@ def apply_parallelism(model: nn.Module, runtime: Runtime) -> nn.Module:
         return model
     if runtime.tp > 1:
         plan_fn = getattr(model, "tp_plan", None)
-        if plan_fn is None:
+        plan = plan_fn() if plan_fn is not None else None
+        if plan is None:
             raise ConfigError(
-                f"distributed.mesh={runtime.dp},{runtime.fsdp},{runtime.tp}: tensor parallel needs a model with "
-                f"tp_plan(); {type(model).__name__} ({getattr(getattr(model, 'config', None), 'family', '?')}) has "
-                "none. Use tp=1 (dp and fsdp work for every family)")
+                f"distributed.mesh={runtime.dp},{runtime.fsdp},{runtime.tp}: tensor parallel needs a model whose "
+                f"tp_plan() gives a plan; {type(model).__name__} "
+                f"({getattr(getattr(model, 'config', None), 'family', '?')}) has none (only the transformer "
+                "family does). Use tp=1 (dp and fsdp work for every family)")
         from torch.distributed.tensor.parallel import parallelize_module
 
+        from birdie.models.tensor_parallel import replicate_remaining_parameters
+
         for block in model.layers:
-            parallelize_module(block, runtime.mesh["tp"], plan_fn())
+            parallelize_module(block, runtime.mesh["tp"], plan)
+        replicate_remaining_parameters(model, runtime.mesh["tp"])
     if runtime.fsdp > 1 or runtime.tp > 1:
         from torch.distributed.fsdp import fully_shard
 
