@@ -35,8 +35,9 @@ def _common(parser: argparse.ArgumentParser, batch_size: int) -> None:
     parser.add_argument("--out", help="JSON result file (default: eval_results/TASK.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--prompt-mode", choices=["prefix", "causal"], default="prefix",
-                        help="prefix: prompt as bidirectional prefix (Birdie); causal: NTP paradigm, then prompt "
-                             "and a newline in the causal region (NTP-trained or NTP-fine-tuned models)")
+                        help="prefix (default): prompt as bidirectional prefix, as Birdie pretraining and the "
+                             "supervised phone-book recipe train it; causal: NTP paradigm, then prompt and a newline "
+                             "in the causal region (NTP-only models, or fine-tuned with NTP on 'prompt\\nanswer')")
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:

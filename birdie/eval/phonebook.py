@@ -151,8 +151,9 @@ def phonebook_examples(
 ) -> Iterator[dict[str, Any]]:
     """Unlimited fine-tuning examples in the seeds' source contract, ``{"prefix", "target", "text"}``.
 
-    ``prefix`` is the prompt, ``target`` the answer and ``text`` both joined by a newline (for pipelines that take
-    plain text). Books use their own seed namespace (``"train:..."``/``"validation:..."``), so they never coincide
+    ``prefix`` is the prompt and ``target`` the answer: with the ``supervised`` objective the pipeline packs them as
+    one example (prompt bidirectional, loss on the answer), the layout ``evaluate_phonebook``'s default prompt
+    format asks in (``configs/phonebook_finetune.yaml``). ``text`` joins both with a newline for text objectives. Books use their own seed namespace (``"train:..."``/``"validation:..."``), so they never coincide
     with an evaluation set's books. Worker ``w`` of ``n`` takes indices ``w, w + n, ...``.
     """
     if split not in ("train", "validation"):
