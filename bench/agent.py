@@ -1,24 +1,35 @@
 """Agent overhead: one Birdie decision (200 reward-model steps + candidate scoring) for the ``birdie`` action space
 (104 configurations) with a 40-evaluation history, against the training step of the demo model.
 
-    python bench/agent.py [--repeats 3] [--preset hawk-tiny] [--batch-size 16] [--sequence-length 256]
+    python bench/agent.py [--repeats 5] [--preset hawk-tiny] [--batch-size 16] [--sequence-length 256]
+                          [--compare-with GIT_REV]
 
 Prints the decision's cost split into fitting and scoring, the model's step time (forward + backward + AdamW at
 the demo's batch shape), and the agent's share of a run's wall time at the paper's default schedule:
 ``decisions(N) * decision_time / (N * step_time)`` for run lengths N. A decision with a 40-evaluation history is
 the most expensive one of a 40k-step run, so the share is an upper bound for runs up to that length.
+
+Decisions and training steps are timed interleaved (one decision, then a few steps, per repeat), so load changes
+on a shared machine move both alike. ``--compare-with REV`` also times, in the same loop, the 200-step fit of the
+reward model as ``birdie/curriculum/reward_model.py`` stood at git revision REV (before/after side by side).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
+import subprocess
+import sys
 import time
+import types
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from birdie.curriculum import make_agent
+from birdie.curriculum.reward_model import fit_reward_model
 from birdie.objectives import resolve_mixture
 
 
@@ -36,27 +47,24 @@ def agent_with_history(num_evaluations: int, seed: int = 0):
     return agent, losses
 
 
-def time_decision(repeats: int) -> tuple[float, float]:
-    """Median seconds of (reward-model fit, candidate generation + scoring) over ``repeats`` decisions."""
-    from birdie.curriculum.reward_model import fit_reward_model
-
-    fits, scores = [], []
-    for repeat in range(repeats):
-        agent, losses = agent_with_history(40, seed=repeat)
-        rows = torch.as_tensor(np.stack(agent.history_rows), dtype=torch.float32)
-        rewards = torch.as_tensor(np.stack(agent.history_rewards), dtype=torch.float32)
-        start = time.perf_counter()
-        fit_reward_model(agent.model, agent.optimizer, rows, rewards, agent.model_config)
-        fits.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        candidates = agent.candidates()
-        agent.score(losses, candidates)
-        scores.append(time.perf_counter() - start)
-    return float(np.median(fits)), float(np.median(scores))
+def reward_model_at(revision: str) -> types.ModuleType:
+    """``birdie/curriculum/reward_model.py`` as it stood at git ``revision``, imported as a separate module."""
+    source = subprocess.run(["git", "show", f"{revision}:birdie/curriculum/reward_model.py"],
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType(f"reward_model_at_{revision}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up while the source runs
+    exec(compile(source, f"{revision}:reward_model.py", "exec"), module.__dict__)
+    return module
 
 
-def time_training_step(preset: str, batch_size: int, sequence_length: int, repeats: int) -> float:
-    """Median seconds of one forward + backward + AdamW step of ``preset`` on random tokens."""
+def timed(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def training_step(preset: str, batch_size: int, sequence_length: int) -> Callable[[], None]:
+    """One forward + backward + AdamW step of ``preset`` on fixed random tokens (warmed up twice)."""
     from birdie.models import create
 
     model = create(preset, max_seq_len=sequence_length)
@@ -64,41 +72,97 @@ def time_training_step(preset: str, batch_size: int, sequence_length: int, repea
     vocab = model.config.vocab_size
     batch = {"input_ids": torch.randint(0, vocab, (batch_size, sequence_length)),
              "label_ids": torch.randint(0, vocab, (batch_size, sequence_length))}
-    times = []
-    for index in range(repeats + 2):  # two warm-up steps
-        start = time.perf_counter()
+
+    def step() -> None:
         _, loss = model(**batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if index >= 2:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+
+    step(), step()
+    return step
+
+
+def decision_floor(agent, history_length: int, num_candidates: int) -> Callable[[], None]:
+    """The part of a decision no implementation can skip: every GEMM of the fit and of the scoring, and AdamW.
+
+    Per fit step: each reward-model Linear's forward, weight-gradient and (except the first, whose input needs no
+    gradient) input-gradient matmul on ``history_length`` rows, then one fused AdamW step over every parameter;
+    scoring adds each Linear's forward on ``num_candidates`` rows. Everything else (norms, gates, the scan,
+    autograd, clipping, candidate generation) is left out, so this is a lower bound.
+    """
+    linears = [module for module in agent.model.modules() if isinstance(module, torch.nn.Linear)]
+    gemms = []
+    for index, linear in enumerate(linears):
+        width_in, width_out = linear.in_features, linear.out_features
+        rows, weight, grad = torch.randn(history_length, width_in), linear.weight.detach(), torch.randn(history_length, width_out)
+        gemms += [(rows, weight.T), (grad.T, rows)] + ([(grad, weight)] if index else [])
+    scoring = [(torch.randn(num_candidates, linear.in_features), linear.weight.detach().T) for linear in linears]
+    parameters = [parameter.detach().clone().requires_grad_() for parameter in agent.model.parameters()]
+    for parameter in parameters:
+        parameter.grad = torch.randn_like(parameter)
+    config = agent.model_config
+    adamw = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+
+    def floor() -> None:
+        for _ in range(config.train_steps):
+            for left, right in gemms:
+                torch.mm(left, right)
+            adamw.step()
+        for left, right in scoring:
+            torch.mm(left, right)
+
+    return floor
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--preset", default="hawk-tiny", help="the demo model")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sequence-length", type=int, default=256)
+    parser.add_argument("--compare-with", metavar="REV", help="also time the reward-model fit at this git revision")
     args = parser.parse_args()
 
-    fit, score = time_decision(args.repeats)
+    before = reward_model_at(args.compare_with) if args.compare_with else None
+    step = training_step(args.preset, args.batch_size, args.sequence_length)
+    fits, scores, steps, before_fits, floors = [], [], [], [], []
+    for repeat in range(args.repeats):
+        agent, losses = agent_with_history(40, seed=repeat)
+        rows = torch.as_tensor(np.stack(agent.history_rows), dtype=torch.float32)
+        rewards = torch.as_tensor(np.stack(agent.history_rewards), dtype=torch.float32)
+        fits.append(timed(lambda: fit_reward_model(agent.model, agent.optimizer, rows, rewards, agent.model_config)))
+        scores.append(timed(lambda: agent.score(losses, agent.candidates())))
+        if before is not None:
+            config = before.RewardModelConfig(**dataclasses.asdict(agent.model_config))
+            model = before.RewardModel(agent.num_configs, config)
+            optimizer = before.make_optimizer(model, config)
+            before_fits.append(timed(lambda: before.fit_reward_model(model, optimizer, rows, rewards, config)))
+        num_candidates = agent.config.num_candidates + agent.config.num_proposals
+        floors.append(timed(decision_floor(agent, len(rows), num_candidates)))
+        steps.extend(timed(step) for _ in range(5))
+
+    fit, score, step_time = float(np.median(fits)), float(np.median(scores)), float(np.median(steps))
     decision = fit + score
-    step = time_training_step(args.preset, args.batch_size, args.sequence_length, max(args.repeats, 5))
-    print(f"torch {torch.__version__}, python {platform.python_version()}, threads {torch.get_num_threads()}")
-    print(f"agent decision (104 configs, 40-eval history): {decision:.3f} s "
-          f"= fit {fit:.3f} s (200 steps, {fit / 200 * 1e3:.1f} ms/step) + candidates & scoring {score:.3f} s")
-    print(f"{args.preset} training step at ({args.batch_size}, {args.sequence_length}): {step * 1e3:.1f} ms")
-    print(f"one decision = {decision / step:.0f} training steps")
-    agent = make_agent("birdie", resolve_mixture("birdie"), 1)
+    train_steps = agent.model_config.train_steps
+    print(f"torch {torch.__version__}, python {platform.python_version()}, threads {torch.get_num_threads()}, "
+          f"{args.repeats} repeats (medians)")
+    print(f"agent decision (104 configs, 40-eval history): {decision:.3f} s = fit {fit:.3f} s ({train_steps} steps, "
+          f"{fit / train_steps * 1e3:.1f} ms/step) + candidates & scoring {score:.3f} s")
+    if before is not None:
+        before_fit = float(np.median(before_fits))
+        print(f"fit at {args.compare_with}: {before_fit:.3f} s ({before_fit / train_steps * 1e3:.1f} ms/step); "
+              f"now {before_fit / fit:.2f}x faster")
+    print(f"{args.preset} training step at ({args.batch_size}, {args.sequence_length}): {step_time * 1e3:.1f} ms")
+    floor = float(np.median(floors))
+    print(f"one decision = {decision / step_time:.1f} training steps; its floor (GEMMs + AdamW only) {floor:.3f} s "
+          f"= {floor / step_time:.1f} steps")
     for total in (16_384, 50_000, 100_000):
         schedule = type(agent.schedule)(total_steps=total)
         decisions = sum(schedule.agent_in_control(s) for s in schedule.evaluation_steps())
-        share = decisions * decision / (total * step)
+        share, floor_share = (decisions * seconds / (total * step_time) for seconds in (decision, floor))
         print(f"run of {total:>7} steps: {decisions:>3} decisions, agent share of wall time {100 * share:.2f}% "
-              f"(target <= 1%)")
+              f"(floor {100 * floor_share:.2f}%, target <= 1%)")
 
 
 if __name__ == "__main__":

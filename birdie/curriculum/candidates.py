@@ -53,7 +53,7 @@ def class_proposals(rng: np.random.Generator, class_ids: np.ndarray, count: int,
     proposals = np.empty((count, len(class_ids)))
     for row in range(count):
         chosen = rng.choice(num_classes, size=min(int(rng.integers(1, 3)), num_classes), replace=False)
-        focus = np.isin(class_ids, chosen)
+        focus = (class_ids[:, None] == chosen).any(axis=1)
         weights = np.where(focus, rng.uniform(0.05, 1.0, size=len(class_ids)), 0.0)
         for c in chosen:
             members = class_ids == c

@@ -134,7 +134,7 @@ class RewardModel(nn.Module):
     def forward(self, rows: Tensor) -> Tensor:
         return self.forward_with_states(rows)[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_next(self, history: Tensor, next_rows: Tensor) -> Tensor:
         """Predicted rewards for each of N candidate rows appended after the history.
 
@@ -162,12 +162,13 @@ def fit_reward_model(
         The MSE after the last step (``nan`` when ``train_steps`` is 0).
     """
     model.train()
+    parameters = list(model.parameters())
     loss = torch.tensor(float("nan"))
     for _ in range(config.train_steps):
         optimizer.zero_grad(set_to_none=True)
         loss = F.mse_loss(model(rows[None])[0], rewards)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip, foreach=True)
         optimizer.step()
     model.eval()
     return float(loss.detach())
