@@ -124,7 +124,7 @@ class OptimizerConfig(Section):
     lr: float = option(3e-3, "peak learning rate (AdamW)")
     betas: list[float] = option(lambda: [0.9, 0.95], "AdamW betas")
     eps: float = option(1e-8, "AdamW epsilon")
-    weight_decay: float = option(0.1, "decoupled weight decay; norms, embeddings and biases are never decayed")
+    weight_decay: float = option(0.1, "decoupled weight decay; never applied to norms, embeddings, biases or the recurrences a family lists (Hawk RG-LRU, Gated SSM forget gate)")
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
     z_loss: float = option(0.0, "z-loss coefficient: adds z_loss * mean(logsumexp(logits)^2) over target tokens")
 
