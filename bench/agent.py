@@ -57,6 +57,14 @@ def reward_model_at(revision: str) -> types.ModuleType:
     return module
 
 
+def before_fit(before: types.ModuleType, agent, rows: torch.Tensor, rewards: torch.Tensor) -> Callable[[], float]:
+    """The 200-step fit of a fresh reward model from module ``before`` (see :func:`reward_model_at`)."""
+    config = before.RewardModelConfig(**dataclasses.asdict(agent.model_config))
+    model = before.RewardModel(agent.num_configs, config)
+    optimizer = before.make_optimizer(model, config)
+    return lambda: before.fit_reward_model(model, optimizer, rows, rewards, config)
+
+
 def timed(run: Callable[[], object]) -> float:
     start = time.perf_counter()
     run()
@@ -131,13 +139,14 @@ def main() -> None:
         agent, losses = agent_with_history(40, seed=repeat)
         rows = torch.as_tensor(np.stack(agent.history_rows), dtype=torch.float32)
         rewards = torch.as_tensor(np.stack(agent.history_rewards), dtype=torch.float32)
-        fits.append(timed(lambda: fit_reward_model(agent.model, agent.optimizer, rows, rewards, agent.model_config)))
-        scores.append(timed(lambda: agent.score(losses, agent.candidates())))
+        fit_now = lambda: fit_reward_model(agent.model, agent.optimizer, rows, rewards, agent.model_config)
+        runs = [(fits, fit_now)]
         if before is not None:
-            config = before.RewardModelConfig(**dataclasses.asdict(agent.model_config))
-            model = before.RewardModel(agent.num_configs, config)
-            optimizer = before.make_optimizer(model, config)
-            before_fits.append(timed(lambda: before.fit_reward_model(model, optimizer, rows, rewards, config)))
+            # Before and after alternate which goes first, so neither always meets the same point of a load change.
+            runs = [*runs, (before_fits, before_fit(before, agent, rows, rewards))][:: 1 if repeat % 2 else -1]
+        for times, run in runs:
+            times.append(timed(run))
+        scores.append(timed(lambda: agent.score(losses, agent.candidates())))
         num_candidates = agent.config.num_candidates + agent.config.num_proposals
         floors.append(timed(decision_floor(agent, len(rows), num_candidates)))
         steps.extend(timed(step) for _ in range(5))
@@ -150,9 +159,9 @@ def main() -> None:
     print(f"agent decision (104 configs, 40-eval history): {decision:.3f} s = fit {fit:.3f} s ({train_steps} steps, "
           f"{fit / train_steps * 1e3:.1f} ms/step) + candidates & scoring {score:.3f} s")
     if before is not None:
-        before_fit = float(np.median(before_fits))
-        print(f"fit at {args.compare_with}: {before_fit:.3f} s ({before_fit / train_steps * 1e3:.1f} ms/step); "
-              f"now {before_fit / fit:.2f}x faster")
+        then = float(np.median(before_fits))
+        print(f"fit at {args.compare_with}: {then:.3f} s ({then / train_steps * 1e3:.1f} ms/step); "
+              f"now {then / fit:.2f}x as fast")
     print(f"{args.preset} training step at ({args.batch_size}, {args.sequence_length}): {step_time * 1e3:.1f} ms")
     floor = float(np.median(floors))
     print(f"one decision = {decision / step_time:.1f} training steps; its floor (GEMMs + AdamW only) {floor:.3f} s "
