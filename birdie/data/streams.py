@@ -183,7 +183,7 @@ class BatchStream:
             else:
                 result = objective.pair_example(state.prompt, ids, budget, self.tokenizer)
                 if isinstance(result, Skip) and objective.positions(state.prompt, ids) <= config.sequence_length:
-                    builder.close_row(int(np.argmin(builder.used)))  # an emptier row will take it: the pair waits
+                    builder.close_row(int(np.argmin(builder.used)))  # no row has room: the pair waits, whole
                     continue
             counts[k, 0] += 1
             if isinstance(result, Example):

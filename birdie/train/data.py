@@ -60,8 +60,8 @@ def objective_entries(mixture: str) -> Any:
         return [{"name": "supervised"}]
     path = DEMO_MIXTURE if mixture == "demo" else Path(mixture)
     if not path.is_file():
-        raise ConfigError(f"objectives.mixture={mixture!r} is neither a named mixture ({', '.join(NAMED_MIXTURES)}, demo, "
-                          "supervised) nor an existing YAML/JSON file")
+        raise ConfigError(f"objectives.mixture={mixture!r} is neither a named mixture "
+                          f"({', '.join(NAMED_MIXTURES)}, demo, supervised) nor an existing YAML/JSON file")
     entries = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
     if not isinstance(entries, list):
         raise ConfigError(f"objectives.mixture={mixture!r} must hold a list of objective entries")
