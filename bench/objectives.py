@@ -5,6 +5,11 @@ pipeline hands them over); each is consumed chunk by chunk through ``leftover`` 
 at a budget of 2048 positions (the paper's sequence length). "Tokens" are the document tokens an objective
 consumed. The tokenizer's own ``encode`` throughput is measured on the same text, side by side.
 
+Each example costs a fixed number of small numpy calls whatever its length, so short chunks are bound by numpy's
+per-call overhead: the table also gives microseconds per example (byte tokenizer) and, in its header, the cost of
+one small numpy call (``small + 1`` on 16 int64) measured in the same run; their ratio is the per-example cost in
+"numpy calls".
+
     OMP_NUM_THREADS=1 .venv/bin/python bench/objectives.py [--seconds 1.0] [--results bench/RESULTS.md]
 """
 
@@ -69,32 +74,45 @@ def encode_throughput(tokenizer: Tokenizer, documents: list[str]) -> float:
     return tokens / (time.process_time() - start)
 
 
-def throughput(make_examples, documents: list[np.ndarray], seconds: float) -> float:
-    """Consumed source tokens per CPU-second; ``make_examples(ids)`` consumes one document and returns its count."""
-    tokens, start, index = 0, time.process_time(), 0
+def numpy_call_seconds(calls: int = 200_000) -> float:
+    """CPU seconds of one small numpy call (an add on 16 int64), the unit of per-example overhead."""
+    small = np.arange(16)
+    start = time.process_time()
+    for _ in range(calls):
+        small + 1
+    return (time.process_time() - start) / calls
+
+
+def throughput(make_examples, documents: list[np.ndarray], seconds: float) -> tuple[float, float]:
+    """``(tokens per CPU-second, CPU-seconds per call)``; ``make_examples(ids)`` consumes one document and returns
+    ``(tokens, calls)``."""
+    tokens, calls, start, index = 0, 0, time.process_time(), 0
     while time.process_time() - start < seconds:
-        tokens += make_examples(documents[index % len(documents)])
-        index += 1
-    return tokens / (time.process_time() - start)
+        consumed, made = make_examples(documents[index % len(documents)])
+        tokens, calls, index = tokens + consumed, calls + made, index + 1
+    elapsed = time.process_time() - start
+    return tokens / elapsed, elapsed / max(calls, 1)
 
 
-def consume(pick_objective, ids: np.ndarray, rng: np.random.Generator, tokenizer: Tokenizer) -> int:
-    """Run objectives drawn by ``pick_objective()`` over ``ids`` chunk by chunk; the tokens consumed."""
-    rest = ids
+def consume(pick_objective, ids: np.ndarray, rng: np.random.Generator, tokenizer: Tokenizer) -> tuple[int, int]:
+    """Run objectives drawn by ``pick_objective()`` over ``ids`` chunk by chunk; ``(tokens consumed, calls)``."""
+    rest, calls = ids, 0
     while len(rest):
         result = pick_objective()(rest, rng, BUDGET, tokenizer)
+        calls += 1
         if len(result.leftover) == len(rest):
             break
         rest = result.leftover
-    return len(ids) - len(rest)
+    return len(ids) - len(rest), calls
 
 
-def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
+def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray],
+                         seconds: float) -> tuple[float, float]:
     objective, rng = make_objective(entry), np.random.default_rng(0)
     return throughput(lambda ids: consume(lambda: objective, ids, rng, tokenizer), documents, seconds)
 
 
-def mixture_throughput(tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> float:
+def mixture_throughput(tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> tuple[float, float]:
     """The ``birdie`` mixture as the pipeline samples it: a configuration drawn per example."""
     configs = resolve_mixture("birdie")
     cdf, rng = np.cumsum(mixture_probabilities(configs)), np.random.default_rng(0)
@@ -120,17 +138,24 @@ def main() -> None:
     tokenizers = {"bytes": ByteTokenizer(), "bpe-8k": bpe}
     encoded = {name: [tok.encode(t) for t in texts] for name, tok in tokenizers.items()}
 
-    header = f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} Mtok/s" for n in tokenizers) + " |"
-    rows = [header, "|---|" + "---:|" * len(tokenizers)]
+    call = numpy_call_seconds()
+    header = (f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} Mtok/s" for n in tokenizers)
+              + f" | bytes µs/call (in {call * 1e6:.2f} µs numpy calls) |")
+    rows = [header, "|---|" + "---:|" * (len(tokenizers) + 1)]
     rows.append("| tokenizer.encode (reference) | " + " | ".join(
-        f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values()) + " |")
+        f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values()) + " | |")
+
+    def row(label: str, measured: list[tuple[float, float]]) -> str:
+        per_call = measured[0][1]
+        return (f"| {label} | " + " | ".join(f"{rate / 1e6:.2f}" for rate, _ in measured)
+                + f" | {per_call * 1e6:.1f} (≈ {per_call / call:.0f}) |")
+
     for entry in CONFIGS:
-        key = make_objective(entry).key
-        rates = [objective_throughput(entry, tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]
-        rows.append(f"| {key} | " + " | ".join(f"{r / 1e6:.2f}" for r in rates) + " |")
+        rows.append(row(make_objective(entry).key,
+                        [objective_throughput(entry, tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]))
         print(rows[-1], flush=True)
-    rows.append("| birdie mixture (104 configs, sampled) | " + " | ".join(
-        f"{mixture_throughput(tok, encoded[n], args.seconds) / 1e6:.2f}" for n, tok in tokenizers.items()) + " |")
+    rows.append(row("birdie mixture (104 configs, sampled)",
+                    [mixture_throughput(tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]))
     table = "\n".join(rows)
     print("\n" + table)
 
