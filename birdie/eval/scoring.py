@@ -6,8 +6,9 @@ A prompt is laid out as training packs an example (``docs/architecture.md``), in
 * ``"prefix"`` (default, Birdie's format): the prompt is the bidirectional prefix (``attention_mask = 1``), then
   ``begin_generating``, then the answer.
 * ``"causal"`` (what next-token prediction trains): the prefix is only the NTP paradigm token, then
-  ``begin_generating``, the prompt and a newline, all causal, then the answer. This matches a model trained (or
-  fine-tuned, ``configs/phonebook_finetune.yaml``) with NTP on documents ``"prompt\\nanswer"``.
+  ``begin_generating``, the prompt and a newline, all causal, then the answer. This matches a model trained with
+  NTP on documents ``"prompt\\nanswer"``; the phone-book recipe (``configs/phonebook_finetune.yaml``) trains the
+  ``"prefix"`` layout with supervised pairs instead.
 
 Option losses use the pipeline's own packer (:class:`birdie.data.packing.BatchBuilder`), one example per row, and
 score only the answer's tokens; generation uses ``model.generate`` with ``prefix_len`` set to the prefix.
