@@ -68,21 +68,21 @@ class SelectiveCopying(ObjectiveConfig):
         if placed is None:
             return Skip(f"no room for {spans} span(s) with unique delimiters in {n} tokens (short or repetitive "
                         "text)", ids)
-        # One gather over segments (start, size) of source = context + the six markers.
+        # One gather over segments [start, size, start, size, ...] of source = context + the six markers.
         source = np.empty(n + len(MARKERS), dtype=np.int32)
         source[:n], source[n:] = ids[:n], [tokenizer.specials.marker(m) for m in MARKERS]
         context, copy, start, end, sep, done = range(n, n + len(MARKERS))
-        query, target = [(copy, 1)], []
+        query, target = [copy, 1], []
         for first, length, before, after in placed:
-            query += [(start, 1), (first - before, before), (end, 1), (first + length, after)]
-            target += [(first, length), (sep, 1)]
-        target[-1] = (done, 1)
-        with_context = [(context, 1), (0, n)]
+            query += [start, 1, first - before, before, end, 1, first + length, after]
+            target += [first, length, sep, 1]
+        target[-2] = done
+        with_context = [context, 1, 0, n]
         query_first = self.format == "query_context" or (self.format == "random" and rng.random() < 0.5)
         prefix = query + with_context if query_first else with_context + query
         segments = np.array(prefix + target, dtype=np.int64)
-        both = gather_segments(source, segments[:, 0], segments[:, 1])
-        prefix_length = int(segments[:len(prefix), 1].sum())
+        both = gather_segments(source, segments[0::2], segments[1::2])
+        prefix_length = sum(prefix[1::2])
         return Example(prefix=self.with_paradigm(both[:prefix_length], rng, tokenizer), target=both[prefix_length:],
                        leftover=ids[n:])
 
@@ -102,9 +102,7 @@ class SelectiveCopying(ObjectiveConfig):
         unique = _unique(hashes[-1])
         placed: list[tuple[int, int, int, int]] = []
         for length in lengths:
-            starts = n - 2 * width - length + 1  # candidate start s = width + k for k < starts
-            candidates = np.flatnonzero(unique[:starts] & unique[width + length:width + length + starts]) + width
-            first = _free_start(candidates, length, placed, rng)
+            first = _random_start(unique, width, length, placed, rng)
             if first is None:
                 return None
             preferred_before, preferred_after = (uniform_int(self.delimiter_length, u) for u in rng.random(2).tolist())
@@ -119,22 +117,28 @@ def uniform_int(bounds: tuple[int, int], uniform: float) -> int:
     return bounds[0] + int(uniform * (bounds[1] - bounds[0] + 1))
 
 
-def _free_start(candidates: np.ndarray, length: int, placed: list[tuple[int, int, int, int]],
-                rng: np.random.Generator) -> int | None:
-    """A random start in ``candidates`` whose span does not overlap ``placed`` (a few draws, then an exact filter)."""
+def _random_start(unique: np.ndarray, width: int, length: int, placed: list[tuple[int, int, int, int]],
+                  rng: np.random.Generator) -> int | None:
+    """A uniformly random span start ``s`` whose ``width`` tokens before and after are unique windows
+    (``unique[s - width]``, ``unique[s + length]``) and whose span overlaps none in ``placed``; None if there is none.
+
+    A few rejection draws usually find one (in ordinary text most windows are unique and spans are sparse); an exact
+    filter over every candidate follows when they do not. Both are uniform over the valid starts.
+    """
     def free(first: int) -> bool:
         return all(first + length <= other or first >= other + other_length for other, other_length, _, _ in placed)
 
-    if len(candidates) == 0:
+    count = len(unique) - width - length  # candidate starts are width, ..., width + count - 1
+    if count < 1:
         return None
-    for _ in range(8):
-        first = int(candidates[int(rng.random() * len(candidates))])
-        if free(first):
+    flags = unique.tobytes()  # Python-indexable without a numpy scalar per lookup
+    for uniform in rng.random(8).tolist():
+        first = width + int(uniform * count)
+        if flags[first - width] and flags[first + length] and free(first):
             return first
-    allowed = np.ones(len(candidates), dtype=bool)
+    candidates = np.flatnonzero(unique[:count] & unique[width + length:width + length + count]) + width
     for other, other_length, _, _ in placed:
-        allowed &= (candidates + length <= other) | (candidates >= other + other_length)
-    candidates = candidates[allowed]
+        candidates = candidates[(candidates + length <= other) | (candidates >= other + other_length)]
     return int(candidates[int(rng.random() * len(candidates))]) if len(candidates) else None
 
 
