@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from objective_checks import split_at_sentinels, strip_paradigm
@@ -15,6 +17,7 @@ from birdie.objectives import (
     PrefixLanguageModeling,
     SelectiveCopying,
 )
+from birdie.objectives.selective_copying import _random_start
 from birdie.objectives.spans import corrupted_pieces, gather_segments, random_spans
 from birdie.tokenizers import ByteTokenizer
 
@@ -127,3 +130,22 @@ def test_selective_copying_span_statistics():
     assert min(lengths) >= 4 and max(lengths) <= 32 and abs(np.mean(lengths) - 18) < 2.5
     example = config(DOCUMENT, np.random.default_rng(1), 4096, TOKENIZER)
     assert strip_paradigm(config, example, TOKENIZER)[0] == TOKENIZER.specials.marker("context")
+
+
+@pytest.mark.parametrize("density", [0.9, 0.2])  # 0.9: rejection draws succeed; 0.2: mostly the exact filter
+def test_selective_copying_start_is_uniform_over_the_naive_valid_set(density):
+    rng = np.random.default_rng(7)
+    width, length, n = 3, 5, 200
+    unique = rng.random(n - width + 1) < density
+    placed = [(40, 20, 1, 1), (120, 10, 1, 1)]
+    valid = [s for s in range(width, n - width - length + 1)
+             if unique[s - width] and unique[s + length]
+             and all(s + length <= other or s >= other + size for other, size, _, _ in placed)]
+    assert len(valid) >= 2
+    draws = 400 * len(valid)
+    picks = Counter(_random_start(unique, width, length, placed, rng) for _ in range(draws))
+    assert set(picks) == set(valid)
+    expected = draws / len(valid)
+    chi_square = sum((picks[s] - expected) ** 2 / expected for s in valid)
+    dof = len(valid) - 1
+    assert chi_square < dof + 5 * np.sqrt(2 * dof) + 10, (chi_square, dof)
