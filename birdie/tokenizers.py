@@ -110,7 +110,7 @@ class SpecialTokens:
 
     @property
     def sentinels(self) -> np.ndarray:
-        """Sentinel ids for masked spans, in order (int64, at least 100)."""
+        """Sentinel ids for masked spans, in order (int64; ``num_sentinels`` of them, 128 by default)."""
         return self._sentinels
 
     def paradigm(self, objective_class: str) -> int:
@@ -233,9 +233,7 @@ class HFTokenizer:
     def from_file(cls, path: str | os.PathLike, num_sentinels: int = NUM_SENTINELS) -> "HFTokenizer":
         from tokenizers import Tokenizer as RawTokenizer
 
-        tok = cls(RawTokenizer.from_file(str(path)), num_sentinels)
-        tok._path = str(Path(path).resolve())
-        return tok
+        return cls(RawTokenizer.from_file(str(path)), num_sentinels)
 
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self._tok.encode(text, add_special_tokens=False).ids, dtype=np.int32)
