@@ -18,10 +18,9 @@ import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range
 from birdie.objectives.spans import gather_segments
-from birdie.tokenizers import Tokenizer
+from birdie.tokenizers import SELECTIVE_COPYING_MARKERS as MARKERS, Tokenizer
 
 Format = Literal["query_context", "context_query", "random"]
-MARKERS = ("context", "copy", "start", "end", "sep", "done")
 
 
 @dataclass(frozen=True)
