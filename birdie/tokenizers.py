@@ -374,8 +374,10 @@ def load_tokenizer(spec: str | os.PathLike | dict[str, Any]) -> Tokenizer:
     if path.is_dir():
         path = path / "tokenizer.json"
     if path.is_file():
-        if path.suffix == ".json" and json.loads(path.read_text()).get("kind") in ("bytes", "hf", "tiktoken"):
-            return load_tokenizer(json.loads(path.read_text()))
+        if path.suffix == ".json":
+            contents = json.loads(path.read_text())
+            if contents.get("kind") in ("bytes", "hf", "tiktoken"):  # a spec() written to a file
+                return load_tokenizer(contents)
         return HFTokenizer.from_file(path)
     raise ValueError(
         f"cannot load tokenizer {text!r}: use 'bytes', 'tiktoken:NAME', or the path of a HF tokenizer.json"
