@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -238,8 +238,8 @@ class Pipeline:
             "num_streams": self.config.num_streams, "next_index": self._next_index, "horizon": self._horizon,
             "schedule": [[start, probs.tolist()] for start, probs in self._schedule],
             "streams": [state.to_plain() for state in self._states],
-            "stats": {name: _plain(getattr(s, name)) for s in (self._stats,) for name in asdict(s)},
-            "window": {name: _plain(getattr(s, name)) for s in (self._window,) for name in asdict(s)},
+            "stats": _stats_to_plain(self._stats),
+            "window": _stats_to_plain(self._window),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -284,8 +284,8 @@ def _close_pool(attributes: dict[str, Any]) -> None:
         pool.close()
 
 
-def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else value
+def _stats_to_plain(stats: BatchStats) -> dict[str, Any]:
+    return {f.name: getattr(stats, f.name) for f in fields(stats)} | {"objectives": stats.objectives.tolist()}
 
 
 def _stats_from(entries: Mapping[str, Any]) -> BatchStats:
