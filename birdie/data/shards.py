@@ -15,6 +15,7 @@ slice. Any tool that reads ``.npy`` (numpy, torch, JAX) reads the shards; the ma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -161,16 +162,11 @@ def tokenize_to_shards(
     results: list[tuple[dict, int]] = []
     bar = tqdm(total=total, unit="doc", desc="tokenizing", disable=not progress)
     try:
-        if num_workers == 1:
-            mapped = map(_tokenize_range, tasks)
+        with mp.get_context("fork").Pool(num_workers) if num_workers > 1 else contextlib.nullcontext() as pool:
+            mapped = map(_tokenize_range, tasks) if pool is None else pool.imap(_tokenize_range, tasks)
             for task, result in zip(tasks, mapped):
                 results.append(result)
                 bar.update(task[2] - task[1])
-        else:
-            with mp.get_context("fork").Pool(num_workers) as pool:
-                for task, result in zip(tasks, pool.imap(_tokenize_range, tasks)):
-                    results.append(result)
-                    bar.update(task[2] - task[1])
     finally:
         bar.close()
         _JOB.clear()
