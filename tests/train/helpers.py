@@ -1,10 +1,18 @@
-"""Shared helpers for the trainer tests: random packed batches with uneven target counts."""
+"""Shared helpers for the trainer tests: random packed batches with uneven target counts, the single-process
+runtime, and comparing a multi-process run with one process."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 
+from birdie.train.distributed import Runtime
+
 VOCAB = 300
+#: one process on the CPU, no mesh
+SINGLE = Runtime(0, 1, 0, torch.device("cpu"), 1, 1, 1, None)
 
 
 def random_batch(rows: int, length: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -27,6 +35,28 @@ def random_batch(rows: int, length: int = 32, seed: int = 0) -> dict[str, torch.
 
 def rows(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
     return {k: v[start:stop] for k, v in batch.items()}
+
+
+def assert_state_dicts_close(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                             atol: float) -> None:
+    """The same keys, and every tensor within ``atol`` of the expected one (the failure names the key)."""
+    assert set(actual) == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, atol=atol, rtol=0, msg=name)
+
+
+def load_into_one_process(path: Path, preset: str, optimizer_config: Any
+                          ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Any], dict[str, Any] | None]:
+    """A fresh ``preset`` model and its optimizer with the checkpoint at ``path`` loaded in a single process;
+    returns them with the checkpoint's shared and per-rank state."""
+    from birdie.models import create
+    from birdie.train.checkpoint import load_checkpoint
+    from birdie.train.optim import build_optimizer
+
+    model = create(preset, vocab_size=VOCAB)
+    optimizer = build_optimizer(model, optimizer_config)
+    shared, per_rank = load_checkpoint(path, model, optimizer, SINGLE)
+    return model, optimizer, shared, per_rank
 
 
 def run_torchrun(script_and_args: list[str], nproc: int = 2, timeout: float = 120) -> "subprocess.CompletedProcess":

@@ -14,12 +14,12 @@ import torch
 from birdie.cli import main
 from birdie.models import create
 from birdie.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
-from birdie.train.distributed import Runtime
 from birdie.train.export import export_model, load, load_weights, read_weights
 from birdie.tokenizers import ByteTokenizer
 
+from tests.train.helpers import SINGLE
+
 ROOT = Path(__file__).resolve().parents[2]
-SINGLE = Runtime(0, 1, 0, torch.device("cpu"), 1, 1, 1, None)
 
 SAVE_THEN_HANG = textwrap.dedent("""
     import sys, time, torch

@@ -7,17 +7,16 @@ import pytest
 import torch
 
 from birdie.models import create
-from birdie.train.checkpoint import load_checkpoint
 from birdie.train.config import ConfigError, OptimizerConfig
-from birdie.train.distributed import Runtime, parse_mesh
+from birdie.train.distributed import parse_mesh
 from birdie.train.optim import build_optimizer
 from birdie.train.step import train_step
 
 from tests.train import distributed_worker as worker
-from tests.train.helpers import VOCAB, random_batch, run_torchrun
+from tests.train.helpers import (SINGLE, VOCAB, assert_state_dicts_close, load_into_one_process, random_batch,
+                                 run_torchrun)
 
 ROOT = Path(__file__).resolve().parents[2]
-SINGLE = Runtime(0, 1, 0, torch.device("cpu"), 1, 1, 1, None)
 MESHES = ("2,1,1", "1,2,1")
 
 
@@ -45,21 +44,16 @@ def test_two_processes_match_one_with_the_same_global_batch(two_process_run, sin
     model, _, losses = single_process_reference
     result = torch.load(two_process_run / f"{mesh}.pt")
     assert result["losses"] == pytest.approx(losses, abs=1e-5)
-    reference = model.state_dict()
-    assert set(result["state"]) == set(reference)
-    for name, value in reference.items():
-        torch.testing.assert_close(result["state"][name], value, atol=1e-5, rtol=0, msg=name)
+    assert_state_dicts_close(result["state"], model.state_dict(), atol=1e-5)
 
 
 @pytest.mark.multiprocess
 def test_sharded_checkpoint_loads_into_a_different_process_count(two_process_run, single_process_reference):
     reference_model, reference_optimizer, _ = single_process_reference
-    model = create(worker.PRESET, vocab_size=VOCAB)
-    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-3))
-    shared, per_rank = load_checkpoint(two_process_run / "ckpt-1,2,1" / "step_000003", model, optimizer, SINGLE)
+    model, optimizer, shared, per_rank = load_into_one_process(two_process_run / "ckpt-1,2,1" / "step_000003",
+                                                               worker.PRESET, OptimizerConfig(lr=1e-3))
     assert shared["step"] == worker.STEPS and per_rank is None  # written by 2 processes, read by 1
-    for p, q in zip(model.parameters(), reference_model.parameters()):
-        torch.testing.assert_close(p, q, atol=1e-5, rtol=0)
+    assert_state_dicts_close(model.state_dict(), reference_model.state_dict(), atol=1e-5)
     mine, theirs = optimizer.state_dict()["state"], reference_optimizer.state_dict()["state"]
     assert set(mine) == set(theirs)
     for index in mine:

@@ -6,12 +6,9 @@ import pytest
 import torch
 
 from birdie.models import create
-from birdie.train.distributed import Runtime
 from birdie.train.step import token_loss_sum, train_step
 
-from tests.train.helpers import VOCAB, random_batch, rows
-
-SINGLE = Runtime(0, 1, 0, torch.device("cpu"), 1, 1, 1, None)
+from tests.train.helpers import SINGLE, VOCAB, random_batch, rows
 
 
 def _trained(model, micro_batches, steps=2, **kwargs):

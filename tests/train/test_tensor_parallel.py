@@ -14,17 +14,17 @@ import pytest
 import torch
 
 from birdie.models import create
-from birdie.train.checkpoint import load_checkpoint, save_checkpoint
+from birdie.train.checkpoint import save_checkpoint
 from birdie.train.config import ConfigError, DistributedConfig, OptimizerConfig
 from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
 from birdie.train.optim import build_optimizer
 from birdie.train.step import train_step
 
-from tests.train.helpers import VOCAB, random_batch, rows, run_torchrun
+from tests.train.helpers import (SINGLE, VOCAB, assert_state_dicts_close, load_into_one_process, random_batch, rows,
+                                 run_torchrun)
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET, STEPS, BATCH, ACCUM, MESH = "transformer-tiny", 3, 4, 2, "1,1,2"
-SINGLE = Runtime(0, 1, 0, torch.device("cpu"), 1, 1, 1, None)
 
 
 def train(runtime: Runtime) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[float]]:
@@ -77,21 +77,16 @@ def test_two_tensor_parallel_processes_match_one(tensor_parallel_run, single_pro
     # Each rank really holds half of q, k and v (whole heads), not a replica.
     assert result["in_proj_local_rows"] == attention.in_proj.weight.shape[0] // 2
     assert result["losses"] == pytest.approx(losses, abs=1e-5)
-    reference = model.state_dict()
-    assert set(result["state"]) == set(reference)
-    for name, value in reference.items():
-        torch.testing.assert_close(result["state"][name], value, atol=1e-5, rtol=0, msg=name)
+    assert_state_dicts_close(result["state"], model.state_dict(), atol=1e-5)
 
 
 @pytest.mark.multiprocess
 def test_tensor_parallel_checkpoint_loads_into_one_process(tensor_parallel_run, single_process_reference):
     reference_model, reference_optimizer, _ = single_process_reference
-    model = create(PRESET, vocab_size=VOCAB)
-    optimizer = build_optimizer(model, OptimizerConfig(lr=1e-3, weight_decay=0.1))
-    shared, _ = load_checkpoint(tensor_parallel_run / "ckpt" / "step_000003", model, optimizer, SINGLE)
+    model, optimizer, shared, _ = load_into_one_process(tensor_parallel_run / "ckpt" / "step_000003", PRESET,
+                                                        OptimizerConfig(lr=1e-3, weight_decay=0.1))
     assert shared["step"] == STEPS
-    for (name, p), q in zip(model.named_parameters(), reference_model.parameters()):
-        torch.testing.assert_close(p, q, atol=1e-5, rtol=0, msg=name)
+    assert_state_dicts_close(model.state_dict(), reference_model.state_dict(), atol=1e-5)
     mine, theirs = optimizer.state_dict()["state"], reference_optimizer.state_dict()["state"]
     assert set(mine) == set(theirs)
     for index in mine:
