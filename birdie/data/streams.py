@@ -38,11 +38,9 @@ from birdie.data.mixture import objective_key
 from birdie.data.packing import BatchBuilder
 from birdie.data.pairs import PromptCompletion, pair_keys, read_item
 from birdie.data.sources import Source
-from birdie.objectives.base import Example, ObjectiveConfig, Skip
+from birdie.objectives.base import EMPTY, Example, ObjectiveConfig, Skip
 from birdie.objectives.supervised import Supervised
 from birdie.tokenizers import Tokenizer
-
-EMPTY = np.zeros(0, dtype=np.int32)
 
 #: Columns of the per-objective counters in :class:`BatchStats`.
 OBJECTIVE_COUNTERS: tuple[str, ...] = ("draws", "samples", "tokens", "skips")
