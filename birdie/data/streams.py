@@ -130,6 +130,8 @@ class BatchStream:
         config: the pipeline's config (``batch_size``, ``sequence_length``, ``seed``, the skip bounds, ...).
         split: ``"train"`` or ``"validation"``.
         stream: this stream's index among ``num_streams`` (already including the rank).
+        num_streams: how many streams partition the split (``world_size * PipelineConfig.num_streams`` for
+            training, 1 for validation).
         rng_key: leading entries of every batch RNG seed (distinguishes splits, ranks, validation objectives).
         state: where to start (default: the beginning).
     """
