@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from pathlib import Path
 
@@ -60,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = demo_config(args)
+        print(f"birdie demo: {config.model.preset} on synthetic stories, {config.objectives.agent} curriculum, "
+              f"{config.train.steps} steps of {config.train.batch_size} x {config.train.sequence_length} tokens")
+        started = time.perf_counter()
+        summary = train(config)
     except ConfigError as error:
-        print(f"birdie demo: {error}")
+        print(f"birdie demo: {error}", file=sys.stderr)
         return 2
-    print(f"birdie demo: {config.model.preset} on synthetic stories, {config.objectives.agent} curriculum, "
-          f"{config.train.steps} steps of {config.train.batch_size} x {config.train.sequence_length} tokens")
-    started = time.perf_counter()
-    summary = train(config)
     elapsed = time.perf_counter() - started
     out = summary.out
     evaluations = [r for r in read_metrics(out / "metrics.jsonl") if r.get("val_loss")]

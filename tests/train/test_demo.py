@@ -14,3 +14,10 @@ def test_demo_runs_and_reports_its_outputs(tmp_path, capsys):
                  "checkpoints/step_000003/meta.json", "config.yaml"):
         assert (out / name).is_file(), name
         assert str(out / name.split("/")[0]) in text
+
+
+def test_demo_reports_a_bad_option_without_a_traceback(tmp_path, capsys):
+    # The unknown preset is only found when the trainer builds the model, after the config itself validated.
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "1", "--model", "nope", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("birdie demo: model.preset='nope'") and "known presets:" in error
