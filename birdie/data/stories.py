@@ -2,10 +2,10 @@
 
 Each story is a small cast (a hero, a friend, an elder), a home, places and a treasured object, run through one of
 six plots (a lost object, a journey, a contest, a new friend, a night-time mystery, building something), or a chain
-of two or three of them. A plot is
-an ordered list of event slots; each slot has several phrasings, some slots are optional and some repeat, so the
-stories differ in vocabulary, length and structure while keeping the cast consistent from event to event. That
-consistency and ordering is what makes the story-infilling evaluation (``birdie.eval.story_infilling``) answerable.
+of two or three of them. A plot is an ordered list of event slots; each slot has several phrasings, some slots
+are optional and some repeat, so the stories differ in vocabulary, length and structure while keeping the cast
+consistent from event to event. That consistency and ordering is what makes the story-infilling evaluation
+(``birdie.eval.story_infilling``) answerable.
 
 Contract:
 
@@ -31,11 +31,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from birdie.data.sources import check_split
+
 MIN_WORDS = 50
 MAX_WORDS = 400
 #: One story in this many (by text hash) belongs to the validation split.
 VALIDATION_EVERY = 20
-SPLITS = ("train", "validation")
 _MAX_ATTEMPTS = 64
 
 
@@ -187,14 +188,9 @@ def split_of(text: str) -> str:
     return "validation" if int.from_bytes(digest, "little") % VALIDATION_EVERY == 0 else "train"
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not a story split; use one of {SPLITS}")
-
-
 def stories(seed: int, split: str, start: int = 0, step: int = 1) -> Iterator[Story]:
     """Stories of ``split`` among the indices ``start, start + step, ...``, without end."""
-    _check_split(split)
+    check_split(split)
     for index in itertools.count(start, step):
         story = generate_story(seed, index)
         if split_of(story.text) == split:
