@@ -203,8 +203,7 @@ class Trainer:
 
     def close(self) -> None:
         self.curriculum.close()
-        if hasattr(self, "metrics"):
-            self.metrics.close()
+        self.metrics.close()
 
 
 def _progress_bar(config: TrainConfig, runtime: Runtime, start: int) -> Any:
