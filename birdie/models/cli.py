@@ -16,7 +16,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def format_count(count: int) -> str:
-    """1_439_795_200 -> '1.44B', 11_010_000 -> '11.0M', 172_352 -> '172.4K'."""
+    """Three significant digits (whole units from 100 up): 1_439_795_200 -> '1.44B', 11_010_000 -> '11M',
+    172_352 -> '172K', 123_456_789_000 -> '123B'."""
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if count >= scale:
             return f"{count / scale:.3g}{suffix}" if count < 100 * scale else f"{count / scale:.0f}{suffix}"

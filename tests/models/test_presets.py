@@ -7,6 +7,7 @@ import torch
 
 from birdie.cli import main
 from birdie.models import count_parameters, create, preset_config, presets, registry
+from birdie.models.cli import format_count
 
 REQUIRED = ["transformer-1.4b", "hawk-1.4b", "gated-ssm-1.4b", "open_lm_11m", "open_lm_1b", "open_lm_7b",
             "linear_tiny", "linear_1b", "linear_7b", "transformer-tiny", "hawk-tiny", "gated-ssm-tiny", "supra-tiny"]
@@ -67,3 +68,9 @@ def test_models_list_prints_every_preset_with_its_count(capsys):
     assert set(lines) == set(presets())
     assert lines["open_lm_1b"].endswith("1.44B")
     assert lines["mistral_7b_linear"].endswith("7.81B")
+
+
+@pytest.mark.parametrize("count, text", [(1_439_795_200, "1.44B"), (11_010_000, "11M"), (172_352, "172K"),
+                                         (123_456_789_000, "123B"), (999, "999")])
+def test_parameter_counts_print_with_three_significant_digits(count, text):
+    assert format_count(count) == text
