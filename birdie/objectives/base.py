@@ -168,6 +168,12 @@ def as_ids(ids: Any) -> np.ndarray:
     return np.asarray(ids, dtype=np.int32).reshape(-1)
 
 
+def too_short(need: int, got: int, ids: np.ndarray, budget: int) -> Skip:
+    """The :class:`Skip` for a chunk of ``got`` tokens (capped by the document ``ids`` and ``budget``) when an
+    example needs at least ``need``; the whole document stays as the leftover."""
+    return Skip(f"needs >= {need} tokens, got {got} (document {len(ids)}, budget {budget})", ids)
+
+
 def check(config: object, field_name: str, ok: bool, requirement: str) -> None:
     """Raise a ValueError naming the config class, the field, its value and the requirement when ``ok`` is false."""
     if not ok:

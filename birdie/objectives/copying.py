@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check
+from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, too_short
 from birdie.tokenizers import Tokenizer
 
 
@@ -34,6 +34,6 @@ class Copying(ObjectiveConfig):
         ids = as_ids(ids)
         n = self.chunk_length(len(ids), (budget - self.paradigm_tokens) // 2, rng)
         if n < self.min_tokens:
-            return Skip(f"needs >= {self.min_tokens} tokens, got {n} (document {len(ids)}, budget {budget})", ids)
+            return too_short(self.min_tokens, n, ids, budget)
         chunk = ids[:n]
         return Example(prefix=self.with_paradigm(chunk, rng, tokenizer), target=chunk, leftover=ids[n:])

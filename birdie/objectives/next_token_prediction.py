@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import EMPTY, Example, ObjectiveConfig, Skip, as_ids, check
+from birdie.objectives.base import EMPTY, Example, ObjectiveConfig, Skip, as_ids, check, too_short
 from birdie.tokenizers import Tokenizer
 
 
@@ -34,6 +34,6 @@ class NextTokenPrediction(ObjectiveConfig):
         ids = as_ids(ids)
         n = self.chunk_length(len(ids), budget - self.paradigm_tokens, rng)
         if n < self.min_tokens:
-            return Skip(f"needs >= {self.min_tokens} tokens, got {n} (document {len(ids)}, budget {budget})", ids)
+            return too_short(self.min_tokens, n, ids, budget)
         prefix = self.with_paradigm(EMPTY, rng, tokenizer)
         return Example(prefix=prefix, target=ids[:n], leftover=ids[n:])

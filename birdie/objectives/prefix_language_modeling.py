@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import Example, ObjectiveConfig, Skip, as_ids, check
+from birdie.objectives.base import Example, ObjectiveConfig, Skip, as_ids, check, too_short
 from birdie.tokenizers import Tokenizer
 
 
@@ -42,7 +42,7 @@ class PrefixLanguageModeling(ObjectiveConfig):
         n = self.chunk_length(len(ids), budget - self.paradigm_tokens, rng)
         need = self.min_prefix_length + self.min_suffix_length
         if n < need:
-            return Skip(f"needs >= {need} tokens, got {n} (document {len(ids)}, budget {budget})", ids)
+            return too_short(need, n, ids, budget)
         spread = min(self.prefix_fraction, 1.0 - self.prefix_fraction)
         split = int(n * rng.uniform(self.prefix_fraction - spread, self.prefix_fraction + spread))
         split = min(max(split, self.min_prefix_length), n - self.min_suffix_length)

@@ -17,7 +17,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from birdie.objectives.base import ObjectiveConfig, Skip, check
+from birdie.objectives.base import ObjectiveConfig, Skip, check, too_short
 from birdie.tokenizers import Tokenizer
 
 
@@ -129,7 +129,7 @@ class SpanCorruptionConfig(ObjectiveConfig):
             n -= excess
             noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
         if n < 2:
-            return Skip(f"needs >= 2 tokens, got {n} (document {len(ids)}, budget {budget})", ids)
+            return too_short(2, n, ids, budget)
         kept, lengths = random_spans(n, noise, spans, rng)
         source = np.empty(n + spans, dtype=np.int32)
         source[:n], source[n:] = ids[:n], sentinels[:spans]
