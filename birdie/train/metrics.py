@@ -1,8 +1,8 @@
 """Where training metrics go: ``OUT/metrics.jsonl`` always, TensorBoard and wandb when asked (rank 0 only).
 
-Each logged step is one JSON object: ``step``, ``loss``, ``lr``, ``grad_norm``, ``tokens_per_s``, ``tokens``,
-``mixture`` (objective configuration -> probability) and, at evaluation steps, ``val_loss`` (objective
-configuration -> validation loss). TensorBoard and wandb get the same numbers as flat scalars
+Each logged step is one JSON object: ``step``, ``loss``, ``lr``, ``grad_norm``, ``tokens_per_s``,
+``target_tokens`` (tokens with a label in the global batch), ``mixture`` (objective configuration -> probability)
+and, at evaluation steps, ``val_loss`` (objective configuration -> validation loss). TensorBoard and wandb get the same numbers as flat scalars
 (``mixture/NAME``, ``val_loss/NAME``); both are imported only when enabled.
 """
 
@@ -34,7 +34,8 @@ class MetricsLogger:
         config: the logging section.
         run_config: the whole resolved config as a dict (given to wandb).
         enabled: False on ranks other than 0 (nothing is written).
-        resume: keep the existing ``metrics.jsonl`` lines up to ``resume_step`` (a resumed run appends after them).
+        resume_step: keep the existing ``metrics.jsonl`` lines up to this step (a resumed run appends after them);
+            None starts a fresh file.
     """
 
     def __init__(self, out_dir: str | Path, config: LoggingConfig, run_config: dict[str, Any], enabled: bool,
