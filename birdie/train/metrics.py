@@ -2,8 +2,8 @@
 
 Each logged step is one JSON object: ``step``, ``loss``, ``lr``, ``grad_norm``, ``tokens_per_s``,
 ``target_tokens`` (tokens with a label in the global batch), ``mixture`` (objective configuration -> probability)
-and, at evaluation steps, ``val_loss`` (objective configuration -> validation loss). TensorBoard and wandb get the same numbers as flat scalars
-(``mixture/NAME``, ``val_loss/NAME``); both are imported only when enabled.
+and, at evaluation steps, ``val_loss`` (objective configuration -> validation loss). TensorBoard and wandb get
+the same numbers as flat scalars (``mixture/NAME``, ``val_loss/NAME``); both are imported only when enabled.
 """
 
 from __future__ import annotations
