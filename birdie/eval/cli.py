@@ -7,11 +7,12 @@ the options, the metrics and the per-item predictions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from birdie.eval import cache
 
@@ -84,6 +85,16 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     squad.set_defaults(func=run_squad)
 
 
+@contextlib.contextmanager
+def _user_input(task: str) -> Iterator[None]:
+    """Turn a bad option or an unreadable input file into a one-line ``birdie eval TASK: ...`` exit, not a
+    traceback (the messages already name the field or file)."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"birdie eval {task}: {error}") from None
+
+
 def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     import birdie
 
@@ -131,11 +142,13 @@ def run_phonebook(args: argparse.Namespace) -> int:
     from birdie.eval.phonebook import PhonebookConfig, evaluate_phonebook, generate_phonebooks
 
     started = time.time()
-    config = PhonebookConfig(args.num_books, args.min_entries, args.max_entries, args.num_queries, args.layout,
-                             args.seed)
+    with _user_input("phonebook"):
+        config = PhonebookConfig(args.num_books, args.min_entries, args.max_entries, args.num_queries, args.layout,
+                                 args.seed)
     if not (args.checkpoint or args.generate):
         raise SystemExit("birdie eval phonebook: give --checkpoint DIR to score, or --generate FILE to write a set")
-    items = _cached_set(args, "phonebook", config.options(), lambda: generate_phonebooks(config))
+    with _user_input("phonebook"):
+        items = _cached_set(args, "phonebook", config.options(), lambda: generate_phonebooks(config))
     if not args.checkpoint:
         return 0
     model, tokenizer = _load_model(args)
@@ -160,15 +173,16 @@ def run_story_infilling(args: argparse.Namespace) -> int:
     started = time.time()
     if not (args.checkpoint or args.generate):
         raise SystemExit("birdie eval story-infilling: give --checkpoint DIR to score, or --generate FILE")
-    config = InfillingConfig(args.num_items, args.min_events, args.max_events, args.seed)
-    options = {**config.options(), "corpus": args.corpus}
-    if args.corpus:
-        corpus = Path(args.corpus)
-        options["corpus_sha256"] = hashlib.sha256(corpus.read_bytes()).hexdigest()
-        items = _cached_set(args, "story-infilling", options,
-                            lambda: items_from_stories(load_story_corpus(corpus), config))
-    else:
-        items = _cached_set(args, "story-infilling", options, lambda: synthetic_items(config))
+    with _user_input("story-infilling"):
+        config = InfillingConfig(args.num_items, args.min_events, args.max_events, args.seed)
+        options = {**config.options(), "corpus": args.corpus}
+        if args.corpus:
+            corpus = Path(args.corpus)
+            options["corpus_sha256"] = hashlib.sha256(corpus.read_bytes()).hexdigest()
+            items = _cached_set(args, "story-infilling", options,
+                                lambda: items_from_stories(load_story_corpus(corpus), config))
+        else:
+            items = _cached_set(args, "story-infilling", options, lambda: synthetic_items(config))
     if not args.checkpoint:
         return 0
     model, tokenizer = _load_model(args)
@@ -184,9 +198,11 @@ def run_squad(args: argparse.Namespace) -> int:
     from birdie.eval.squad import evaluate_squad, load_predictions, load_squad, score_squad
 
     started = time.time()
-    examples = load_squad(args.data)[: args.limit]
+    with _user_input("squad-v2"):
+        examples = load_squad(args.data)[: args.limit]
     if args.predictions:
-        predictions = load_predictions(args.predictions)
+        with _user_input("squad-v2"):
+            predictions = load_predictions(args.predictions)
         metrics = score_squad(examples, predictions)
     elif args.checkpoint:
         model, tokenizer = _load_model(args)

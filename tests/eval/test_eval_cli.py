@@ -85,3 +85,15 @@ def test_missing_inputs_fail_clearly(tmp_path):
         main(["eval", "squad-v2", "--data", str(FIXTURE)])
     with pytest.raises(SystemExit, match="--generate"):
         main(["eval", "phonebook", "--cache-dir", str(tmp_path)])
+
+
+def test_bad_options_and_missing_files_exit_with_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"^birdie eval phonebook: PhonebookConfig.num_queries=.*min_entries=5"):
+        main(["eval", "phonebook", "--generate", str(tmp_path / "b.jsonl"), "--min-entries", "5",
+              "--max-entries", "8", "--num-queries", "1-32"])
+    with pytest.raises(SystemExit, match=r"^birdie eval phonebook: .*No such file.*nope\.jsonl"):
+        main(["eval", "phonebook", "--data", str(tmp_path / "nope.jsonl"), "--checkpoint", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"^birdie eval story-infilling: InfillingConfig.num_items=0"):
+        main(["eval", "story-infilling", "--generate", str(tmp_path / "s.jsonl"), "--num-items", "0"])
+    with pytest.raises(SystemExit, match=r"^birdie eval squad-v2: .*No such file.*missing\.json"):
+        main(["eval", "squad-v2", "--data", str(FIXTURE), "--predictions", str(tmp_path / "missing.json")])
