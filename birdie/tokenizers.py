@@ -252,7 +252,7 @@ class HFTokenizer:
         self._tok.save(str(path))
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "hf", "json": self._tok.to_str()}
+        return {"kind": "hf", "json": self._tok.to_str(), "num_sentinels": len(self.specials.sentinels)}
 
 
 class ExtendedTokenizer:
@@ -310,19 +310,19 @@ class ExtendedTokenizer:
     def spec(self) -> dict[str, Any]:
         name = getattr(self.base, "name", None)
         if type(self.base).__module__.startswith("tiktoken") and name:
-            return {"kind": "tiktoken", "name": name}
+            return {"kind": "tiktoken", "name": name, "num_sentinels": len(self.specials.sentinels)}
         raise ValueError(
             f"{type(self.base).__name__} cannot be saved by birdie; save it yourself and pass it as the tokenizer"
         )
 
 
-def tiktoken_tokenizer(encoding: str | Any) -> ExtendedTokenizer:
+def tiktoken_tokenizer(encoding: str | Any, num_sentinels: int = NUM_SENTINELS) -> ExtendedTokenizer:
     """Wrap a tiktoken encoding (an ``Encoding`` object or a name tiktoken can load, e.g. from TIKTOKEN_CACHE_DIR)."""
     if isinstance(encoding, str):
         import tiktoken
 
         encoding = tiktoken.get_encoding(encoding)
-    return ExtendedTokenizer(encoding, base_vocab_size=encoding.n_vocab)
+    return ExtendedTokenizer(encoding, base_vocab_size=encoding.n_vocab, num_sentinels=num_sentinels)
 
 
 def as_tokenizer(obj: Any) -> Tokenizer:
@@ -356,14 +356,15 @@ def load_tokenizer(spec: str | os.PathLike | dict[str, Any]) -> Tokenizer:
     """
     if isinstance(spec, dict):
         kind = spec.get("kind")
+        num_sentinels = spec.get("num_sentinels", NUM_SENTINELS)  # absent from specs written before it was recorded
         if kind == "bytes":
-            return ByteTokenizer(spec.get("num_sentinels", NUM_SENTINELS))
+            return ByteTokenizer(num_sentinels)
         if kind == "hf":
             from tokenizers import Tokenizer as RawTokenizer
 
-            return HFTokenizer(RawTokenizer.from_str(spec["json"]))
+            return HFTokenizer(RawTokenizer.from_str(spec["json"]), num_sentinels)
         if kind == "tiktoken":
-            return tiktoken_tokenizer(spec["name"])
+            return tiktoken_tokenizer(spec["name"], num_sentinels)
         raise ValueError(f"unknown tokenizer spec kind {kind!r}; valid: bytes, hf, tiktoken")
     text = str(spec)
     if text in ("bytes", "byte"):

@@ -123,9 +123,19 @@ def test_spec_round_trip(bpe, tiktoken_bytes):
         again = load_tokenizer(tok.spec())
         assert again.specials == tok.specials
         assert np.array_equal(again.encode(UNICODE_SAMPLES[2]), tok.encode(UNICODE_SAMPLES[2]))
-    assert tiktoken_bytes.spec() == {"kind": "tiktoken", "name": "birdie_test_bytes"}
+    assert tiktoken_bytes.spec() == {"kind": "tiktoken", "name": "birdie_test_bytes", "num_sentinels": NUM_SENTINELS}
     with pytest.raises(ValueError, match="cannot load tokenizer 'nope'"):
         load_tokenizer("nope")
+
+
+def test_spec_round_trip_keeps_a_non_default_sentinel_count(bpe):
+    from tokenizers import Tokenizer as RawTokenizer
+
+    few = HFTokenizer(RawTokenizer.from_str(bpe.spec()["json"]), num_sentinels=4)
+    for tok in (ByteTokenizer(num_sentinels=4), few):
+        again = load_tokenizer(tok.spec())
+        assert len(tok.specials.sentinels) == 4
+        assert again.specials == tok.specials and again.vocab_size == tok.vocab_size
 
 
 def test_train_rejects_bad_input(tmp_path):
