@@ -30,7 +30,8 @@ def _num_queries(text: str) -> tuple[int, ...]:
 
 
 def _common(parser: argparse.ArgumentParser, batch_size: int) -> None:
-    parser.add_argument("--checkpoint", help="exported model directory (OUT/export) that birdie.load reads")
+    parser.add_argument("--checkpoint", help="the model to score: an export, checkpoint or run directory "
+                                                "(anything birdie.load reads)")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="rows scored or decoded together")
     parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--out", help="JSON result file (default: eval_results/TASK.json)")
