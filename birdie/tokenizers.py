@@ -290,19 +290,23 @@ class ExtendedTokenizer:
         self.vocab_size = self.base_vocab_size + len(self.specials.ids)
 
     def encode(self, text: str) -> np.ndarray:
-        ids = np.asarray(self._encode(text), dtype=np.int64).reshape(-1)
+        return self._checked(self._encode(text))
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        batch = getattr(self.base, "encode_ordinary_batch", None)
+        if batch is None:
+            return [self.encode(t) for t in texts]
+        return [self._checked(ids) for ids in batch(list(texts))]
+
+    def _checked(self, ids: Any) -> np.ndarray:
+        """The base tokenizer's ``ids`` as int32; an id at or above ``base_vocab_size`` would alias a special."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.base_vocab_size):
             raise ValueError(
                 f"{type(self.base).__name__}.encode returned ids outside [0, {self.base_vocab_size}); "
                 "pass the right base_vocab_size"
             )
         return ids.astype(np.int32)
-
-    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
-        batch = getattr(self.base, "encode_ordinary_batch", None)
-        if batch is None:
-            return [self.encode(t) for t in texts]
-        return [np.asarray(ids, dtype=np.int32) for ids in batch(list(texts))]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         return _decode_runs(_ids_array(ids), self.specials, lambda run: self.base.decode(run.tolist()))

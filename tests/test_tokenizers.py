@@ -118,6 +118,15 @@ def test_any_object_with_encode_decode_works():
         as_tokenizer(object())
 
 
+def test_batch_encoding_checks_ids_against_the_base_vocabulary_like_encode(tiktoken_bytes):
+    texts = ["bird song", "", "鳥"]
+    assert [ids.tolist() for ids in tiktoken_bytes.encode_batch(texts)] == [
+        tiktoken_bytes.encode(t).tolist() for t in texts]
+    too_small = ExtendedTokenizer(tiktoken_bytes.base, base_vocab_size=100)
+    with pytest.raises(ValueError, match=r"outside \[0, 100\); pass the right base_vocab_size"):
+        too_small.encode_batch(["bird song"])
+
+
 def test_spec_round_trip(bpe, tiktoken_bytes):
     for tok in (ByteTokenizer(), bpe):
         again = load_tokenizer(tok.spec())
