@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -19,6 +20,10 @@ def _plot_mixture(args: argparse.Namespace) -> int:
     from birdie.curriculum.plot import plot_mixture
 
     out = args.out or str(Path(args.log).with_suffix(".png"))
-    written = plot_mixture(read_log(args.log), out)
+    try:
+        written = plot_mixture(read_log(args.log), out)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"birdie plot: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {written}")
     return 0

@@ -47,3 +47,12 @@ def test_bad_logs_name_the_line(tmp_path):
     path.write_text('{"step": 1}\n')
     with pytest.raises(ValueError, match="not a birdie decision record"):
         read_log(path)
+
+
+def test_plot_mixture_cli_reports_a_missing_or_bad_log_without_a_traceback(tmp_path, capsys):
+    assert main(["plot", "mixture", str(tmp_path / "missing.jsonl")]) == 2
+    assert "birdie plot:" in capsys.readouterr().err
+    (tmp_path / "bad.jsonl").write_text('{"step": 1}\n')
+    assert main(["plot", "mixture", str(tmp_path / "bad.jsonl")]) == 2
+    assert "bad.jsonl:1 is not a birdie decision record" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists()
