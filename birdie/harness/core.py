@@ -321,7 +321,6 @@ class Scorer:
         stops = [s for s in stop if s]
         generated: list[int] = []
         state = None
-        next_logits = None
         while len(generated) < max_new_tokens:
             if self.stateful:
                 step_input, step_prefix = (ids, prefix_length) if state is None else (generated[-1:], 0)
