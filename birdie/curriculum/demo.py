@@ -14,6 +14,7 @@ its share of the helpful class rising from the uniform 1/7.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -102,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the agent's mixture per evaluation; return 0."""
+    """Print the agent's mixture per evaluation; return 0 (2, with the reason on stderr, for a bad option)."""
     helpful = args.helpful
     print(f"birdie demo agent: {helpful!r} helps every validation loss most; uniform share would be 1/7 = 0.143")
     print(f"{'step':>6} {'mean loss':>9} {'reward':>7} {helpful + ' share':>24}  {'':<8} class mixture")
@@ -116,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{record['step']:>6} {mean_loss:>9.4f} {reward:>7} {record['class_mixture'][helpful]:>24.3f}  "
               f"{how:<8} {classes}", flush=True)
 
-    records = run_agent_demo(args.steps, helpful, args.seed, args.log, report=show,
-                             num_candidates=args.candidates, train_steps=args.train_steps)
+    try:
+        records = run_agent_demo(args.steps, helpful, args.seed, args.log, report=show,
+                                 num_candidates=args.candidates, train_steps=args.train_steps)
+    except ValueError as error:
+        print(f"birdie demo agent: {error}", file=sys.stderr)
+        return 2
     final = records[-1]["class_mixture"][helpful]
     print(f"final share of {helpful!r}: {final:.3f} (uniform: 0.143) after {len(records)} evaluations "
           f"in {time.perf_counter() - start:.1f} s")

@@ -26,3 +26,12 @@ def test_demo_cli_prints_every_evaluation(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "final share of 'copying'" in out
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4  # evaluations at 10, 50, 250, 500
+
+
+@pytest.mark.parametrize("option, message", [(["--helpful", "nope"], "unknown class 'nope'"),
+                                             (["--steps", "0"], "total_steps=0 must be >= 1")])
+def test_demo_cli_reports_a_bad_option_without_a_traceback(capsys, option, message):
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert demo.run(parser.parse_args(option)) == 2
+    assert message in capsys.readouterr().err
