@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from birdie.data.sources import IndexedSource, default_text_grabber
+from birdie.data.sources import IndexedSource, check_validation_fraction, default_text_grabber
 from birdie.tokenizers import Tokenizer
 
 MANIFEST = "manifest.jsonl"
@@ -60,6 +60,7 @@ class ShardSource(IndexedSource):
     """
 
     def __init__(self, directory: str | os.PathLike, validation_fraction: float = 0.01) -> None:
+        check_validation_fraction("ShardSource", validation_fraction)
         self.directory = Path(directory)
         if not (self.directory / MANIFEST).is_file():
             raise FileNotFoundError(f"{self.directory} has no {MANIFEST}; write shards with `birdie data tokenize`")

@@ -65,6 +65,13 @@ def check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
 
 
+def check_validation_fraction(owner: str, validation_fraction: float) -> None:
+    """Raise a ValueError naming ``owner`` unless ``validation_fraction`` is in [0, 1)."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"{owner}.validation_fraction={validation_fraction!r} must be in [0, 1) (the share of "
+                         "documents held out for validation)")
+
+
 def stream_seed(seed: int, epoch: int, stream: int) -> int:
     """A 32-bit seed for one (seed, epoch, stream), e.g. the ``rng_seed`` passed to a user's callable."""
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
@@ -155,8 +162,7 @@ class DatasetSource(IndexedSource):
     """
 
     def __init__(self, dataset: Any, text_grabber_fn: TextGrabber | None = None, validation_fraction: float = 0.01) -> None:
-        if not 0.0 <= validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction={validation_fraction} must be in [0, 1)")
+        check_validation_fraction("DatasetSource", validation_fraction)
         self.dataset = dataset
         self.validation_fraction = validation_fraction
         self.streaming = not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__")

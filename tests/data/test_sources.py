@@ -128,3 +128,13 @@ def test_story_shards_from_the_cli(tmp_path, capsys):
     out = tmp_path / "stories"
     assert birdie_main(["data", "tokenize", "--stories", "30", "--out", str(out)]) == 0
     assert ShardSource(out).num_documents == 30
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
+def test_sources_reject_a_validation_fraction_outside_0_1(tmp_path, fraction):
+    out = tmp_path / "stories"
+    assert birdie_main(["data", "tokenize", "--stories", "3", "--out", str(out)]) == 0
+    with pytest.raises(ValueError, match=rf"ShardSource.validation_fraction={fraction} must be in \[0, 1\)"):
+        ShardSource(out, validation_fraction=fraction)
+    with pytest.raises(ValueError, match=rf"DatasetSource.validation_fraction={fraction} must be in \[0, 1\)"):
+        DatasetSource(["a", "b"], validation_fraction=fraction)
