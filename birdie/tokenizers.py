@@ -332,8 +332,8 @@ def tiktoken_tokenizer(encoding: str | Any, num_sentinels: int = NUM_SENTINELS) 
 def as_tokenizer(obj: Any) -> Tokenizer:
     """Return ``obj`` as a birdie :class:`Tokenizer`.
 
-    Accepts a birdie tokenizer (returned as is), a spec string for :func:`load_tokenizer`, a HF tokenizer, or any
-    object with ``encode``/``decode``.
+    Accepts None (the :class:`ByteTokenizer`), a birdie tokenizer (returned as is), a spec string or path for
+    :func:`load_tokenizer`, a HF tokenizer, or any object with ``encode``/``decode``.
     """
     if obj is None:
         return ByteTokenizer()
@@ -347,7 +347,7 @@ def as_tokenizer(obj: Any) -> Tokenizer:
         RawTokenizer = ()  # type: ignore[assignment]
     if isinstance(obj, RawTokenizer) or getattr(obj, "backend_tokenizer", None) is not None:
         return HFTokenizer(obj)
-    if isinstance(obj, Tokenizer) and hasattr(obj, "specials"):
+    if isinstance(obj, Tokenizer):  # the runtime protocol check covers specials and vocab_size too
         return obj
     return ExtendedTokenizer(obj)
 
