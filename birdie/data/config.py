@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from birdie.objectives.base import check
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -53,22 +55,21 @@ class PipelineConfig:
     completion_key: str = "target"
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, requirement: str) -> None:
-            if not ok:
-                raise ValueError(f"PipelineConfig.{name}={getattr(self, name)!r} {requirement}")
-
         for name in ("batch_size", "num_streams", "prefetch", "min_segment_tokens", "max_consecutive_skips",
                      "max_draws_per_piece", "world_size"):
-            need(getattr(self, name) >= 1, name, "must be >= 1")
-        need(self.sequence_length >= 2, "sequence_length", "must be >= 2")
-        need(self.min_segment_tokens <= self.sequence_length, "min_segment_tokens", "must be <= sequence_length")
-        need(0 <= self.num_workers <= self.num_streams, "num_workers",
-             f"must be in [0, num_streams={self.num_streams}]; raise num_streams for more workers")
-        need(0 <= self.rank < self.world_size, "rank", f"must be in [0, world_size={self.world_size})")
-        need(self.num_validation_batches >= 0, "num_validation_batches", "must be >= 0")
-        need(self.validation_batch_size is None or self.validation_batch_size >= 1, "validation_batch_size",
-             "must be >= 1 (or None for batch_size)")
-        need(self.batch_timeout_s is None or self.batch_timeout_s > 0, "batch_timeout_s", "must be > 0 (or None)")
+            check(self, name, getattr(self, name) >= 1, "must be >= 1")
+        check(self, "sequence_length", self.sequence_length >= 2, "must be >= 2")
+        check(self, "min_segment_tokens", self.min_segment_tokens <= self.sequence_length,
+              "must be <= sequence_length")
+        check(self, "num_workers", 0 <= self.num_workers <= self.num_streams,
+              f"must be in [0, num_streams={self.num_streams}]; raise num_streams for more workers")
+        check(self, "rank", 0 <= self.rank < self.world_size, f"must be in [0, world_size={self.world_size})")
+        check(self, "num_validation_batches", self.num_validation_batches >= 0, "must be >= 0")
+        check(self, "validation_batch_size", self.validation_batch_size is None or self.validation_batch_size >= 1,
+              "must be >= 1 (or None for batch_size)")
+        check(self, "batch_timeout_s", self.batch_timeout_s is None or self.batch_timeout_s > 0,
+              "must be > 0 (or None)")
         for name in ("prompt_key", "completion_key"):
-            need(isinstance(getattr(self, name), str) and getattr(self, name) != "", name, "must be a non-empty string")
-        need(self.prompt_key != self.completion_key, "completion_key", "must differ from prompt_key")
+            value = getattr(self, name)
+            check(self, name, isinstance(value, str) and value != "", "must be a non-empty string")
+        check(self, "completion_key", self.prompt_key != self.completion_key, "must differ from prompt_key")
