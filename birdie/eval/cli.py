@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -88,12 +89,13 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def _user_input(task: str) -> Iterator[None]:
-    """Turn a bad option or an unreadable input file into a one-line ``birdie eval TASK: ...`` exit, not a
-    traceback (the messages already name the field or file)."""
+    """Turn a bad option or an unreadable input file into ``birdie eval TASK: ...`` on stderr and exit status 2,
+    as ``birdie train`` does, not a traceback (the messages already name the field or file)."""
     try:
         yield
     except (ValueError, OSError) as error:
-        raise SystemExit(f"birdie eval {task}: {error}") from None
+        print(f"birdie eval {task}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:

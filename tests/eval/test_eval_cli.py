@@ -1,6 +1,7 @@
 """``birdie eval`` end to end on a tiny exported model: sets, caching, tables and result files."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,13 +88,19 @@ def test_missing_inputs_fail_clearly(tmp_path):
         main(["eval", "phonebook", "--cache-dir", str(tmp_path)])
 
 
-def test_bad_options_and_missing_files_exit_with_one_line(tmp_path):
-    with pytest.raises(SystemExit, match=r"^birdie eval phonebook: PhonebookConfig.num_queries=.*min_entries=5"):
-        main(["eval", "phonebook", "--generate", str(tmp_path / "b.jsonl"), "--min-entries", "5",
-              "--max-entries", "8", "--num-queries", "1-32"])
-    with pytest.raises(SystemExit, match=r"^birdie eval phonebook: .*No such file.*nope\.jsonl"):
-        main(["eval", "phonebook", "--data", str(tmp_path / "nope.jsonl"), "--checkpoint", str(tmp_path)])
-    with pytest.raises(SystemExit, match=r"^birdie eval story-infilling: InfillingConfig.num_items=0"):
-        main(["eval", "story-infilling", "--generate", str(tmp_path / "s.jsonl"), "--num-items", "0"])
-    with pytest.raises(SystemExit, match=r"^birdie eval squad-v2: .*No such file.*missing\.json"):
-        main(["eval", "squad-v2", "--data", str(FIXTURE), "--predictions", str(tmp_path / "missing.json")])
+@pytest.mark.parametrize("argv, message", [
+    (["phonebook", "--generate", "{tmp}/b.jsonl", "--min-entries", "5", "--max-entries", "8", "--num-queries", "1-32"],
+     r"^birdie eval phonebook: PhonebookConfig.num_queries=.*min_entries=5"),
+    (["phonebook", "--data", "{tmp}/nope.jsonl", "--checkpoint", "{tmp}"],
+     r"^birdie eval phonebook: .*No such file.*nope\.jsonl"),
+    (["story-infilling", "--generate", "{tmp}/s.jsonl", "--num-items", "0"],
+     r"^birdie eval story-infilling: InfillingConfig.num_items=0"),
+    (["squad-v2", "--data", str(FIXTURE), "--predictions", "{tmp}/missing.json"],
+     r"^birdie eval squad-v2: .*No such file.*missing\.json"),
+])
+def test_bad_options_and_missing_files_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *(arg.replace("{tmp}", str(tmp_path)) for arg in argv)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert re.match(message, error) and error.count("\n") == 1, error
