@@ -121,6 +121,11 @@ class BirdieLM(TemplateLM):
             options.pop("do_sample", None)
             max_tokens = int(options.pop("max_tokens", options.pop("max_gen_toks", self.max_gen_toks)))
             stop = handle_stop_sequences(options.pop("until", None), eos_string(self.tokenizer))
+            if max_tokens >= self._window:
+                # The prompt keeps the last window - max_tokens tokens; with no room left that slice would keep
+                # the whole prompt (or an arbitrary tail of it) instead.
+                raise ValueError(f"max_gen_toks={max_tokens} leaves no room for the prompt in max_length="
+                                 f"{self._window + 1}: use a smaller max_gen_toks or a larger max_length")
             prompt = self.tok_encode(context)[-(self._window - max_tokens) :]
             generation = self.scorer.generate(
                 prompt, max_tokens, stop, temperature=float(options.pop("temperature", 0.0)), seed=self.seed
