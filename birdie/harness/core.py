@@ -308,6 +308,8 @@ class Scorer:
         string.
         """
         prefix = self.model.prefix_lm if prefix is None else prefix
+        if prefix and not self.model.prefix_lm:
+            raise ValueError("prefix generation needs a prefix-LM model; this model is causal")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
         if temperature < 0:

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from birdie.harness.core import Scorer, ScorerConfig
+from birdie.harness.models import load_scoring_model
 from birdie.harness.states import concat_states, state_row
 from birdie.tokenizers import ByteTokenizer
 from harness_reference import naive_continuation
@@ -178,6 +179,11 @@ def test_invalid_requests_raise_clear_errors(numpy_model):
         scorer.loglikelihood([([], [1])], prefix=False)
     with pytest.raises(ValueError, match="batch_size"):
         ScorerConfig(batch_size=0)
+    causal = Scorer(load_scoring_model(module="birdie.harness.numpy_example", tag="tiny", scoring="causal"))
+    with pytest.raises(ValueError, match="prefix scoring needs a prefix-LM model"):
+        causal.loglikelihood([([1, 2], [3])], prefix=True)
+    with pytest.raises(ValueError, match="prefix generation needs a prefix-LM model"):
+        causal.generate([1, 2, 3], 3, prefix=True)
 
 
 def test_state_rows_and_concatenation_handle_nested_states():
