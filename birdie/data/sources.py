@@ -273,7 +273,7 @@ def as_source(obj: Any = None, text_grabber_fn: TextGrabber | None = None) -> So
     """Turn what a user passes into a :class:`Source`.
 
     ``None`` -> the embedded synthetic stories; a :class:`Source` -> itself; a directory with a shard
-    ``manifest.jsonl`` -> :class:`~birdie.data.shards.ShardSource`; other paths/globs -> :func:`files_source`;
+    ``manifest.jsonl`` (alone or as a one-element list, as a CLI passes it) -> :class:`~birdie.data.shards.ShardSource`; other paths/globs -> :func:`files_source`;
     a HF ``Dataset``/``IterableDataset`` -> :class:`DatasetSource`; a callable -> :class:`CallableSource`.
     """
     if obj is None:
@@ -286,8 +286,9 @@ def as_source(obj: Any = None, text_grabber_fn: TextGrabber | None = None) -> So
             isinstance(p, (str, os.PathLike)) for p in obj)):
         from birdie.data.shards import MANIFEST, ShardSource
 
-        if isinstance(obj, (str, os.PathLike)) and (Path(obj) / MANIFEST).is_file():
-            return ShardSource(obj)
+        single = obj[0] if isinstance(obj, (list, tuple)) and len(obj) == 1 else obj
+        if isinstance(single, (str, os.PathLike)) and (Path(single) / MANIFEST).is_file():
+            return ShardSource(single)
         return files_source(obj, text_grabber_fn)
     if type(obj).__module__.startswith("datasets"):
         return DatasetSource(obj, text_grabber_fn)

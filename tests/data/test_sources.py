@@ -138,3 +138,11 @@ def test_sources_reject_a_validation_fraction_outside_0_1(tmp_path, fraction):
         ShardSource(out, validation_fraction=fraction)
     with pytest.raises(ValueError, match=rf"DatasetSource.validation_fraction={fraction} must be in \[0, 1\)"):
         DatasetSource(["a", "b"], validation_fraction=fraction)
+
+
+def test_inspect_cli_reads_a_shard_directory(tmp_path, capsys):
+    out = tmp_path / "stories"
+    assert birdie_main(["data", "tokenize", "--stories", "20", "--out", str(out)]) == 0
+    assert isinstance(as_source([str(out)]), ShardSource)
+    assert birdie_main(["data", "inspect", str(out), "--mixture", "ntp", "--sequence-length", "300"]) == 0
+    assert "=== batch 0" in capsys.readouterr().out
