@@ -6,8 +6,7 @@ its tokenizer. Both are imported lazily so ``import birdie`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdie.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -16,11 +15,7 @@ _LAZY = {
     "load": "birdie.train.export",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'birdie' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["Birdie", "load", "__version__"]

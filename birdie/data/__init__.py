@@ -6,8 +6,7 @@ See ``docs/data.md`` for the batch format and the pipeline's guarantees.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdie.lazy import lazy_getattr
 
 _LAZY = {
     "Pipeline": "birdie.data.pipeline",
@@ -26,11 +25,7 @@ _LAZY = {
     "tokenize_to_shards": "birdie.data.shards",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'birdie.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

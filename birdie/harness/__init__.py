@@ -6,8 +6,7 @@ Heavy modules load on first use: ``from birdie.harness import Scorer, evaluate, 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdie.lazy import lazy_getattr
 
 _LAZY = {
     "Scorer": "birdie.harness.core",
@@ -26,11 +25,7 @@ _LAZY = {
     "TASKS_DIR": "birdie.harness.tasks",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'birdie.harness' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)
