@@ -182,19 +182,27 @@ class LanguageModel(nn.Module):
             )
 
 
-def language_model_loss(logits: Tensor, label_ids: Tensor, z_loss: float = 0.0) -> Tensor:
-    """Mean cross-entropy over ``label_ids != -100`` (+ ``z_loss * mean(logsumexp ** 2)``), in fp32.
+def token_loss_sum(logits: Tensor, label_ids: Tensor, z_loss: float = 0.0) -> Tensor:
+    """Sum over target positions of cross-entropy (+ ``z_loss * logsumexp(logits) ** 2``), in fp32 (fp64 for a
+    float64 model).
 
-    A batch without any target gives a zero loss that still depends on the logits, so gradient accumulation over
-    micro-batches that happen to hold only context keeps working.
+    logits (B, T, V), label_ids (B, T) with -100 = no loss -> scalar. A batch without any target gives a zero that
+    still depends on the logits, so gradient accumulation over micro-batches that hold only context keeps working.
+    The trainer divides this by the target count of the whole global batch (see :mod:`birdie.train.step`).
     """
-    flat_logits = logits.reshape(-1, logits.shape[-1])
-    flat_labels = label_ids.reshape(-1)
-    keep = flat_labels != IGNORE_INDEX
-    if not bool(keep.any()):
-        return flat_logits.sum() * 0.0
-    picked = flat_logits[keep].float()
-    loss = F.cross_entropy(picked, flat_labels[keep].long())
+    keep = label_ids != IGNORE_INDEX
+    picked = logits[keep]
+    picked = picked.to(torch.promote_types(picked.dtype, torch.float32))
+    if not picked.numel():
+        return logits.sum() * 0.0
+    total = F.cross_entropy(picked, label_ids[keep].long(), reduction="sum")
     if z_loss:
-        loss = loss + z_loss * torch.logsumexp(picked, dim=-1).pow(2).mean()
-    return loss
+        total = total + z_loss * torch.logsumexp(picked, dim=-1).pow(2).sum()
+    return total
+
+
+def language_model_loss(logits: Tensor, label_ids: Tensor, z_loss: float = 0.0) -> Tensor:
+    """Mean over ``label_ids != -100`` of :func:`token_loss_sum`'s per-token loss (0, still attached, without
+    targets)."""
+    targets = (label_ids != IGNORE_INDEX).sum().clamp(min=1)
+    return token_loss_sum(logits, label_ids, z_loss) / targets

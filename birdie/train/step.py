@@ -13,12 +13,11 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from birdie.models.lm import IGNORE_INDEX, language_model_loss, token_loss_sum
 from birdie.train.distributed import Runtime, gradient_sync
 
-IGNORE_INDEX = -100
 MODEL_INPUTS = ("input_ids", "attention_mask", "segment_ids", "position_ids")
 
 
@@ -30,22 +29,6 @@ class StepResult:
     loss: float
     grad_norm: float
     target_tokens: int
-
-
-def token_loss_sum(logits: Tensor, label_ids: Tensor, z_loss: float) -> Tensor:
-    """Sum over target positions of cross-entropy (+ ``z_loss * logsumexp(logits) ** 2``), in fp32 (or fp64 for a
-    float64 model).
-
-    logits (B, T, V), label_ids (B, T) with -100 = no loss -> scalar. Zero (still attached to the graph) when the
-    batch has no targets.
-    """
-    keep = label_ids != IGNORE_INDEX
-    picked = logits[keep]
-    picked = picked.to(torch.promote_types(picked.dtype, torch.float32))
-    total = F.cross_entropy(picked, label_ids[keep], reduction="sum") if picked.numel() else logits.sum() * 0.0
-    if z_loss:
-        total = total + z_loss * torch.logsumexp(picked, dim=-1).pow(2).sum()
-    return total
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -89,5 +72,4 @@ def validation_loss(model: nn.Module, batch: dict[str, Tensor], bf16: bool, devi
     """Mean per-token cross-entropy of one batch (no z-loss)."""
     with autocast(device, bf16):
         logits, _ = model(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
-    tokens = (batch["label_ids"] != IGNORE_INDEX).sum().clamp(min=1)
-    return float(token_loss_sum(logits, batch["label_ids"], 0.0) / tokens)
+    return float(language_model_loss(logits, batch["label_ids"]))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from birdie.models import create
-from birdie.train.step import token_loss_sum, train_step
+from birdie.models.lm import token_loss_sum
+from birdie.train.step import train_step
 
 from tests.train.helpers import SINGLE, VOCAB, random_batch, rows
 
