@@ -84,8 +84,12 @@ class Trainer:
                                            str(self.out / "decisions.jsonl"))
         self.step = 0
         self.val_losses: dict[str, float] | None = None
-        resume_step = self._resume() if config.checkpoint.resume else None
-        self.metrics = MetricsLogger(self.out, config.logging, config.to_dict(), runtime.is_main, resume_step)
+        try:
+            resume_step = self._resume() if config.checkpoint.resume else None
+            self.metrics = MetricsLogger(self.out, config.logging, config.to_dict(), runtime.is_main, resume_step)
+        except BaseException:
+            self.curriculum.close()  # its pipeline workers and decision log must not outlive a failed start
+            raise
 
     def _micro_batch_size(self) -> int:
         train, world = self.config.train, self.runtime.data_world

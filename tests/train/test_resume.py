@@ -1,7 +1,9 @@
 """A run stopped at step k and resumed equals the uninterrupted run: bit-identical losses, weights, decisions."""
 
 import json
+import multiprocessing
 
+import pytest
 import torch
 
 from birdie.train.checkpoint import resolve_checkpoint
@@ -39,3 +41,11 @@ def test_resume_latest_continues_a_finished_run_to_more_steps(tmp_path):
     more = train(tiny_config(tmp_path, **{"train.steps": 4, "checkpoint.resume": "latest"}))
     assert (first.step, more.step, len(more.losses)) == (2, 4, 2)
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4]
+
+
+def test_a_failed_resume_shuts_the_data_workers_down(tmp_path):
+    before = set(multiprocessing.active_children())
+    missing = tmp_path / "no_such_checkpoint"
+    with pytest.raises(Exception, match="no_such_checkpoint"):
+        train(tiny_config(tmp_path, **{"data.num_workers": 1, "checkpoint.resume": str(missing)}))
+    assert set(multiprocessing.active_children()) <= before
