@@ -104,8 +104,7 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], strict: boo
     }
     if strict and any(report.values()):
         details = "; ".join(f"{kind}: {', '.join(keys)}" for kind, keys in report.items() if keys)
-        raise ValueError(f"pretrained weights do not match the model ({details}); pass --load-not-strict to load "
-                         "the matching keys only")
+        raise ValueError(f"the weights do not match the model ({details})")
     usable = {k: v for k, v in weights.items() if k in own and k not in report["mismatched"]}
     model.load_state_dict(usable, strict=False)
     return report
@@ -118,6 +117,10 @@ def load(path: str | Path) -> tuple[nn.Module, Tokenizer]:
     directory = _model_dir(Path(path))
     config = ModelConfig.from_dict(json.loads((directory / MODEL_CONFIG).read_text()))
     model = LanguageModel(config)
-    load_weights(model, read_weights(directory), strict=True)
+    try:
+        load_weights(model, read_weights(directory), strict=True)
+    except ValueError as error:
+        raise ValueError(f"{directory}: {error}; its {MODEL_CONFIG} and weights disagree, so the directory was "
+                         "edited or written by another program: export the model again") from None
     tokenizer = load_tokenizer(directory / TOKENIZER)
     return model.eval(), tokenizer

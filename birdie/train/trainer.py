@@ -107,7 +107,11 @@ class Trainer:
         except (TypeError, ValueError) as error:
             raise ConfigError(f"model.preset={self.config.model.preset!r} / model.overrides: {error}") from None
         if self.config.model.pretrained:
-            report = load_weights(model, read_weights(self.config.model.pretrained), self.config.model.strict)
+            try:
+                report = load_weights(model, read_weights(self.config.model.pretrained), self.config.model.strict)
+            except ValueError as error:
+                raise ConfigError(f"model.pretrained={self.config.model.pretrained!r}: {error}; pass "
+                                  "--load-not-strict (model.strict: false) to load the matching keys only") from None
             if self.runtime.is_main:
                 print(f"loaded {self.config.model.pretrained}: " + ", ".join(
                     f"{kind} {len(keys)} key(s)" + (f" ({', '.join(keys)})" if keys else "")

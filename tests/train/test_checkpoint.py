@@ -1,5 +1,6 @@
 """Checkpoints survive kill -9 during a save, rotate with milestones; exports load back and generate."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import torch
 from birdie.cli import main
 from birdie.models import create
 from birdie.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
-from birdie.train.export import export_model, load, load_weights, read_weights
+from birdie.train.export import MODEL_CONFIG, export_model, load, load_weights, read_weights
 from birdie.tokenizers import ByteTokenizer
 
 from tests.train.helpers import SINGLE
@@ -108,6 +109,10 @@ def test_pretrained_weights_load_strictly_or_report_differences(tmp_path):
     assert report["missing"] and all(k.startswith("layers.2.") for k in report["missing"])
     assert report["unexpected"] == [] and report["mismatched"] == []
     assert torch.equal(deeper.layers[0].attention.in_proj.weight, source.layers[0].attention.in_proj.weight)
+    (tmp_path / MODEL_CONFIG).write_text(json.dumps(deeper.config.to_dict()))
+    with pytest.raises(ValueError, match="disagree.*export the model again") as error:
+        load(tmp_path)
+    assert "load-not-strict" not in str(error.value)  # a loader of exports has no such option
     wider_vocab = create("transformer-tiny", n_layers=2, vocab_size=600)
     report = load_weights(wider_vocab, weights, strict=False)
     assert report["mismatched"] == ["output.weight", "tok_embeddings.weight"]
