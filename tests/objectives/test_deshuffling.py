@@ -1,0 +1,119 @@
+"""Deshuffling with a real BPE: the prefix is the tokenizer's own encoding of a character shuffle of the chunk.
+
+The byte tokenizer cannot tell a canonical encoding from any other (every byte string has one), so these tests
+use a byte-level BPE trained on the synthetic stories: there, re-using stale ids or tokenizing across a special
+token gives ids that decode to the right text but differ from ``tokenizer.encode`` of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from birdie.data.stories import generate_story
+from birdie.objectives import Deshuffling, Example, Skip
+from birdie.objectives.deshuffling import shuffle_characters
+from birdie.tokenizers import ByteTokenizer, train_bpe
+
+STORIES = [generate_story(0, i).text for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("stories") / "stories.txt"
+    corpus.write_text("\n".join(STORIES))
+    return train_bpe([corpus], vocab_size=700)
+
+
+def document(tokenizer, index: int, eos_every: int = 0) -> np.ndarray:
+    """Story ``index`` as ids with an eos at its end (and, with ``eos_every``, after every ``eos_every``-th word)."""
+    words = STORIES[index % len(STORIES)].split(" ")
+    pieces = [" ".join(words)] if not eos_every else [" ".join(words[i:i + eos_every])
+                                                      for i in range(0, len(words), eos_every)]
+    eos = np.array([tokenizer.specials.eos], dtype=np.int32)
+    return np.concatenate([part for piece in pieces for part in (tokenizer.encode(piece), eos)]).astype(np.int32)
+
+
+def text_runs(tokenizer, ids: np.ndarray) -> list[np.ndarray]:
+    """The runs of ordinary ids between ``ids``' special ids, empty runs included."""
+    cuts = np.flatnonzero(tokenizer.specials.is_special(ids))
+    return [run[1:] if i else run for i, run in enumerate(np.split(ids, cuts))]
+
+
+def check_example(tokenizer, config: Deshuffling, ids: np.ndarray, budget: int, example: Example) -> None:
+    chunk = ids[:len(example.target)]
+    assert np.array_equal(example.target, chunk), "the target is the original ids"
+    assert np.array_equal(example.leftover, ids[len(chunk):])
+    assert example.length <= budget
+    prefix = example.prefix
+    if config.paradigm != "none":
+        paradigm = tokenizer.specials.paradigm("deshuffling")
+        assert paradigm in (prefix[0], prefix[-1])
+        prefix = prefix[1:] if prefix[0] == paradigm else prefix[:-1]
+    special = tokenizer.specials.is_special
+    assert np.array_equal(prefix[special(prefix)], chunk[special(chunk)]), "special ids keep their order"
+    for original, shuffled in zip(text_runs(tokenizer, chunk), text_runs(tokenizer, prefix), strict=True):
+        assert (len(original) == 0) == (len(shuffled) == 0), "special ids split the text where they did"
+        before, after = tokenizer.decode(original), tokenizer.decode(shuffled)
+        assert np.array_equal(shuffled, tokenizer.encode(after)), "the prefix is the tokenizer's own encoding"
+        assert sorted(before) == sorted(after), "a shuffle permutes the characters"
+        assert sum(a != b for a, b in zip(before, after)) <= round(config.shuffle_fraction * len(before))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(index=st.integers(0, 39), eos_every=st.sampled_from([0, 0, 7, 40]), budget=st.integers(8, 1200),
+       fraction=st.sampled_from([0.05, 0.5, 1.0]), length=st.sampled_from([None, (128, 256), (512, 1024), (2, 9)]),
+       paradigm=st.sampled_from(["random", "none"]), seed=st.integers(0, 2**32 - 1))
+def test_bpe_prefix_is_the_canonical_encoding_of_a_shuffle(bpe, index, eos_every, budget, fraction, length,
+                                                           paradigm, seed):
+    ids = document(bpe, index, eos_every)
+    config = Deshuffling(shuffle_fraction=fraction, length=length, paradigm=paradigm)
+    result = config(ids, np.random.default_rng(seed), budget, bpe)
+    if isinstance(result, Skip):
+        assert np.array_equal(result.leftover, ids) and result.reason
+        return
+    check_example(bpe, config, ids, budget, result)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_shuffled_text_that_encodes_longer_is_refitted_not_dropped(bpe, fraction):
+    """Shuffled text takes ~3x the tokens here: small budgets force shrinking the chunk, which must still fit."""
+    config = Deshuffling(shuffle_fraction=fraction, length=(512, 1024))
+    made = 0
+    for seed, budget in enumerate(range(40, 400, 9)):
+        ids = document(bpe, seed)
+        result = config(ids, np.random.default_rng(seed), budget, bpe)
+        if isinstance(result, Example):
+            made += 1
+            check_example(bpe, config, ids, budget, result)
+            shuffled_share = (len(result.prefix) - 1) / budget
+            assert shuffled_share > 0.35, "the refitted chunk still fills a fair part of the budget"
+    assert made >= 38, "shrinking finds a chunk that fits for all but the tiniest budgets"
+
+
+@pytest.mark.parametrize("tokenizer_name", ["bytes", "bpe"])
+def test_same_seed_same_example_other_seed_other_shuffle(bpe, tokenizer_name):
+    tokenizer = bpe if tokenizer_name == "bpe" else ByteTokenizer()
+    ids = document(tokenizer, 3)
+    config = Deshuffling(shuffle_fraction=0.5, length=(128, 256))
+    first, again = (config(ids, np.random.default_rng(7), 2048, tokenizer) for _ in range(2))
+    assert np.array_equal(first.prefix, again.prefix) and np.array_equal(first.target, again.target)
+    other = config(ids, np.random.default_rng(8), 2048, tokenizer)
+    assert not np.array_equal(first.prefix, other.prefix)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=200), fraction=st.floats(0.01, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_shuffle_characters_moves_the_configured_share(text, fraction, seed):
+    shuffled = shuffle_characters(text, fraction, np.random.default_rng(seed))
+    assert sorted(shuffled) == sorted(text)
+    chosen = int(round(fraction * len(text)))
+    assert sum(a != b for a, b in zip(text, shuffled)) <= (chosen if chosen >= 2 else 0)
+
+
+def test_whole_sequence_shuffle_moves_almost_everything():
+    text = "".join(chr(0x4E00 + i) for i in range(500))  # distinct characters: every move is visible
+    shuffled = shuffle_characters(text, 1.0, np.random.default_rng(0))
+    assert sum(a != b for a, b in zip(text, shuffled)) >= 490
