@@ -49,8 +49,15 @@ class BatchBuilder:
         self.buffer = np.zeros((len(BATCH_KEYS), batch_size, sequence_length), dtype=np.int64)
         self.buffer[0] = pad_id
         self.buffer[1] = IGNORE_INDEX
-        self.used = np.zeros(batch_size, dtype=np.int64)
-        self.segments = np.zeros(batch_size, dtype=np.int64)
+        # Python ints, not arrays: a batch has few rows, and every segment reads them (best fit, the budget),
+        # where a numpy call costs more than a loop over a handful of ints.
+        self._used = [0] * batch_size
+        self._segments = [0] * batch_size
+
+    @property
+    def used(self) -> np.ndarray:
+        """Positions taken per row, shape (batch_size,)."""
+        return np.array(self._used, dtype=np.int64)
 
     @property
     def remaining(self) -> np.ndarray:
@@ -60,14 +67,21 @@ class BatchBuilder:
     @property
     def max_remaining(self) -> int:
         """The largest example length that still fits somewhere."""
-        return int(self.sequence_length - self.used.min())
+        return self.sequence_length - min(self._used)
+
+    def roomiest_row(self) -> int:
+        """The row with the most free positions (the first of them on a tie)."""
+        return self._used.index(min(self._used))
 
     def best_fit_row(self, length: int) -> int:
-        """The row with the least free space that still holds ``length`` positions, or -1 when none does."""
-        free = self.sequence_length - self.used
-        candidates = np.where(free >= length, free, self.sequence_length + 1)
-        row = int(candidates.argmin())
-        return row if candidates[row] <= self.sequence_length else -1
+        """The row with the least free space that still holds ``length`` positions (the first of them on a tie),
+        or -1 when none does."""
+        best, best_free = -1, self.sequence_length + 1
+        for row, used in enumerate(self._used):
+            free = self.sequence_length - used
+            if length <= free < best_free:
+                best, best_free = row, free
+        return best
 
     def add(self, prefix: np.ndarray, target: np.ndarray, row: int | None = None) -> int:
         """Write ``(prefix, target)`` as the next segment of ``row`` (default: best fit); return the row used.
@@ -81,7 +95,7 @@ class BatchBuilder:
         length = n + m
         if row is None:
             row = self.best_fit_row(length)
-        start = int(self.used[row]) if row >= 0 else 0
+        start = self._used[row] if row >= 0 else 0
         if row < 0 or start + length > self.sequence_length:
             raise ValueError(f"an example of {length} positions does not fit: rows have {self.remaining.tolist()} free")
         begin, end = start + n, start + length
@@ -91,15 +105,15 @@ class BatchBuilder:
         buffer[0, row, begin + 1:end] = target[:-1]
         buffer[1, row, begin:end] = target
         buffer[2, row, start:begin] = 1
-        self.segments[row] += 1
-        buffer[3, row, start:end] = self.segments[row]
+        self._segments[row] += 1
+        buffer[3, row, start:end] = self._segments[row]
         buffer[4, row, start:end] = self._positions[:length]
-        self.used[row] = end
+        self._used[row] = end
         return row
 
     def close_row(self, row: int) -> None:
         """Mark ``row`` full: its free positions stay padding."""
-        self.used[row] = self.sequence_length
+        self._used[row] = self.sequence_length
 
     @property
     def fill_rate(self) -> float:
