@@ -1,16 +1,25 @@
-"""The Gated SSM reward model: block vs a loop over positions, causality, last-real-position reads, fitting."""
+"""The Gated SSM reward model: block vs a loop over positions, causality, last-real-position reads, fitting, and
+the hand-written training path against autograd and a plain reference fit."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from birdie.curriculum.reward_model import (
+    NORM_EPS,
     GatedSSMBlock,
     RewardModel,
     RewardModelConfig,
     SplitRMSNorm,
     fit_reward_model,
+    loss_and_gradients,
     make_optimizer,
+    scan_rows,
 )
 
 SMALL = RewardModelConfig(width=32, num_layers=2)
@@ -105,3 +114,94 @@ def test_config_validation():
         RewardModelConfig(width=0)
     with pytest.raises(ValueError, match="train_steps"):
         RewardModelConfig(train_steps=-1)
+
+
+def loop_scan(entering: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``h_0 = b_0, h_t = entering_{t-1} h_{t-1} + b_t`` one row at a time."""
+    h = [b[0]]
+    for t in range(1, len(b)):
+        h.append(entering[t - 1] * h[-1] + b[t])
+    return np.stack(h)
+
+
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(1, 70), width=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_scan_rows_matches_a_loop_both_directions(length, width, seed):
+    rng = np.random.default_rng(seed)
+    decays = rng.uniform(0.0, 1.0, (length, width))
+    decays[rng.random((length, width)) < 0.1] = 0.0  # exact zeros cut the recurrence
+    b = rng.normal(size=(length, width))
+    out = np.empty_like(b)
+    scan_rows(decays[1:], b, out)
+    np.testing.assert_allclose(out, loop_scan(decays[1:], b), rtol=1e-12, atol=1e-12)
+    # Right to left through reversed views: out_t = b_t + decays_{t+1} out_{t+1}, what the adjoint needs.
+    scan_rows(decays[:0:-1], b[::-1], out[::-1])
+    np.testing.assert_allclose(out[::-1], loop_scan(decays[:0:-1], b[::-1]), rtol=1e-12, atol=1e-12)
+
+
+def normalized_rows(rows: torch.Tensor, num_configs: int) -> torch.Tensor:
+    return torch.cat([F.rms_norm(half, (num_configs,), eps=NORM_EPS) for half in rows.split(num_configs, 1)], 1)
+
+
+@pytest.mark.parametrize("length", [1, 2, 9, 40])
+def test_hand_written_gradients_match_autograd(length):
+    torch.manual_seed(length)
+    num_configs = 5
+    model = RewardModel(num_configs, RewardModelConfig(width=16, num_layers=2, state_expansion=2)).double()
+    rows = torch.rand(length, 2 * num_configs, dtype=torch.float64) * 4
+    rewards = torch.rand(length, num_configs, dtype=torch.float64) * 2 - 1
+    parameters = list(model.parameters())
+    expected_loss = F.mse_loss(model(rows[None])[0], rewards)
+    expected = torch.autograd.grad(expected_loss, parameters)
+    grads = {parameter: torch.full_like(parameter, float("nan")) for parameter in parameters}
+    loss = loss_and_gradients(model, normalized_rows(rows, num_configs), rewards, grads)
+    torch.testing.assert_close(loss, expected_loss.detach())
+    for (name, parameter), grad in zip(model.named_parameters(), expected):
+        torch.testing.assert_close(grads[parameter], grad, msg=lambda message: f"{name}: {message}")
+
+
+def reference_fit(model: RewardModel, rows, rewards, config: RewardModelConfig) -> float:
+    """The plain fit: autograd, clip_grad_norm_, torch's AdamW over the module's parameters."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    for _ in range(config.train_steps):
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(rows[None])[0], rewards)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("grad_clip", [0.01, 100.0])
+def test_fit_matches_the_plain_autograd_fit(grad_clip):
+    """Same weights after 12 steps with the clip active at every step (0.01) and never active (100).
+
+    Float64 models; the clip factor reaches fused AdamW as a float32 scalar, hence the 1e-6 tolerance."""
+    config = RewardModelConfig(width=16, num_layers=2, train_steps=12, grad_clip=grad_clip)
+    torch.manual_seed(0)
+    reference = RewardModel(4, config).double()
+    fast = RewardModel(4, config).double()
+    fast.load_state_dict(reference.state_dict())
+    rows = torch.rand(7, 8, dtype=torch.float64) * 3
+    rewards = torch.rand(7, 4, dtype=torch.float64) * 2 - 1
+    expected_loss = reference_fit(reference, rows, rewards, config)
+    loss = fit_reward_model(fast, make_optimizer(fast, config), rows, rewards, config)
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    for (name, expected), got in zip(reference.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7, msg=lambda message: f"{name}: {message}")
+    assert not torch.equal(fast.head.weight, RewardModel(4, config).double().head.weight)
+
+
+def test_fit_continues_after_a_load_state_dict_and_rejects_a_foreign_optimizer():
+    config = dataclasses.replace(SMALL, train_steps=3)
+    model, other = RewardModel(3, config), RewardModel(3, config)
+    optimizer = make_optimizer(model, config)
+    rows, rewards = torch.rand(4, 6), torch.rand(4, 3)
+    model.load_state_dict(other.state_dict())  # copies into the flat buffer's views
+    before = model.head.weight.clone()
+    fit_reward_model(model, optimizer, rows, rewards, config)
+    assert not torch.equal(model.head.weight, before)
+    with pytest.raises(ValueError, match="make_optimizer"):
+        fit_reward_model(other, optimizer, rows, rewards, config)
+    with pytest.raises(ValueError, match="at least one history row"):
+        fit_reward_model(model, optimizer, rows[:0], rewards[:0], config)
