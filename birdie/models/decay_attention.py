@@ -15,21 +15,24 @@ Three forms, one contract:
   chunk's last segment, and it is carried only if the whole chunk continues it. ``T / C`` Python steps, each a
   batched matmul, so autograd sees a small graph.
 * :func:`decay_linear_attention_reference`: the recurrence above as a plain loop, the oracle for tests.
-* On CUDA with ``flash-linear-attention`` installed, ``chunk_simple_gla`` (Triton) computes the same thing on the
-  flattened batch with ``cu_seqlens``; it is imported lazily and never required.
+* On CUDA with ``flash-linear-attention`` installed (``pip install birdie-lm[fla]``), its Triton kernel
+  ``chunk_simple_gla`` computes the same thing on the flattened batch with ``cu_seqlens``
+  (:func:`_fla_decay_linear_attention`); it is imported lazily and never required. float64 stays on the chunked
+  form (fla has no float64 kernels).
 
 Accumulation is in float32 at least (float64 stays float64 for ``gradcheck``); outputs keep that dtype.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from birdie.models.mixer import segment_runs, segment_starts
+from birdie.models.scan import uses_fla
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, segment_ids: Tensor) -> None:
@@ -59,7 +62,7 @@ def decay_linear_attention(
         o (B, H, T, d_v) and the state after each row's last position, (B, H, d_k, d_v), both float32 or wider.
     """
     _check(q, k, v, log_decay, segment_ids)
-    if q.is_cuda and importlib.util.find_spec("fla") is not None:
+    if uses_fla(q):
         return _fla_decay_linear_attention(q, k, v, log_decay, segment_ids)
     # Under bf16 autocast the matmuls below would silently drop back to bf16; the state must stay float32.
     with torch.autocast(q.device.type, enabled=False):
@@ -132,18 +135,24 @@ def decay_linear_attention_step(
 
 
 def _fla_decay_linear_attention(
-    q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, segment_ids: Tensor
+    q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, segment_ids: Tensor, kernel: Callable | None = None
 ) -> tuple[Tensor, Tensor]:
-    """The same op with flash-linear-attention's Triton ``chunk_simple_gla`` on the flattened, varlen batch."""
-    from fla.ops.simple_gla import chunk_simple_gla
+    """:func:`decay_linear_attention` on a flash-linear-attention simple-GLA kernel over the flattened batch.
+
+    ``kernel`` has ``chunk_simple_gla``'s signature and layout (q, k (1, N, H, d_k), v (1, N, H, d_v), ``g_gamma``
+    (H,) log decays, ``scale``, ``cu_seqlens``) and defaults to it; the tests pass ``fused_recurrent_simple_gla``,
+    which the Triton interpreter runs on the CPU. Every segment run is one varlen sequence, so no state crosses
+    a segment or row boundary; inputs are cast to float32 so the kernel's outputs honour the float32 contract.
+    """
+    if kernel is None:
+        from fla.ops.simple_gla import chunk_simple_gla as kernel
 
     batch, heads, length, _ = q.shape
     start = segment_starts(segment_ids)
     flat_start = start.flatten().nonzero().flatten()
-    cu_seqlens = torch.cat((flat_start, flat_start.new_tensor([batch * length]))).to(torch.int32)
-    flat = [t.transpose(1, 2).reshape(1, batch * length, heads, t.shape[-1]) for t in (q, k, v)]
-    out, final = chunk_simple_gla(*flat, g_gamma=log_decay.float(), scale=1.0, output_final_state=True,
-                                  cu_seqlens=cu_seqlens)
+    cu_seqlens = torch.cat((flat_start, flat_start.new_tensor([batch * length])))
+    flat = [t.float().transpose(1, 2).reshape(1, batch * length, heads, t.shape[-1]) for t in (q, k, v)]
+    out, final = kernel(*flat, g_gamma=log_decay.float(), scale=1.0, output_final_state=True, cu_seqlens=cu_seqlens)
     out = out.reshape(batch, length, heads, -1).transpose(1, 2)
     # Each row's last sequence is the one that ends at the row's end.
     last_sequence = start.long().sum(dim=1).cumsum(dim=0) - 1

@@ -21,18 +21,39 @@ to left, ``h_t = a_t * h_{t+1} + x_t``, for the backward half of bidirectional l
 
 Accumulation is in float32 at least (float64 inputs stay float64, so ``gradcheck`` works); the result has that
 accumulation dtype and callers cast it back.
+
+On CUDA with ``flash-linear-attention`` installed (``pip install birdie-lm[fla]``), float32 scans run through its
+Triton kernel ``fused_recurrent_hgrn`` instead (:func:`_fla_linear_scan`): the batch is flattened into one varlen
+sequence whose pieces (``cu_seqlens``) end at every row end and reset, so the kernel never carries state across
+one and runs the pieces in parallel. float64 stays on the chunked scan (fla has no float64 kernels). fla is
+imported lazily and never required.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from birdie.models.mixer import SequenceInfo
+
+
+@functools.cache
+def fla_available() -> bool:
+    """Whether flash-linear-attention and Triton are importable (checked once; fla is imported only when used)."""
+    return importlib.util.find_spec("fla") is not None and importlib.util.find_spec("triton") is not None
+
+
+def uses_fla(tensor: Tensor) -> bool:
+    """Whether a sequence op on ``tensor`` runs on fla's kernels: CUDA, a dtype they support, fla installed."""
+    return tensor.is_cuda and tensor.dtype != torch.float64 and fla_available()
 
 
 def accumulation_dtype(*tensors: Tensor) -> torch.dtype:
@@ -104,27 +125,32 @@ def _chunked_scan(a: Tensor, x: Tensor, reverse: bool, lagged: bool = False) -> 
     return h.view(batch, n_chunks * chunk, width)[:, real]
 
 
+Scan = Callable[[Tensor, Tensor, bool, bool], Tensor]
+"""A graph-free scan kernel ``(a, x, reverse, lagged) -> h`` with :func:`_chunked_scan`'s contract."""
+
+
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, a: Tensor, x: Tensor, reverse: bool) -> Tensor:
-        h = _chunked_scan(a, x, reverse)
+    def forward(ctx: Any, a: Tensor, x: Tensor, reverse: bool, scan: Scan) -> Tensor:
+        h = scan(a, x, reverse, False)
         ctx.save_for_backward(a, h)
         ctx.reverse = reverse
+        ctx.scan = scan
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor, Tensor, None]:
+    def backward(ctx: Any, grad_h: Tensor) -> tuple[Tensor, Tensor, None, None]:
         a, h = ctx.saved_tensors
         reverse = ctx.reverse
         # The adjoint runs the other way; entering t it decays by a at t's successor (t + 1 for a forward scan).
-        grad_state = _chunked_scan(a, grad_h.to(a.dtype), not reverse, lagged=True)
+        grad_state = ctx.scan(a, grad_h.to(a.dtype), not reverse, True)
         # dL/da_t = g_t * h at t's predecessor (zero for the first position in scan order).
         grad_a = torch.empty_like(grad_state)
         first, rest, predecessors = (-1, slice(0, -1), slice(1, None)) if reverse else (0, slice(1, None), slice(0, -1))
         grad_a[:, first] = 0
         torch.mul(grad_state[:, rest], h[:, predecessors], out=grad_a[:, rest])
-        return grad_a, grad_state, None
+        return grad_a, grad_state, None, None
 
 
 def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool = False) -> Tensor:
@@ -143,11 +169,56 @@ def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool
     _check_inputs(a, x, reset)
     dtype = accumulation_dtype(a, x)
     a, x = a.to(dtype), x.to(dtype)
-    if reset is not None:
-        a = torch.where(reset.unsqueeze(-1), torch.zeros((), dtype=dtype, device=a.device), a)
     if x.shape[1] == 0:
         return x.clone()
-    return _LinearScan.apply(a, x, reverse)
+    if uses_fla(x):
+        return _fla_linear_scan(a, x, reset, reverse)
+    if reset is not None:
+        a = torch.where(reset.unsqueeze(-1), torch.zeros((), dtype=dtype, device=a.device), a)
+    return _LinearScan.apply(a, x, reverse, _chunked_scan)
+
+
+def _fla_linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool = False) -> Tensor:
+    """:func:`linear_scan` on flash-linear-attention's Triton kernel ``fused_recurrent_hgrn``.
+
+    a, x: (B, T, D) float32 with T > 0, on CUDA (or on the CPU under ``TRITON_INTERPRET=1``, as the tests run it);
+    ``a`` must be >= 0, since the kernel takes log decays ``g = log a``. Returns h: (B, T, D) float32.
+
+    The batch becomes one sequence of B * T positions cut into pieces (``cu_seqlens``) before every row start and
+    wherever a reset stops the flow, so every piece starts from a zero state. Gradients come from the same
+    adjoint as the chunked scan, run on the same kernel (:class:`_LinearScan`), so no gradient passes through
+    ``log a``: a == 0 inside a piece gives g = -inf, and exp(-inf) = 0 drops the state exactly, as the chunked
+    scan does; there is nothing to clamp.
+    """
+    batch, length, width = x.shape
+    cut = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
+    cut[:, 0] = True
+    if reset is not None:
+        # A forward scan cuts before each reset position; a reverse one after it (no flow from t + 1 into t).
+        cut |= reset if not reverse else F.pad(reset[:, :-1], (1, 0), value=False)
+    cut = cut.flatten()
+    starts = cut.nonzero().flatten()
+    cu_seqlens = torch.cat((starts, starts.new_tensor([batch * length])))
+    # Each piece's first position in scan order takes a = 1 (g = 0, never log 0): the kernel ignores it, as the
+    # piece starts from zero, and the mask stops gradient flowing to it, as the chunked scan's reset does.
+    first = cut if not reverse else torch.cat((cut[1:], cut.new_ones(1)))
+    a = torch.where(first[:, None], torch.ones((), dtype=a.dtype, device=a.device), a.reshape(-1, width))
+    scan = functools.partial(_fla_scan, cu_seqlens=cu_seqlens)
+    h = _LinearScan.apply(a.unsqueeze(0), x.reshape(1, -1, width), reverse, scan)
+    return h.view(batch, length, width)
+
+
+def _fla_scan(a: Tensor, x: Tensor, reverse: bool, lagged: bool, *, cu_seqlens: Tensor) -> Tensor:
+    """The :data:`Scan` contract on ``fused_recurrent_hgrn`` over (1, N, D) pieces; reverse scans run flipped."""
+    from fla.ops.hgrn import fused_recurrent_hgrn
+
+    if reverse:
+        a, x, cu_seqlens = a.flip(1), x.flip(1), x.shape[1] - cu_seqlens.flip(0)
+    if lagged:
+        # The value entering position 0 lands on a piece start, where the kernel ignores it.
+        a = F.pad(a[:, :-1], (0, 0, 1, 0), value=1.0)
+    h, _ = fused_recurrent_hgrn(x, torch.log(a), cu_seqlens=cu_seqlens)
+    return h.flip(1) if reverse else h
 
 
 def linear_scan_reference(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool = False) -> Tensor:
