@@ -9,7 +9,8 @@ completion may not. Every other item is read as text through the source's ``text
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import numpy as np
 

@@ -27,8 +27,9 @@ import abc
 import glob
 import itertools
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 

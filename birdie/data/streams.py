@@ -188,14 +188,15 @@ class BatchStream:
                     continue
             counts[k, 0] += 1
             if isinstance(result, Example):
-                if result.length > budget:
+                length = len(result.prefix) + len(result.target)
+                if length > budget:
                     raise PipelineDataError(
-                        f"objective {objective_key(objective)} returned an example of {result.length} positions for a budget of "
+                        f"objective {objective_key(objective)} returned an example of {length} positions for a budget of "
                         f"{budget}; objectives must keep len(prefix) + len(target) <= budget"
                     )
                 builder.add(result.prefix, result.target)
                 counts[k, 1] += 1
-                counts[k, 2] += result.length
+                counts[k, 2] += length
                 skips[k] = 0
                 state.carry, state.prompt = np.asarray(result.leftover, dtype=np.int32), None
                 failed_draws = unserved = 0
