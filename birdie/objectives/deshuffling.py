@@ -65,15 +65,20 @@ class Deshuffling(ObjectiveConfig):
 
 def shuffle_text(ids: np.ndarray, fraction: float, rng: np.random.Generator, tokenizer: Tokenizer) -> np.ndarray:
     """Re-encoded ``ids`` with their characters partly shuffled; special ids (e.g. an appended ``<|eos|>``) stay
-    in place as ids and split the text into runs that are shuffled separately."""
+    in place as ids and split the text into runs that are shuffled separately.
+
+    Shuffled words are one-offs: a tokenizer's ``encode_once`` (:class:`~birdie.tokenizers.HFTokenizer` has one)
+    encodes them, when it has one, without evicting ordinary words from its cache.
+    """
+    encode = getattr(tokenizer, "encode_once", tokenizer.encode)
     special = np.flatnonzero(tokenizer.specials.is_special(ids))
     if len(special) == 0:
-        return as_ids(tokenizer.encode(shuffle_characters(tokenizer.decode(ids), fraction, rng)))
+        return as_ids(encode(shuffle_characters(tokenizer.decode(ids), fraction, rng)))
     pieces, start = [], 0
     for position in [*special.tolist(), len(ids)]:
         if position > start:
             text = shuffle_characters(tokenizer.decode(ids[start:position]), fraction, rng)
-            pieces.append(as_ids(tokenizer.encode(text)))
+            pieces.append(as_ids(encode(text)))
         pieces.append(ids[position:position + 1])
         start = position + 1
     return np.concatenate(pieces)

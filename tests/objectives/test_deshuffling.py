@@ -117,3 +117,23 @@ def test_whole_sequence_shuffle_moves_almost_everything():
     text = "".join(chr(0x4E00 + i) for i in range(500))  # distinct characters: every move is visible
     shuffled = shuffle_characters(text, 1.0, np.random.default_rng(0))
     assert sum(a != b for a, b in zip(text, shuffled)) >= 490
+
+
+class RecordingTokenizer(ByteTokenizer):
+    """The byte tokenizer with an ``encode_once`` that records what it encodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.once: list[str] = []
+
+    def encode_once(self, text: str) -> np.ndarray:
+        self.once.append(text)
+        return self.encode(text)
+
+
+def test_shuffled_text_goes_through_encode_once_when_the_tokenizer_has_it():
+    tokenizer = RecordingTokenizer()
+    ids = document(tokenizer, 5, eos_every=10)
+    example = Deshuffling(shuffle_fraction=1.0, length=None, paradigm="none")(ids, np.random.default_rng(0), 4096,
+                                                                                tokenizer)
+    assert "".join(tokenizer.once) == "".join(tokenizer.decode(run) for run in text_runs(tokenizer, example.prefix))
