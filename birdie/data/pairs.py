@@ -59,6 +59,6 @@ def tokenize_text(value: Any, tokenizer: Tokenizer) -> np.ndarray | None:
     """Ids of a ``str`` (blank -> empty) or a 1-D integer array (as is); None for anything else."""
     if isinstance(value, str):
         return tokenizer.encode(value) if value.strip() else np.zeros(0, dtype=np.int32)
-    if isinstance(value, np.ndarray) and value.ndim == 1 and np.issubdtype(value.dtype, np.integer):
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":  # signed or unsigned ints
         return value.astype(np.int32, copy=False)
     return None

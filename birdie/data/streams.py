@@ -152,7 +152,7 @@ class BatchStream:
         if len(self.state.consecutive_skips) == 0:
             self.state.consecutive_skips = np.zeros(len(self.objectives), dtype=np.int64)
         self._items: Any = None
-        self._eos = np.array([tokenizer.specials.eos], dtype=np.int32)
+        self._eos = tokenizer.specials.eos
         self._serves_pairs = np.array([isinstance(o, Supervised) for o in self.objectives])
         self._pair_keys = pair_keys(self.objectives, config)
 
@@ -272,7 +272,10 @@ class BatchStream:
                     state.prompt, state.carry = document.prompt, document.completion
                     stats.document_tokens += len(document.prompt) + len(document.completion)
                 else:
-                    state.carry = np.concatenate([document, self._eos]) if config.append_eos else document
+                    state.carry = document
+                    if config.append_eos:  # one copy with the eos written in place (np.concatenate costs twice this)
+                        state.carry = np.empty(len(document) + 1, dtype=np.int32)
+                        state.carry[:-1], state.carry[-1] = document, self._eos
                     stats.document_tokens += len(state.carry)
                 return
             stats.invalid_documents += 1
