@@ -2,16 +2,19 @@
 gradients) on packed inputs with resets, reverse scans and segments.
 
 The callers choose the op and the device: ``fla_interpreted.py`` passes the private fla functions on CPU tensors
-(run by the Triton interpreter), ``test_fla_paths.py`` the public dispatching functions on CUDA tensors.
+(run by the Triton interpreter), ``test_fla_paths.py`` the public dispatching functions on CUDA tensors. The
+model check runs a whole tiny model both ways, so the dispatch inside the families is covered too.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+import family_checks
 from birdie.models.decay_attention import decay_linear_attention_reference
 from birdie.models.scan import linear_scan_reference
 
@@ -105,3 +108,42 @@ def assert_decay_attention_matches_reference(
     torch.testing.assert_close(state.cpu(), expected_state, **close)
     for grad, expected_grad in zip(grads, expected_grads):
         torch.testing.assert_close(grad.cpu().float(), expected_grad.float(), **close)
+
+
+# The recurrent families' tiny presets, with bidirectional layers where the family has them (SUPRA is causal).
+MODEL_CASES = [("hawk", "alternate"), ("gated_ssm", "alternate"), ("supra", "none")]
+
+
+def _packed_rows(vocab_size: int) -> dict[str, Tensor]:
+    """Two packed rows with prefixes, a one-token segment and padding, in the pipeline's batch format."""
+    rows = [
+        family_checks.pack(family_checks.random_examples(vocab_size, [13, 7, 21, 1], [5, 0, 9, 1], seed=1), 48),
+        family_checks.pack(family_checks.random_examples(vocab_size, [30, 18], [12, 0], seed=2), 48),
+    ]
+    return {key: torch.cat([row[key] for row in rows]) for key in rows[0]}
+
+
+def _logits_and_grads(model: torch.nn.Module, batch: dict[str, Tensor], device: str) -> tuple[Tensor, dict]:
+    model.zero_grad()
+    logits, _ = model(**{key: value.to(device) for key, value in batch.items()})
+    weights = torch.randn(logits.shape, generator=torch.Generator().manual_seed(3)).to(logits)
+    (logits * weights * (batch["segment_ids"] > 0).to(logits)[..., None]).sum().backward()
+    grads = {name: p.grad.cpu() for name, p in model.named_parameters() if p.grad is not None}
+    return logits.detach().cpu(), grads
+
+
+def assert_model_matches_chunked(
+    family: str, bidirectional_layers: str, device: str, fast: contextlib.AbstractContextManager, tolerance: float
+) -> None:
+    """A tiny model's logits and parameter gradients on packed rows are the same on ``device`` inside ``fast`` (the
+    fla paths) as on the CPU's chunked forms."""
+    model = family_checks.tiny_model(family, bidirectional_layers=bidirectional_layers)
+    batch = _packed_rows(model.config.vocab_size)
+    expected_logits, expected_grads = _logits_and_grads(model, batch, "cpu")
+    with fast:
+        logits, grads = _logits_and_grads(model.to(device), batch, device)
+    torch.testing.assert_close(logits, expected_logits, rtol=tolerance, atol=tolerance)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        scale = max(1.0, expected_grads[name].abs().max().item())
+        torch.testing.assert_close(grad, expected_grads[name], rtol=tolerance, atol=tolerance * scale, msg=name)

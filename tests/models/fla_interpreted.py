@@ -10,8 +10,10 @@ limitations, so SUPRA's wiring is checked with ``fused_recurrent_simple_gla``, w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 
 if os.environ.get("TRITON_INTERPRET") != "1":
     raise RuntimeError("fla_interpreted.py needs TRITON_INTERPRET=1 set before Triton is imported; "
@@ -22,6 +24,7 @@ import torch  # noqa: E402
 import triton.runtime.autotuner as autotuner  # noqa: E402
 
 import fla_checks  # noqa: E402
+from birdie.models import decay_attention, scan  # noqa: E402
 from birdie.models.decay_attention import _fla_decay_linear_attention  # noqa: E402
 from birdie.models.scan import _fla_linear_scan  # noqa: E402
 
@@ -48,3 +51,26 @@ def test_fla_decay_attention_matches_reference(dtype):
 
     attend = functools.partial(_fla_decay_linear_attention, kernel=fused_recurrent_simple_gla)
     fla_checks.assert_decay_attention_matches_reference(attend, "cpu", dtype, tolerance=1e-5)
+
+
+
+def _float32_on_fla(tensor: torch.Tensor) -> bool:
+    return tensor.dtype != torch.float64
+
+
+@contextlib.contextmanager
+def _fla_dispatch_on_cpu() -> Iterator[None]:
+    """The models dispatch CPU tensors as they would CUDA ones (SUPRA on the fused kernel the interpreter runs)."""
+    from fla.ops.simple_gla import fused_recurrent_simple_gla
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan, "uses_fla", _float32_on_fla)
+        patch.setattr(decay_attention, "uses_fla", _float32_on_fla)
+        patch.setattr(decay_attention, "_fla_decay_linear_attention",
+                      functools.partial(_fla_decay_linear_attention, kernel=fused_recurrent_simple_gla))
+        yield
+
+
+@pytest.mark.parametrize("family, bidirectional_layers", fla_checks.MODEL_CASES)
+def test_models_on_the_fla_paths_match_the_chunked_forms(family, bidirectional_layers):
+    fla_checks.assert_model_matches_chunked(family, bidirectional_layers, "cpu", _fla_dispatch_on_cpu(), 1e-5)

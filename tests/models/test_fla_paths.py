@@ -4,14 +4,16 @@ equal the plain references, forward and gradients.
 Two places run the same checks (``fla_checks.py``):
 
 * everywhere fla is installed (``pip install birdie-lm[fla]``, part of ``[dev]``): the fla wiring on CPU tensors
-  under Triton's interpreter, in a subprocess (``fla_interpreted.py``), so the interpreter never leaks into
-  other tests;
+  under Triton's interpreter, op by op and inside whole tiny models, in a subprocess (``fla_interpreted.py``),
+  so the interpreter never leaks into other tests;
 * on a CUDA GPU: the public functions, so the real dispatch picks the compiled kernels
-  (``fused_recurrent_hgrn`` for scans, ``chunk_simple_gla`` for SUPRA).
+  (``fused_recurrent_hgrn`` for scans, ``chunk_simple_gla`` for SUPRA), and whole tiny models of the recurrent
+  families against the same models on the CPU's chunked forms.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -62,3 +64,12 @@ def test_linear_scan_on_gpu_matches_reference(case, reverse):
 def test_decay_attention_on_gpu_matches_reference(dtype):
     # chunk_simple_gla's float32 matmuls may run in TF32 on the GPU.
     fla_checks.assert_decay_attention_matches_reference(decay_linear_attention, "cuda", dtype, tolerance=2e-3)
+
+
+@needs_gpu
+@needs_fla
+@pytest.mark.parametrize("family, bidirectional_layers", fla_checks.MODEL_CASES)
+def test_models_on_gpu_match_the_chunked_forms(family, bidirectional_layers, monkeypatch):
+    # Hawk's temporal conv would otherwise run in TF32 (cuDNN's default); chunk_simple_gla's matmuls still may.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    fla_checks.assert_model_matches_chunked(family, bidirectional_layers, "cuda", contextlib.nullcontext(), 2e-3)
