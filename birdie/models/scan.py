@@ -24,8 +24,8 @@ accumulation dtype and callers cast it back.
 
 On CUDA with ``flash-linear-attention`` installed (``pip install birdie-lm[fla]``), float32 scans run through its
 Triton kernel ``fused_recurrent_hgrn`` instead (:func:`_fla_linear_scan`): the batch is flattened into one varlen
-sequence whose pieces (``cu_seqlens``) end at every row end and reset, so the kernel never carries state across
-one and runs the pieces in parallel. float64 stays on the chunked scan (fla has no float64 kernels). fla is
+sequence cut into pieces (``cu_seqlens``) at every row start and reset, so the kernel never carries state across
+either and runs the pieces in parallel. That kernel works on ``log a``, so there decays must be >= 0. float64 stays on the chunked scan (fla has no float64 kernels). fla is
 imported lazily and never required.
 """
 
@@ -157,7 +157,7 @@ def linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse: bool
     """Fast diagonal linear recurrence with per-position resets.
 
     Args:
-        a: (B, T, D) decays, usually in [0, 1].
+        a: (B, T, D) decays, usually in [0, 1]; >= 0 on the fla path (CUDA float32 with fla installed).
         x: (B, T, D) inputs.
         reset: optional (B, T) bool; True where no state flows into position t from its predecessor in scan
             order (t - 1 forward, t + 1 reverse), i.e. ``h_t = x_t`` there. Segment starts for forward scans.
@@ -190,6 +190,9 @@ def _fla_linear_scan(a: Tensor, x: Tensor, reset: Tensor | None = None, reverse:
     ``log a``: a == 0 inside a piece gives g = -inf, and exp(-inf) = 0 drops the state exactly, as the chunked
     scan does; there is nothing to clamp.
     """
+    if bool((a < 0).any()):
+        raise ValueError("linear_scan on fla's kernel needs decays a >= 0 (it runs on log a); got negative values. "
+                         "Pass float64 tensors or CPU tensors to use the chunked scan, which accepts any a")
     batch, length, width = x.shape
     cut = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
     cut[:, 0] = True

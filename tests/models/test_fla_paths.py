@@ -24,7 +24,7 @@ import torch
 
 import fla_checks
 from birdie.models.decay_attention import decay_linear_attention
-from birdie.models.scan import fla_available, linear_scan, uses_fla
+from birdie.models.scan import _fla_linear_scan, fla_available, linear_scan, uses_fla
 
 needs_fla = pytest.mark.skipif(not fla_available(), reason="flash-linear-attention not installed: "
                                                           "pip install 'birdie-lm[fla]'")
@@ -33,6 +33,13 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 def test_cpu_tensors_stay_on_the_chunked_forms():
     assert not uses_fla(torch.zeros(1))
+
+
+def test_fla_scan_rejects_negative_decays_instead_of_returning_nan():
+    a = torch.full((1, 4, 2), 0.5)
+    a[0, 2, 1] = -0.5
+    with pytest.raises(ValueError, match="a >= 0"):
+        _fla_linear_scan(a, torch.ones(1, 4, 2))
 
 
 @needs_fla
