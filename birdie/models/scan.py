@@ -25,8 +25,8 @@ accumulation dtype and callers cast it back.
 On CUDA with ``flash-linear-attention`` installed (``pip install birdie-lm[fla]``), float32 scans run through its
 Triton kernel ``fused_recurrent_hgrn`` instead (:func:`_fla_linear_scan`): the batch is flattened into one varlen
 sequence cut into pieces (``cu_seqlens``) at every row start and reset, so the kernel never carries state across
-either and runs the pieces in parallel. That kernel works on ``log a``, so there decays must be >= 0. float64 stays on the chunked scan (fla has no float64 kernels). fla is
-imported lazily and never required.
+either and runs the pieces in parallel. That kernel works on ``log a``, so there decays must be >= 0. float64
+stays on the chunked scan (fla has no float64 kernels). fla is imported lazily and never required.
 """
 
 from __future__ import annotations

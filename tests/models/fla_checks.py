@@ -36,7 +36,9 @@ SEGMENTS = [
 ]
 
 
-def scan_inputs(batch: int, length: int, width: int, pattern: str, seed: int = 0) -> tuple[Tensor, Tensor, Tensor | None]:
+def scan_inputs(
+    batch: int, length: int, width: int, pattern: str, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Decays in [0, 1) with some exact zeros away from resets (a == 0 must drop the state exactly), inputs, and
     resets: none, random, or at both row edges (first and last position of each row)."""
     gen = torch.Generator().manual_seed(seed)
