@@ -32,6 +32,7 @@ so its cost barely grows with N.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -262,27 +263,28 @@ def scan_rows(entering: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out, h.reshape(-1, width)[:length])
 
 
-def _normalize(x: Tensor) -> tuple[Tensor, Tensor]:
-    """RMS-normalize the rows of x (T, D) without weight: the normalized rows and their (T, 1) inverse RMS."""
-    inverse_rms = torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True).add_(NORM_EPS))
-    return x * inverse_rms, inverse_rms
+def _normalize(x: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """RMSNorm of the rows of x (T, D): the normalized rows, their (T, 1) inverse RMS, ``normalized * weight``."""
+    inverse_rms = torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True).add_(eps))
+    normalized = x * inverse_rms
+    return normalized, inverse_rms, normalized * weight
 
 
-def _normalize_backward(grad_out: Tensor, normalized: Tensor, inverse_rms: Tensor, weight: Tensor,
-                        grad_weight: Tensor) -> Tensor:
-    """Backward of ``normalized * weight`` (see :func:`_normalize`): writes dL/dweight, returns dL/dx."""
-    product = grad_out * normalized
+def _normalize_backward(grad_z: Tensor, normalized: Tensor, inverse_rms: Tensor, weight: Tensor,
+                        grad_weight: Tensor, grad_x: Tensor) -> Tensor:
+    """Backward of :func:`_normalize`: writes dL/dweight and ADDS dL/dx into ``grad_x`` (returned)."""
+    product = grad_z * normalized
     torch.sum(product, dim=0, out=grad_weight)
-    # dx = r * (g - n * mean(g * n)) with g = grad_out * weight, n = normalized, r = inverse_rms.
+    # dx = r * (g - n * mean(g * n)) with g = grad_z * weight, n = normalized, r = inverse_rms.
     projection = torch.mv(product, weight).unsqueeze_(1).mul_(inverse_rms).div_(normalized.shape[1])
-    return torch.mul(grad_out, weight).mul_(inverse_rms).addcmul_(normalized, projection, value=-1)
+    grad_x.addcmul_(grad_z * weight, inverse_rms)
+    return grad_x.addcmul_(normalized, projection, value=-1)
 
 
-def _block_forward(block: GatedSSMBlock, x: Tensor) -> tuple[Tensor, tuple]:
+def _block_forward(block: GatedSSMBlock, x: Tensor, eps: float) -> tuple[Tensor, tuple]:
     """``block(x)`` for one (T, width) sequence, and what :func:`_block_backward` needs."""
     state = block.state
-    normalized, inverse_rms = _normalize(x)
-    z = normalized * block.norm.weight
+    normalized, inverse_rms, z = _normalize(x, block.norm.weight, eps)
     projected = z @ block.in_proj.weight.T
     projected[:, :state] += block.decay_bias
     gates = torch.sigmoid(projected[:, :3 * state])
@@ -298,7 +300,7 @@ def _block_forward(block: GatedSSMBlock, x: Tensor) -> tuple[Tensor, tuple]:
 
 
 def _block_backward(block: GatedSSMBlock, grad_y: Tensor, saved: tuple, grads: dict[Tensor, Tensor]) -> Tensor:
-    """dL/dx of :func:`_block_forward` from dL/dy; writes the block's parameter gradients into ``grads``."""
+    """dL/dx of :func:`_block_forward` from dL/dy (reused as the result's buffer); writes the block's gradients."""
     normalized, inverse_rms, z, gates, value, keep, kept_in, h, mixed = saved
     state = block.state
     a, gate_in, gate_out = gates.split(state, dim=1)
@@ -319,14 +321,40 @@ def _block_backward(block: GatedSSMBlock, grad_y: Tensor, saved: tuple, grads: d
     grad_gates.mul_(gates).mul_(torch.rsub(gates, 1))
     torch.sum(grad_a, dim=0, out=grads[block.decay_bias])
     torch.mm(grad_projected.T, z, out=grads[block.in_proj.weight])
-    grad_x = _normalize_backward(grad_projected @ block.in_proj.weight, normalized, inverse_rms,
-                                 block.norm.weight, grads[block.norm.weight])
-    return grad_x.add_(grad_y)
+    return _normalize_backward(grad_projected @ block.in_proj.weight, normalized, inverse_rms, block.norm.weight,
+                               grads[block.norm.weight], grad_y)
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """One implementation of the training path's norm and block passes (torch here, numba in reward_kernels)."""
+
+    normalize: Callable[[Tensor, Tensor, float], tuple[Tensor, Tensor, Tensor]]
+    normalize_backward: Callable[..., Tensor]
+    block_forward: Callable[[GatedSSMBlock, Tensor, float], tuple[Tensor, tuple]]
+    block_backward: Callable[[GatedSSMBlock, Tensor, tuple, dict[Tensor, Tensor]], Tensor]
+
+
+_TORCH = _Backend(_normalize, _normalize_backward, _block_forward, _block_backward)
+
+
+def _backend(compiled: bool | None) -> _Backend:
+    """The numba kernels when installed (``compiled`` None or True), else the torch path (``compiled`` False)."""
+    if compiled is False:
+        return _TORCH
+    try:
+        from birdie.curriculum import reward_kernels
+    except ImportError:
+        if compiled:
+            raise ImportError("compiled=True needs numba: pip install 'birdie-lm[fast]'") from None
+        return _TORCH
+    return _Backend(reward_kernels.normalize, reward_kernels.normalize_backward, reward_kernels.block_forward,
+                    reward_kernels.block_backward)
 
 
 @torch.no_grad()
-def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Tensor,
-                       grads: dict[Tensor, Tensor]) -> Tensor:
+def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Tensor, grads: dict[Tensor, Tensor],
+                       compiled: bool | None = None) -> Tensor:
     """MSE of ``model(rows)`` against ``rewards`` and every parameter's gradient, without autograd.
 
     Args:
@@ -335,19 +363,20 @@ def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Ten
             does not depend on parameters, computed once per fit.
         rewards: (T, K) targets.
         grads: for each parameter of ``model``, a tensor of its shape that receives its gradient (overwritten).
+        compiled: use the numba kernels (None: when numba is installed; True: required; False: torch only).
     Returns:
         The scalar MSE.
     """
+    backend = _backend(compiled)
     split = model.input_norm
     gamma = torch.cat([split.first.weight, split.second.weight])
     inputs = normalized_rows * gamma
     x = inputs @ model.embed.weight.T
     saved = []
     for block in model.blocks:
-        x, block_saved = _block_forward(block, x)
+        x, block_saved = backend.block_forward(block, x, NORM_EPS)
         saved.append(block_saved)
-    normalized, inverse_rms = _normalize(x)
-    z = normalized * model.head_norm.weight
+    normalized, inverse_rms, z = backend.normalize(x, model.head_norm.weight, NORM_EPS)
     prediction = torch.tanh(torch.addmm(model.head.bias, z, model.head.weight.T))
     error = prediction - rewards
     loss = torch.mean(error * error)
@@ -355,10 +384,10 @@ def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Ten
     grad_logits = error.mul_(2.0 / error.numel()).mul_(torch.rsub(prediction * prediction, 1))
     torch.mm(grad_logits.T, z, out=grads[model.head.weight])
     torch.sum(grad_logits, dim=0, out=grads[model.head.bias])
-    grad_x = _normalize_backward(grad_logits @ model.head.weight, normalized, inverse_rms,
-                                 model.head_norm.weight, grads[model.head_norm.weight])
+    grad_x = backend.normalize_backward(grad_logits @ model.head.weight, normalized, inverse_rms,
+                                        model.head_norm.weight, grads[model.head_norm.weight], torch.zeros_like(x))
     for block, block_saved in zip(reversed(model.blocks), reversed(saved)):
-        grad_x = _block_backward(block, grad_x, block_saved, grads)
+        grad_x = backend.block_backward(block, grad_x, block_saved, grads)
     torch.mm(grad_x.T, inputs, out=grads[model.embed.weight])
     grad_gamma = torch.sum((grad_x @ model.embed.weight).mul_(normalized_rows), dim=0)
     grads[split.first.weight].copy_(grad_gamma[:model.num_configs])

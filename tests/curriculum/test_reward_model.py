@@ -143,8 +143,11 @@ def normalized_rows(rows: torch.Tensor, num_configs: int) -> torch.Tensor:
     return torch.cat([F.rms_norm(half, (num_configs,), eps=NORM_EPS) for half in rows.split(num_configs, 1)], 1)
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["torch", "numba"])
 @pytest.mark.parametrize("length", [1, 2, 9, 40])
-def test_hand_written_gradients_match_autograd(length):
+def test_hand_written_gradients_match_autograd(length, compiled):
+    if compiled:
+        pytest.importorskip("numba")
     torch.manual_seed(length)
     num_configs = 5
     model = RewardModel(num_configs, RewardModelConfig(width=16, num_layers=2, state_expansion=2)).double()
@@ -154,7 +157,7 @@ def test_hand_written_gradients_match_autograd(length):
     expected_loss = F.mse_loss(model(rows[None])[0], rewards)
     expected = torch.autograd.grad(expected_loss, parameters)
     grads = {parameter: torch.full_like(parameter, float("nan")) for parameter in parameters}
-    loss = loss_and_gradients(model, normalized_rows(rows, num_configs), rewards, grads)
+    loss = loss_and_gradients(model, normalized_rows(rows, num_configs), rewards, grads, compiled=compiled)
     torch.testing.assert_close(loss, expected_loss.detach())
     for (name, parameter), grad in zip(model.named_parameters(), expected):
         torch.testing.assert_close(grads[parameter], grad, msg=lambda message: f"{name}: {message}")
