@@ -18,10 +18,15 @@ from birdie.tokenizers import Tokenizer
 
 # Shuffled text usually encodes into more tokens than the original; shrink the chunk this many times at most.
 MAX_FIT_ATTEMPTS = 4
-# A shrunk chunk aims this much below the length that the last attempt's shuffled/original token ratio allows:
-# the ratio varies from chunk to chunk, and aiming exactly at it failed (one more decode, shuffle and encode with
-# the user's tokenizer, the expensive part) about half the time.
+# A shrunk chunk aims this much below the length that the measured shuffled/original token ratio allows: the
+# ratio varies along a document, and aiming exactly at it failed (one more decode, shuffle and encode with the
+# user's tokenizer, the expensive part) about half the time.
 FIT_MARGIN = 0.9
+# A BPE makes ~3-4x more tokens of shuffled English than of the original (the byte tokenizer: 1x). A chunk longer
+# than room / (1 + PESSIMISTIC_RATIO) may not fit, so the ratio is first measured on its first PROBE_TOKENS ids:
+# a full attempt that fails wastes far more (on 512-1024-token chunks at budget 2048 every first attempt did).
+PESSIMISTIC_RATIO = 4
+PROBE_TOKENS = 48
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Deshuffling(ObjectiveConfig):
         ids = as_ids(ids)
         room = budget - self.paradigm_tokens
         n = self.chunk_length(len(ids), room // 2, rng)
+        if n > max(room // (1 + PESSIMISTIC_RATIO), 2 * PROBE_TOKENS):
+            probe = len(shuffle_text(ids[:PROBE_TOKENS], self.shuffle_fraction, rng, tokenizer)) / PROBE_TOKENS
+            n = min(n, int(FIT_MARGIN * room / (1 + probe)))
         for _ in range(MAX_FIT_ATTEMPTS):
             if n < self.min_tokens:
                 break

@@ -93,6 +93,23 @@ def test_shuffled_text_that_encodes_longer_is_refitted_not_dropped(bpe, fraction
     assert made >= 38, "shrinking finds a chunk that fits for all but the tiniest budgets"
 
 
+@pytest.mark.parametrize("fraction", [0.5, 1.0])
+def test_long_chunks_are_sized_to_fill_the_budget(bpe, fraction, monkeypatch):
+    """512-1024-token chunks of long documents at budget 2048: their shuffled text needs 2-3x the tokens, so the
+    chunk is sized from a probe of the ratio; it is the drawn length (>= 512) or close to the longest that fits."""
+    config = Deshuffling(shuffle_fraction=fraction, length=(512, 1024))
+    encoded, used = [], 0
+    monkeypatch.setattr(bpe, "encode_once", lambda text: encoded.append(text) or bpe.encode(text), raising=False)
+    for seed in range(6):
+        ids = np.concatenate([document(bpe, seed * 5 + k) for k in range(5)])
+        result = config(ids, np.random.default_rng(seed), 2048, bpe)
+        check_example(bpe, config, ids, 2048, result)
+        ratio = (len(result.prefix) - 1) / len(result.target)
+        assert len(result.target) >= min(512, 0.75 * 2047 / (1 + ratio))
+        used += len(bpe.decode(result.target))
+    assert sum(map(len, encoded)) < 1.3 * used, "no full-size attempt is wasted on a chunk that cannot fit"
+
+
 @pytest.mark.parametrize("tokenizer_name", ["bytes", "bpe"])
 def test_same_seed_same_example_other_seed_other_shuffle(bpe, tokenizer_name):
     tokenizer = bpe if tokenizer_name == "bpe" else ByteTokenizer()
