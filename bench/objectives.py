@@ -11,11 +11,17 @@ one small numpy call (``small + 1`` on 16 int64) measured in the same run; their
 "numpy calls".
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/objectives.py [--seconds 1.0] [--results bench/RESULTS.md]
+                                                           [--compare-with GIT_REV [--repeats 3]]
+
+``--compare-with REV`` also measures ``birdie/objectives`` as it stood at git revision REV (imported from ``git
+show`` output as a separate package), before and after alternating ``--repeats`` times per configuration so load
+changes on a shared machine hit both alike; each side keeps its best repeat.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import subprocess
@@ -30,6 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
+import birdie.objectives as current  # noqa: E402
 from birdie.objectives import make_objective, mixture_probabilities, resolve_mixture  # noqa: E402
 from birdie.tokenizers import ByteTokenizer, Tokenizer, train_bpe  # noqa: E402
 
@@ -106,10 +113,35 @@ def consume(pick_objective, ids: np.ndarray, rng: np.random.Generator, tokenizer
     return len(ids) - len(rest), calls
 
 
-def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray],
-                         seconds: float) -> tuple[float, float]:
-    objective, rng = make_objective(entry), np.random.default_rng(0)
+def objective_throughput(entry: dict, tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float,
+                         objectives=current) -> tuple[float, float]:
+    objective, rng = objectives.make_objective(entry), np.random.default_rng(0)
     return throughput(lambda ids: consume(lambda: objective, ids, rng, tokenizer), documents, seconds)
+
+
+def objectives_at(revision: str, directory: Path):
+    """``birdie.objectives`` as it stood at git ``revision``, imported as the package ``birdie_before.objectives``
+    (its own imports of ``birdie.objectives`` rewritten; everything else, e.g. the tokenizers, is today's)."""
+    files = subprocess.run(["git", "ls-tree", "--name-only", revision, "birdie/objectives/"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    package = directory / "birdie_before" / "objectives"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    for name in files:
+        source = subprocess.run(["git", "show", f"{revision}:{name}"], capture_output=True, text=True, check=True).stdout
+        (package / Path(name).name).write_text(source.replace("birdie.objectives", "birdie_before.objectives"))
+    sys.path.insert(0, str(directory))
+    return importlib.import_module("birdie_before.objectives")
+
+
+def best_of_alternating(measure_before, measure_after, repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Each side's best ``(tokens/s, s/call)`` over ``repeats`` alternating runs (the first side alternates too)."""
+    before, after = [], []
+    for repeat in range(repeats):
+        runs = [(before, measure_before), (after, measure_after)][:: 1 if repeat % 2 else -1]
+        for results, measure in runs:
+            results.append(measure())
+    return max(before), max(after)
 
 
 def mixture_throughput(tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> tuple[float, float]:
@@ -128,6 +160,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     parser.add_argument("--documents", type=int, default=200, help="documents of ~800 words each")
     parser.add_argument("--results", default=None, help="append a markdown section to this file")
+    parser.add_argument("--compare-with", metavar="REV", help="also measure birdie/objectives at this git revision")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating before/after runs with --compare-with")
+    parser.add_argument("--only", default="", help="measure only configurations whose key contains this text")
     args = parser.parse_args()
 
     texts = generated_text(args.documents, 800)
@@ -135,42 +170,80 @@ def main() -> None:
         corpus = Path(tmp) / "corpus.txt"
         corpus.write_text("\n".join(generated_text(400, 800, seed=1)))
         bpe = train_bpe([corpus], vocab_size=8192)
-    tokenizers = {"bytes": ByteTokenizer(), "bpe-8k": bpe}
-    encoded = {name: [tok.encode(t) for t in texts] for name, tok in tokenizers.items()}
-
-    call = numpy_call_seconds()
-    header = (f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} Mtok/s" for n in tokenizers)
-              + f" | bytes µs/call (in {call * 1e6:.2f} µs numpy calls) |")
-    rows = [header, "|---|" + "---:|" * (len(tokenizers) + 1)]
-    rows.append("| tokenizer.encode (reference) | " + " | ".join(
-        f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values()) + " | |")
-
-    def row(label: str, measured: list[tuple[float, float]]) -> str:
-        per_call = measured[0][1]
-        return (f"| {label} | " + " | ".join(f"{rate / 1e6:.2f}" for rate, _ in measured)
-                + f" | {per_call * 1e6:.1f} (≈ {per_call / call:.0f}) |")
-
-    for entry in CONFIGS:
-        rows.append(row(make_objective(entry).key,
-                        [objective_throughput(entry, tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]))
-        print(rows[-1], flush=True)
-    rows.append(row("birdie mixture (104 configs, sampled)",
-                    [mixture_throughput(tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]))
-    table = "\n".join(rows)
+        before = objectives_at(args.compare_with, Path(tmp)) if args.compare_with else None
+        tokenizers = {"bytes": ByteTokenizer(), "bpe-8k": bpe}
+        encoded = {name: [tok.encode(t) for t in texts] for name, tok in tokenizers.items()}
+        call = numpy_call_seconds()
+        table = (comparison_table(before, args, tokenizers, texts, encoded, call) if before is not None
+                 else throughput_table(args, tokenizers, texts, encoded, call))
     print("\n" + table)
 
     if args.results:
         import torch
 
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        compared = f", before = {args.compare_with}, best of {args.repeats} alternating runs" if before else ""
         with open(args.results, "a") as f:
             f.write(
                 f"\n## Objectives throughput (bench/objectives.py)\n\n"
-                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, {platform.machine()} "
+                f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{compared}, {platform.machine()} "
                 f"({os.cpu_count()} cores, shared with other jobs while measured), one core, Python "
                 f"{sys.version.split()[0]}, numpy {np.__version__}, torch {torch.__version__}. Source tokens consumed "
-                f"per second on pre-tokenized word-salad documents (~800 words), budget {BUDGET}.\n\n{table}\n"
+                f"per CPU-second on pre-tokenized word-salad documents (~800 words), budget {BUDGET}.\n\n{table}\n"
             )
+
+
+def selected(text: str) -> list[dict]:
+    return [entry for entry in CONFIGS if text in make_objective(entry).key]
+
+
+def encode_row(tokenizers: dict[str, Tokenizer], texts: list[str]) -> str:
+    return "| tokenizer.encode (reference) | " + " | ".join(
+        f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values())
+
+
+def throughput_table(args, tokenizers: dict[str, Tokenizer], texts: list[str], encoded: dict[str, list[np.ndarray]],
+                     call: float) -> str:
+    header = (f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} Mtok/s" for n in tokenizers)
+              + f" | bytes µs/call (in {call * 1e6:.2f} µs numpy calls) |")
+    rows = [header, "|---|" + "---:|" * (len(tokenizers) + 1), encode_row(tokenizers, texts) + " | |"]
+
+    def row(label: str, measured: list[tuple[float, float]]) -> str:
+        per_call = measured[0][1]
+        return (f"| {label} | " + " | ".join(f"{rate / 1e6:.2f}" for rate, _ in measured)
+                + f" | {per_call * 1e6:.1f} (≈ {per_call / call:.0f}) |")
+
+    for entry in selected(args.only):
+        rows.append(row(make_objective(entry).key,
+                        [objective_throughput(entry, tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]))
+        print(rows[-1], flush=True)
+    rows.append(row("birdie mixture (104 configs, sampled)",
+                    [mixture_throughput(tok, encoded[n], args.seconds) for n, tok in tokenizers.items()]))
+    return "\n".join(rows)
+
+
+def comparison_table(before, args, tokenizers: dict[str, Tokenizer], texts: list[str],
+                     encoded: dict[str, list[np.ndarray]], call: float) -> str:
+    """Before/after Mtok/s per tokenizer and configuration (deshuffling and the mixture are left out: they are
+    not this comparison's subject and the mixture's draws differ between versions)."""
+    header = (f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} before | {n} after | ×" for n in tokenizers)
+              + f" | bytes µs/call before → after (numpy call {call * 1e6:.2f} µs) |")
+    encode = [f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values()]
+    rows = [header, "|---|" + "---:|" * (3 * len(tokenizers) + 1),
+            "| tokenizer.encode (reference) | " + " | ".join(f" | {rate} | " for rate in encode) + " | |"]
+    for entry in selected(args.only):
+        if entry["name"] == "deshuffling":
+            continue
+        cells, per_call = [], None
+        for name, tok in tokenizers.items():
+            then, now = best_of_alternating(
+                lambda: objective_throughput(entry, tok, encoded[name], args.seconds, before),
+                lambda: objective_throughput(entry, tok, encoded[name], args.seconds), args.repeats)
+            cells += [f"{then[0] / 1e6:.2f}", f"{now[0] / 1e6:.2f}", f"{now[0] / then[0]:.2f}"]
+            per_call = per_call or f"{then[1] * 1e6:.1f} → {now[1] * 1e6:.1f}"
+        rows.append(f"| {make_objective(entry).key} | " + " | ".join(cells) + f" | {per_call} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ Example (spans "songs fill" and "air" masked; the +deshuffling variant also perm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, Skip, as_ids
-from birdie.objectives.spans import SpanCorruptionConfig, corrupted_pieces, gather_segments
+from birdie.objectives.spans import SpanCorruptionConfig, gather_segments, gather_shifted, segments
 from birdie.tokenizers import Tokenizer
 
 
@@ -41,17 +42,22 @@ class Autoencoding(SpanCorruptionConfig):
     def example_cost(self, n: int, noise: int, spans: int) -> int:
         return 2 * n - noise + spans
 
+    def extra_uniforms(self, spans: int) -> int:
+        return spans + 3 if self.shuffle else 0
+
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
         layout = self.sample_layout(ids, rng, budget, tokenizer)
         if isinstance(layout, Skip):
             return layout
-        starts, sizes = corrupted_pieces(layout.kept, layout.lengths, layout.n)
+        masked_length = layout.n - layout.noise + layout.spans + self.paradigm_tokens
         if self.shuffle:
-            starts, sizes = shuffle_pieces(starts, sizes, rng)
-        masked = gather_segments(layout.source, starts, sizes)
-        return Example(prefix=self.with_paradigm(masked, rng, tokenizer), target=ids[:layout.n],
-                       leftover=ids[layout.n:])
+            starts, sizes = shuffle_pieces(segments(layout, "pieces"), layout.kept_before_first_span > 0,
+                                           layout.uniforms[:layout.spans + 3])
+            masked = gather_segments(layout.source, starts, sizes, masked_length)
+        else:
+            masked = gather_shifted(layout.source, *segments(layout, "masked"), masked_length)
+        return Example(masked, ids[:layout.n], ids[layout.n:])
 
 
 @dataclass(frozen=True)
@@ -67,17 +73,31 @@ class AutoencodingWithDeshuffling(Autoencoding):
     shuffle: ClassVar[bool] = True
 
 
-def shuffle_pieces(starts: np.ndarray, sizes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The non-empty pieces (rows of ``starts``/``sizes``) in a random order other than the original one.
+def shuffle_pieces(pieces: np.ndarray, first_piece: bool, keys: np.ndarray) -> np.ndarray:
+    """The masked chunk's pieces -- ``[] run_0``, then each ``S_i run_{i+1}``, as segment pairs from
+    :func:`~birdie.objectives.spans.segments` (``"pieces"``, starts and sizes; the two paradigm slots follow them) --
+    in a random order other than the original one, between the paradigm slots.
 
-    Only the first piece (the kept run before the first span) can be empty; every other one holds a sentinel.
+    The order is the argsort of ``keys`` (``k + 3`` uniforms, overwritten): a uniform permutation of the pieces, with
+    the paradigm slots pinned to the ends by keys below and above every uniform. Only the first piece can be empty
+    (``first_piece`` false); it is then pinned to its place too, so it cannot count as a move.
     """
-    if sizes[0, 1] == 0:
-        starts, sizes = starts[1:], sizes[1:]
-    count = len(sizes)
-    if count < 2:
-        return starts, sizes
-    order = rng.permutation(count)
-    if order[0] == 0 and not np.any(order[1:] < order[:-1]):  # the identity: every piece would stay in place
-        order = np.roll(order, 1)
-    return starts[order], sizes[order]
+    keys[0], keys[-1] = -2.0, 2.0
+    if not first_piece:
+        keys[1] = -1.0
+    order = keys.argsort()
+    pinned = 1 if first_piece else 2
+    if int(order[pinned]) == pinned and not (order[1:] < order[:-1]).any():  # the identity: every piece stays
+        order[pinned:-1] = np.roll(order[pinned:-1], 1)
+    return pieces[:, piece_segments(len(keys) - 3)[order].ravel()]
+
+
+@lru_cache(maxsize=None)
+def piece_segments(spans: int) -> np.ndarray:
+    """Segment pairs of the ``"pieces"`` table per piece: the paradigm slot before the chunk (with the empty segment),
+    ``[] run_0``, ``S_{i-1} run_i`` for ``i = 1..k``, then the slot after it (shape ``(k + 3, 2)``)."""
+    rows = np.arange(-2, 2 * spans + 4).reshape(-1, 2)
+    rows[0] = 2 * spans + 2, 0
+    rows[-1] = 2 * spans + 3, 0
+    rows.flags.writeable = False
+    return rows

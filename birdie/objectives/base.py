@@ -26,11 +26,11 @@ such as ``infilling_r0.15_s3_l128-256`` (for per-configuration logs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
-from birdie.tokenizers import Tokenizer
+from birdie.tokenizers import SpecialTokens, Tokenizer
 
 EMPTY = np.zeros(0, dtype=np.int32)
 
@@ -132,9 +132,7 @@ class ObjectiveConfig:
         """``prefix`` (int32) with this objective's paradigm token placed as ``self.paradigm`` says."""
         if self.paradigm == "none":
             return prefix.astype(np.int32, copy=False)
-        append = self.paradigm == "append" or (
-            self.paradigm == "random" and rng.random() < self.paradigm_append_prob
-        )
+        append = self.appends_paradigm(rng.random() if self.paradigm == "random" else 0.0)
         # Filling a preallocated array costs a third of np.concatenate on the short prefixes this hot path sees.
         out = np.empty(len(prefix) + 1, dtype=np.int32)
         if append:
@@ -143,21 +141,27 @@ class ObjectiveConfig:
             out[0], out[1:] = tokenizer.specials.paradigm(self.name), prefix
         return out
 
+    def appends_paradigm(self, uniform: float) -> bool:
+        """Whether the paradigm token goes at the end of the prefix (else at its start), for a ``uniform`` in [0, 1)
+        that decides the ``"random"`` mode. Objectives that place the token themselves call this directly."""
+        return self.paradigm == "append" or (self.paradigm == "random" and uniform < self.paradigm_append_prob)
+
     @property
     def paradigm_tokens(self) -> int:
         """How many positions the paradigm token takes (0 or 1)."""
         return 0 if self.paradigm == "none" else 1
 
     def chunk_length(self, available: int, cap: int, rng: np.random.Generator) -> int:
-        """Source tokens for one example: a draw from ``length`` capped by ``available`` (document) and ``cap``.
+        """Source tokens for one example: a draw from ``length`` capped by ``available`` (document) and ``cap``."""
+        return self.draw_length(available, cap, rng.random() if self.length is not None else 0.0)
 
-        The draw is ``lo + floor(u * (hi - lo + 1))`` for one ``u = rng.random()``: uniform like
-        ``rng.integers(lo, hi + 1)`` at a third of its cost per call.
-        """
+    def draw_length(self, available: int, cap: int, uniform: float) -> int:
+        """:meth:`chunk_length` for a given ``uniform`` in [0, 1): ``lo + floor(uniform * (hi - lo + 1))``, uniform
+        like ``rng.integers(lo, hi + 1)`` (objectives draw their uniforms in one block, far cheaper per call)."""
         n = min(available, cap)
         if self.length is not None:
             low, high = self.length
-            n = min(n, low + int(rng.random() * (high - low + 1)))
+            n = min(n, low + int(uniform * (high - low + 1)))
         return max(n, 0)
 
 
@@ -166,6 +170,36 @@ def as_ids(ids: Any) -> np.ndarray:
     if type(ids) is np.ndarray and ids.dtype == np.int32 and ids.ndim == 1:
         return ids  # the pipeline's case; skips the conversion calls on the per-example hot path
     return np.asarray(ids, dtype=np.int32).reshape(-1)
+
+
+_RAMP = np.arange(1 << 14)
+_RAMP.flags.writeable = False
+
+
+def ramp(stop: int) -> np.ndarray:
+    """``np.arange(stop)`` (int64, read-only view of a shared array: cheaper than a new one per call)."""
+    global _RAMP
+    if stop > len(_RAMP):
+        _RAMP = np.arange(max(stop, 2 * len(_RAMP)))
+        _RAMP.flags.writeable = False
+    return _RAMP[:stop]
+
+
+_ROWS: dict[tuple[int, str], tuple[SpecialTokens, np.ndarray]] = {}
+
+
+def special_row(specials: SpecialTokens, name: str, make: Callable[[SpecialTokens, str], list[int]]) -> np.ndarray:
+    """The read-only int32 array ``make(specials, name)``, built once per special-token table and ``name``.
+
+    Objectives append such a row (their paradigm token, sentinels or markers) to the chunk they gather from on every
+    call; looking it up by the table's identity costs far less than rebuilding it.
+    """
+    hit = _ROWS.get((id(specials), name))
+    if hit is None or hit[0] is not specials:  # the table holds its specials, so the id is not reused meanwhile
+        row = np.array(make(specials, name), dtype=np.int32)
+        row.flags.writeable = False
+        hit = _ROWS[(id(specials), name)] = (specials, row)
+    return hit[1]
 
 
 def too_short(need: int, got: int, ids: np.ndarray, budget: int) -> Skip:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, Skip, as_ids
-from birdie.objectives.spans import SpanCorruptionConfig, corrupted_pieces, gather_segments
+from birdie.objectives.spans import SpanCorruptionConfig, gather_shifted, segments
 from birdie.tokenizers import Tokenizer
 
 
@@ -44,8 +44,7 @@ class Infilling(SpanCorruptionConfig):
         layout = self.sample_layout(ids, rng, budget, tokenizer)
         if isinstance(layout, Skip):
             return layout
-        n, noise, kept, lengths, source = layout
-        both = gather_segments(source, *corrupted_pieces(kept, lengths, n, with_target=True))
-        masked_length = n - noise + len(lengths)
-        return Example(prefix=self.with_paradigm(both[:masked_length], rng, tokenizer), target=both[masked_length:],
-                       leftover=ids[n:])
+        n, noise, spans = layout[:3]
+        both = gather_shifted(layout.source, *segments(layout, "infilling"), n + 2 * spans + self.paradigm_tokens)
+        masked_length = n - noise + spans + self.paradigm_tokens
+        return Example(both[:masked_length], both[masked_length:], ids[n:])

@@ -12,13 +12,13 @@ the context; the target is the spans separated by ``<|sep|>``, then ``<|done|>``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 
-from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range
+from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range, special_row
 from birdie.objectives.spans import gather_segments
-from birdie.tokenizers import SELECTIVE_COPYING_MARKERS as MARKERS, Tokenizer
+from birdie.tokenizers import SELECTIVE_COPYING_MARKERS as MARKERS, SpecialTokens, Tokenizer
 
 Format = Literal["query_context", "context_query", "random"]
 
@@ -56,59 +56,64 @@ class SelectiveCopying(ObjectiveConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        # Scalar draws as lo + floor(u * (hi - lo + 1)): uniform, and far cheaper than rng.integers per call.
-        spans = uniform_int(self.num_spans, rng.random())
-        lengths = [uniform_int(self.span_length, u) for u in rng.random(spans).tolist()]
+        # One draw serves the whole example: 3 + the span count + 11 per span (8 placement tries, 2 delimiters).
+        uniforms = rng.random(4 + 11 * self.num_spans[1]).tolist()
+        spans = uniform_int(self.num_spans, uniforms[0])
+        lengths = [uniform_int(self.span_length, u) for u in uniforms[4:4 + spans]]
         max_delim = self.delimiter_length[1]
         # [context] ctx [copy] + per span [start] d [end] d; target: spans, (spans - 1) x [sep], [done]
         reserved = 2 + spans * (2 + 2 * max_delim) + sum(lengths) + spans
-        n = self.chunk_length(len(ids), budget - self.paradigm_tokens - reserved, rng)
-        placed = self._place(ids[:n], lengths, rng)
+        n = self.draw_length(len(ids), budget - self.paradigm_tokens - reserved, uniforms[1])
+        placed = self._place(ids[:n], lengths, uniforms[4 + self.num_spans[1]:], rng)
         if placed is None:
             return Skip(f"no room for {spans} span(s) with unique delimiters in {n} tokens (short or repetitive "
                         "text)", ids)
-        # One gather over segments [start, size, start, size, ...] of source = context + the six markers.
-        source = np.empty(n + len(MARKERS), dtype=np.int32)
-        source[:n], source[n:] = ids[:n], [tokenizer.specials.marker(m) for m in MARKERS]
-        context, copy, start, end, sep, done = range(n, n + len(MARKERS))
+        # One gather over segments of source = context + [paradigm, markers...] builds prefix and target.
+        source = np.concatenate((ids[:n], special_row(tokenizer.specials, self.name, _markers_row)))
+        paradigm, context, copy, start, end, sep, done = range(n, n + 1 + len(MARKERS))
         query, target = [copy, 1], []
         for first, length, before, after in placed:
             query += [start, 1, first - before, before, end, 1, first + length, after]
             target += [first, length, sep, 1]
         target[-2] = done
         with_context = [context, 1, 0, n]
-        query_first = self.format == "query_context" or (self.format == "random" and rng.random() < 0.5)
+        query_first = self.format == "query_context" or (self.format == "random" and uniforms[2] < 0.5)
         prefix = query + with_context if query_first else with_context + query
-        segments = np.array(prefix + target, dtype=np.int64)
-        both = gather_segments(source, segments[0::2], segments[1::2])
+        if self.paradigm_tokens:
+            prefix = prefix + [paradigm, 1] if self.appends_paradigm(uniforms[3]) else [paradigm, 1] + prefix
+        segments = np.array(prefix + target)
         prefix_length = sum(prefix[1::2])
-        return Example(prefix=self.with_paradigm(both[:prefix_length], rng, tokenizer), target=both[prefix_length:],
-                       leftover=ids[n:])
+        both = gather_segments(source, segments[0::2], segments[1::2], prefix_length + sum(target[1::2]))
+        return Example(prefix=both[:prefix_length], target=both[prefix_length:], leftover=ids[n:])
 
-    def _place(self, context: np.ndarray, lengths: list[int], rng: np.random.Generator):
+    def _place(self, context: np.ndarray, lengths: list[int], uniforms: list[float], rng: np.random.Generator):
         """``[(start, length, start_delimiter_length, end_delimiter_length)]`` per span, in context order, with
         every delimiter unique in the context; None when some span has no such place left.
 
         Each span goes to a random start among those whose ``max_delim`` tokens before and after are unique in the
-        context (found for all positions at once by hashing the windows) and whose tokens no earlier span took.
-        Its delimiters are then the shortest unique runs at least as long as a uniform draw from the range.
+        context and whose tokens no earlier span took (``uniforms`` holds 10 per span: 8 placement tries, then the
+        two delimiter draws). Its delimiters are then the shortest unique runs at least as long as a uniform draw
+        from the range.
         """
         width = self.delimiter_length[1]
-        n = len(context)
-        if n - 2 * width - max(lengths) + 1 < 1:
+        if len(context) - 2 * width - max(lengths) + 1 < 1:
             return None
-        hashes = _window_hashes(context, width)
-        unique = _unique(hashes[-1])
+        windows = _Windows(context, width)
         placed: list[tuple[int, int, int, int]] = []
-        for length in lengths:
-            first = _random_start(unique, width, length, placed, rng)
+        for i, length in enumerate(lengths):
+            draws = uniforms[10 * i:10 * i + 10]
+            first = _random_start(windows.unique_at, windows.unique_all, windows.windows, width, length, placed,
+                                  draws[:8], rng)
             if first is None:
                 return None
-            preferred_before, preferred_after = (uniform_int(self.delimiter_length, u) for u in rng.random(2).tolist())
-            before = _shortest_unique(hashes, first, -1, preferred_before)
-            after = _shortest_unique(hashes, first + length, 1, preferred_after)
+            before = windows.shortest_unique(first, -1, uniform_int(self.delimiter_length, draws[8]))
+            after = windows.shortest_unique(first + length, 1, uniform_int(self.delimiter_length, draws[9]))
             placed.append((first, length, before, after))
         return sorted(placed)
+
+
+def _markers_row(specials: SpecialTokens, name: str) -> list[int]:
+    return [specials.paradigm(name)] + [specials.marker(m) for m in MARKERS]
 
 
 def uniform_int(bounds: tuple[int, int], uniform: float) -> int:
@@ -116,40 +121,96 @@ def uniform_int(bounds: tuple[int, int], uniform: float) -> int:
     return bounds[0] + int(uniform * (bounds[1] - bounds[0] + 1))
 
 
-def _random_start(unique: np.ndarray, width: int, length: int, placed: list[tuple[int, int, int, int]],
+def _random_start(unique_at: Callable[[int], bool], unique_all: Callable[[], np.ndarray], windows: int, width: int,
+                  length: int, placed: list[tuple[int, int, int, int]], uniforms: list[float],
                   rng: np.random.Generator) -> int | None:
     """A uniformly random span start ``s`` whose ``width`` tokens before and after are unique windows
-    (``unique[s - width]``, ``unique[s + length]``) and whose span overlaps none in ``placed``; None if there is none.
+    (``unique_at(s - width)`` and ``unique_at(s + length)``, out of ``windows`` windows) and whose span overlaps none
+    in ``placed``; None if there is none.
 
-    A few rejection draws usually find one (in ordinary text most windows are unique and spans are sparse); an exact
-    filter over every candidate follows when they do not. Both are uniform over the valid starts.
+    Rejection draws from ``uniforms`` usually find one (in ordinary text most windows are unique and spans are
+    sparse); an exact filter over every candidate, with ``unique_all()`` (the flags of every window), follows when
+    they do not. Both are uniform over the valid starts.
     """
     def free(first: int) -> bool:
         return all(first + length <= other or first >= other + other_length for other, other_length, _, _ in placed)
 
-    count = len(unique) - width - length  # candidate starts are width, ..., width + count - 1
+    count = windows - width - length  # candidate starts are width, ..., width + count - 1
     if count < 1:
         return None
-    flags = unique.tobytes()  # Python-indexable without a numpy scalar per lookup
-    for uniform in rng.random(8).tolist():
+    for uniform in uniforms:
         first = width + int(uniform * count)
-        if flags[first - width] and flags[first + length] and free(first):
+        if free(first) and unique_at(first - width) and unique_at(first + length):
             return first
+    unique = unique_all()
     candidates = np.flatnonzero(unique[:count] & unique[width + length:width + length + count]) + width
     for other, other_length, _, _ in placed:
         candidates = candidates[(candidates + length <= other) | (candidates >= other + other_length)]
     return int(candidates[int(rng.random() * len(candidates))]) if len(candidates) else None
 
 
-def _window_hashes(context: np.ndarray, width: int) -> list[np.ndarray]:
-    """``hashes[w - 1][i]``: a polynomial hash of ``context[i:i + w]`` for every ``w <= width`` (uint64).
+class _Windows:
+    """Uniqueness of token runs in a context, by exact byte search (no per-token Python).
 
-    Equal windows hash equally; a collision between different windows only makes a window look repeated.
+    The context is written as bytes with the narrowest unsigned type that holds its ids, so ``bytes.find`` scans it
+    in C; a match counts only at a token boundary.
     """
+
+    def __init__(self, context: np.ndarray, width: int) -> None:
+        top = int(context.max())
+        dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint32
+        self.context, self.width, self.size = context, width, np.dtype(dtype).itemsize
+        self.text = context.astype(dtype).tobytes()
+        self.windows = len(context) - width + 1
+
+    def occurs_once(self, start: int, stop: int) -> bool:
+        """Whether ``context[start:stop]`` occurs nowhere else in the context."""
+        size, text = self.size, self.text
+        needle = text[start * size:stop * size]
+        hit = text.find(needle)
+        while hit != -1:  # one pass per byte-level match: itself, then misaligned ones (rare) or a repeat
+            if hit % size == 0 and hit != start * size:
+                return False
+            hit = text.find(needle, hit + 1)
+        return True
+
+    def unique_at(self, start: int) -> bool:
+        """Whether the ``width``-token window at ``start`` is unique."""
+        return self.occurs_once(start, start + self.width)
+
+    def unique_all(self) -> np.ndarray:
+        """Boolean flags: which ``width``-token windows are unique (all at once, for the exact fallback)."""
+        return _unique(_window_hashes(self.context, self.width))
+
+    def shortest_unique(self, anchor: int, direction: int, preferred: int) -> int:
+        """Shortest length in ``[preferred, width]`` whose token run next to ``anchor`` occurs once (``width`` does).
+        ``direction`` -1: the run ends at ``anchor`` (a start delimiter); +1: it begins there (an end delimiter).
+        Uniqueness only improves as a run grows (every occurrence of the longer run contains one of the shorter), so
+        bisection finds it. The preferred length is tried first, as it is often unique already.
+        """
+        def unique(length: int) -> bool:
+            first = anchor - length if direction < 0 else anchor
+            return self.occurs_once(first, first + length)
+
+        if unique(preferred):
+            return preferred
+        low, high = preferred + 1, self.width
+        while low < high:
+            middle = (low + high) // 2
+            if unique(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return high
+
+
+def _window_hashes(context: np.ndarray, width: int) -> np.ndarray:
+    """A polynomial hash of ``context[i:i + width]`` for every ``i`` (uint64). Equal windows hash equally; a
+    collision between different windows only makes a window look repeated."""
     tokens = context.astype(np.uint64)
-    hashes = [tokens]
+    hashes = tokens
     for offset in range(1, width):  # a loop over the window width, not over tokens
-        hashes.append(hashes[-1][:-1] * np.uint64(0x9E3779B97F4A7C15) + tokens[offset:])
+        hashes = hashes[:-1] * np.uint64(0x9E3779B97F4A7C15) + tokens[offset:]
     return hashes
 
 
@@ -161,25 +222,3 @@ def _unique(hashes: np.ndarray) -> np.ndarray:
     repeated[order[1:][same]] = True
     repeated[order[:-1][same]] = True
     return ~repeated
-
-
-def _shortest_unique(hashes: list[np.ndarray], anchor: int, direction: int, preferred: int) -> int:
-    """Shortest length in ``[preferred, len(hashes)]`` whose token run next to ``anchor`` occurs once (the longest
-    does). ``direction`` -1: the run ends at ``anchor`` (a start delimiter); +1: it begins there (an end delimiter).
-    Uniqueness only improves as a run grows (every occurrence of the longer run contains one of the shorter), so
-    bisection finds it. The preferred length is tried first, as it is often unique already.
-    """
-    def unique(length: int) -> bool:
-        windows = hashes[length - 1]
-        return np.count_nonzero(windows == windows[anchor - length if direction < 0 else anchor]) == 1
-
-    if unique(preferred):
-        return preferred
-    low, high = preferred + 1, len(hashes)
-    while low < high:
-        middle = (low + high) // 2
-        if unique(middle):
-            high = middle
-        else:
-            low = middle + 1
-    return high

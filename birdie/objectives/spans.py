@@ -2,23 +2,32 @@
 
 A chunk of ``n`` tokens gets exactly ``round(n * rate)`` noise tokens in ``round(noise / mean_span_length)``
 non-overlapping spans, so the corruption fraction and the mean span length match the config by construction;
-span lengths and the kept runs between them are random compositions. Spans may start at the first token or end
-at the last one; two spans are always separated by at least one kept token.
+span lengths and the kept runs between them are random compositions (gaps between sorted uniform cut points).
+Spans may start at the first token or end at the last one; two spans are always separated by a kept token.
 
-Outputs are assembled with one gather over *segments* of ``source = concat(chunk, sentinels)``: a segment is a
-``(start, size)`` run of ``source``, so a sentinel is the segment ``(n + i, 1)``. Building examples this way costs a
-fixed handful of numpy calls per example, whatever its length.
+An example costs a fixed ~20 small numpy calls whatever its length and span count (a numpy call costs about a
+microsecond, so their number, not the tokens, bounds the throughput of short chunks):
+
+1. one sort of both compositions' cut points at once (the kept-run cuts are offset above the span cuts), plus a
+   ramp, gives the cumulative span lengths and the (offset) cumulative kept lengths: the vector ``X`` below;
+2. every output *segment* -- a ``(start, size)`` run of ``source = chunk + [paradigm, sentinel_0, sentinel_1, ...]``
+   -- has a start and a size that are ``X[a] + X[b] - X[c]`` for indices that depend only on the span count, so
+   one cached index table turns ``X`` into all segments with one gather;
+3. one ``repeat`` expands the segments into positions of ``source`` and one gather builds the example.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from functools import lru_cache
+from typing import ClassVar, Literal, NamedTuple
 
 import numpy as np
 
-from birdie.objectives.base import ObjectiveConfig, Skip, check, too_short
-from birdie.tokenizers import Tokenizer
+from birdie.objectives.base import ObjectiveConfig, Skip, check, ramp, special_row, too_short
+from birdie.tokenizers import SpecialTokens, Tokenizer
+
+Output = Literal["infilling", "masked", "pieces"]
 
 
 def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) -> tuple[int, int]:
@@ -28,66 +37,143 @@ def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) ->
     return noise, min(max(spans, 1), noise, n - noise + 1, max_spans)
 
 
-def random_composition(total: int, parts: int, uniforms: np.ndarray, minimum: int = 1) -> np.ndarray:
-    """``parts`` integers ``>= minimum`` summing to ``total`` (int64), from ``parts - 1`` uniforms in [0, 1)."""
-    spare = total - parts * minimum
-    bounds = np.empty(parts + 1, dtype=np.int64)
-    bounds[0], bounds[-1] = 0, spare
-    bounds[1:-1] = uniforms * (spare + 1)
-    bounds[1:-1].sort()
-    return bounds[1:] - bounds[:-1] + minimum
+class SpanLayout(NamedTuple):
+    """A chunk's random spans, as the vector ``X`` that :func:`segments` reads (see the module docstring).
 
+    ``X`` is ``[0, -1, ..., -k | L_0..L_k | W_0..W_{k+1} | constants]`` for ``k`` spans: ``L_i`` tokens lie in spans
+    before span ``i`` (``L_k = noise``), and ``W_j - c`` kept tokens lie before span ``j`` for ``1 <= j <= k``
+    (``c = noise + 3``). The constants (:data:`CONSTANTS`) depend on ``n``, ``noise``, ``k`` and the paradigm slots
+    ``P``/``Q`` (1 when the paradigm token goes before/after the masked chunk).
 
-def random_spans(n: int, noise: int, spans: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random layout of ``spans`` noise spans holding ``noise`` of ``n`` tokens.
-
-    Returns:
-        ``(kept, lengths)``: ``kept[i]`` tokens precede span ``i`` (after span ``i - 1``), ``kept[-1]`` follow the
-        last span (shape ``spans + 1``; the two ends may be 0, the inner ones are >= 1); ``lengths[i] >= 1`` is the
-        size of span ``i`` (shape ``spans``).
+    Attributes:
+        n: chunk length. noise: masked tokens. spans: span count ``k``.
+        x: the vector above (int64). source: ``chunk + [paradigm, sentinel_0, ...]`` (int32).
+        uniforms: the block's uniforms the layout did not use (for the objective's own draws).
     """
-    uniforms = rng.random(2 * spans - 1)
-    lengths = random_composition(noise, spans, uniforms[:spans - 1])
-    kept = random_composition(n - noise + 2, spans + 1, uniforms[spans - 1:])
-    kept[0] -= 1
-    kept[-1] -= 1
-    return kept, lengths
+
+    n: int
+    noise: int
+    spans: int
+    x: np.ndarray
+    source: np.ndarray
+    uniforms: np.ndarray
+
+    @property
+    def kept_before_first_span(self) -> int:
+        return int(self.x[2 * self.spans + 3] - self.x[3 * self.spans + 4 + CONSTANTS.index("c")])
 
 
-def corrupted_pieces(kept: np.ndarray, lengths: np.ndarray, n: int, with_target: bool = False):
-    """Segments of the corrupted chunk (each span replaced by its sentinel), one row per piece.
+#: Names of the constants at the end of ``X`` (``PL`` = masked-chunk length with the paradigm token).
+CONSTANTS = ("0", "1", "n", "n+1", "P", "Q", "c", "n-noise+c", "n+1-P+c", "n+1-PL", "c+PL+1")
 
-    Row 0 is the kept run before the first span (after an empty placeholder segment); row ``i`` is sentinel
-    ``i - 1`` followed by the kept run after span ``i - 1``. With ``with_target`` the T5 target
-    ``sentinel_0 span_0 sentinel_1 span_1 ...`` follows as ``spans`` more rows, so one gather builds both.
 
-    Returns:
-        ``(starts, sizes)``, each of shape ``(spans + 1, 2)`` (``(2 spans + 1, 2)`` with the target).
+def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm: tuple[int, int]) -> np.ndarray:
+    """The vector ``X`` of :class:`SpanLayout` from ``2 spans - 1`` uniforms (overwritten) and the paradigm slots
+    ``(P, Q)``. Span lengths and inner kept runs are >= 1, the two outer kept runs >= 0; all compositions come from
+    sorted uniform cuts, both sorted by one call."""
+    k = spans
+    span_spare, kept_spare = noise - k, n - noise - k + 1
+    offset = span_spare + 1  # kept cuts sort after every span cut
+    before, after = paradigm
+    masked = n - noise + k + before + after
+    c = noise + 3
+    x = _template(k).copy()
+    uniforms[:k - 1] *= span_spare + 1
+    uniforms[k - 1:2 * k - 1] *= kept_spare + 1
+    x[k + 1:3 * k] = uniforms[:2 * k - 1]  # floor by truncation (all >= 0)
+    x[2 * k:3 * k] += offset
+    x[3 * k:] = (0, span_spare, offset, offset + kept_spare,  # the compositions' outer bounds, then CONSTANTS
+                     0, 1, n, n + 1, before, after, c, n - noise + c, n + 1 - before + c, n + 1 - masked,
+                     c + masked + 1)
+    cuts = x[k + 1:3 * k + 4]
+    cuts.sort()
+    cuts += ramp(2 * k + 3)
+    return x
+
+
+@lru_cache(maxsize=None)
+def _template(spans: int) -> np.ndarray:
+    x = np.zeros(3 * spans + 4 + len(CONSTANTS), dtype=np.int64)
+    x[:spans + 1] = -np.arange(spans + 1)
+    x.flags.writeable = False
+    return x
+
+
+@lru_cache(maxsize=None)
+def segment_table(output: Output, spans: int) -> np.ndarray:
+    """Indices ``(a, b, c)`` into ``X`` (shape ``(3, 2 m)``) such that ``X[a] + X[b] - X[c]`` lists ``m`` values
+    for the segments of ``source`` that build the example, then their ``m`` sizes.
+
+    The values are *shifts* (``start - offset in the output``, what :func:`gather_segments` takes), except for
+    ``"pieces"``, whose values are starts. Segments: ``"infilling"``: ``[paradigm?] run_0 S_0 run_1 S_1 ... run_k
+    [paradigm?]`` (the masked chunk; ``S_i`` is sentinel ``i``), then the target ``S_0 span_0 S_1 span_1 ...``;
+    ``"masked"``: the masked chunk alone; ``"pieces"``: the masked chunk cut into pieces ``[] run_0``, ``S_0 run_1``,
+    ..., ``S_{k-1} run_k`` (``[]`` an empty segment), then the two paradigm slots.
     """
-    spans = len(lengths)
-    rows = 2 * spans + 1 if with_target else spans + 1
-    starts = np.empty((rows, 2), dtype=np.int64)
-    sizes = np.empty((rows, 2), dtype=np.int64)
-    sentinel_ids = np.arange(n, n + spans)
-    span_ends = (kept[:-1] + lengths).cumsum()
-    starts[0] = 0
-    sizes[:, 0] = 1
-    sizes[0, 0] = 0
-    starts[1:spans + 1, 0] = sentinel_ids
-    starts[1:spans + 1, 1] = span_ends
-    sizes[:spans + 1, 1] = kept
-    if with_target:
-        starts[spans + 1:, 0] = sentinel_ids
-        starts[spans + 1:, 1] = span_ends - lengths
-        sizes[spans + 1:, 1] = lengths
-    return starts, sizes
+    k = spans
+    lengths, kept, base = k + 1, 2 * k + 2, 3 * k + 4
+    const = {name: base + i for i, name in enumerate(CONSTANTS)}
+    zero, one, c = const["0"], const["1"], const["c"]
+
+    def term(*names: str | int) -> tuple[int, int, int]:
+        ids = [const[name] if isinstance(name, str) else name for name in names]
+        return tuple(ids + [zero] * (3 - len(ids)))  # type: ignore[return-value]
+
+    def run_size(i: int) -> tuple[int, int, int]:
+        if i == 0:
+            return term(kept + 1, "0", "c")
+        return term(kept + i + 1, "0", kept + i) if i < k else term("n-noise+c", "0", kept + k)
+
+    values: list[tuple[int, int, int]] = []
+    sizes: list[tuple[int, int, int]] = []
+    if output == "pieces":
+        for i in range(k + 1):
+            values += [term("0"), term("0")] if i == 0 else [term("n+1", "0", i - 1), term(lengths + i, kept + i, "c")]
+            sizes += [term("0" if i == 0 else "1"), run_size(i)]
+        values += [term("n"), term("n")]
+        sizes += [term("P"), term("Q")]
+    else:
+        values.append(term("n"))
+        sizes.append(term("P"))
+        for i in range(k + 1):
+            values.append(term(lengths + i, i, "P"))  # run_i: L_i - i - P (X[i] = -i)
+            sizes.append(run_size(i))
+            if i < k:
+                values.append(term("n+1-P+c", "0", kept + i + 1))
+                sizes.append(term("1"))
+        values.append(term("n+1-PL"))
+        sizes.append(term("Q"))
+    if output == "infilling":
+        for i in range(k):
+            values += [term("n+1-PL", "0", lengths + i), term(kept + i + 1, i, "c+PL+1")]
+            sizes += [term("1"), term(lengths + i + 1, "0", lengths + i)]
+    table = np.array(values + sizes, dtype=np.intp).T.copy()
+    table.flags.writeable = False
+    return table
 
 
-def gather_segments(source: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Concatenation of ``source[s:s + z]`` over the segments ``(s, z)`` (any shape, read in C order)."""
-    starts, sizes = starts.reshape(-1), sizes.reshape(-1)
-    ends = sizes.cumsum()
-    return source[(starts - ends + sizes).repeat(sizes) + np.arange(ends[-1])]
+def segments(layout: SpanLayout, output: Output) -> np.ndarray:
+    """Shape ``(2, m)``: the values (shifts or starts) and sizes of the segments of ``layout.source`` that build
+    ``output`` (see :func:`segment_table`)."""
+    a, b, c = layout.x[segment_table(output, layout.spans)]
+    a += b
+    a -= c
+    return a.reshape(2, -1)
+
+
+def gather_shifted(source: np.ndarray, shifts: np.ndarray, sizes: np.ndarray, total: int) -> np.ndarray:
+    """Concatenation of ``source[o + s:o + s + z]`` over segments with shift ``s`` (start minus output offset ``o``)
+    and size ``z`` (int arrays; ``total = sum(sizes)``)."""
+    index = shifts.repeat(sizes)
+    index += ramp(total)
+    return source[index]
+
+
+def gather_segments(source: np.ndarray, starts: np.ndarray, sizes: np.ndarray, total: int) -> np.ndarray:
+    """Concatenation of ``source[s:s + z]`` over the segments ``(s, z)`` (int arrays; ``total = sum(sizes)``)."""
+    shifts = starts - sizes.cumsum()
+    shifts += sizes
+    return gather_shifted(source, shifts, sizes, total)
 
 
 @dataclass(frozen=True)
@@ -112,39 +198,39 @@ class SpanCorruptionConfig(ObjectiveConfig):
         """Positions (prefix + target, without the paradigm token) an example from an ``n``-token chunk takes."""
         raise TypeError(f"{type(self).__name__} does not define example_cost")
 
+    def extra_uniforms(self, spans: int) -> int:
+        """Uniforms the objective draws for itself with the layout's (left in :attr:`SpanLayout.uniforms`)."""
+        return 0
+
     def sample_layout(self, ids: np.ndarray, rng: np.random.Generator, budget: int,
-                      tokenizer: Tokenizer) -> "SpanLayout | Skip":
+                      tokenizer: Tokenizer) -> SpanLayout | Skip:
         """The chunk and its random spans for the next example, or a Skip when ``ids`` cannot serve one.
 
         The chunk is drawn from ``length``, then shortened until the example fits ``budget`` and its spans fit
         the tokenizer's sentinels (so the mean span length is kept rather than stretched).
         """
-        sentinels = tokenizer.specials.sentinels
+        specials = tokenizer.specials
+        max_spans = len(specials.sentinels)
         room = budget - self.paradigm_tokens
-        most = int(len(sentinels) * self.mean_span_length / self.corruption_rate)
+        most = int(max_spans * self.mean_span_length / self.corruption_rate)
         n = self.chunk_length(len(ids), min(room, most), rng)
-        noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
+        noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, max_spans)
         # Shorten by the excess until it fits: the cost grows by >= 1 per token, so this takes a few steps.
         while n >= 2 and (excess := self.example_cost(n, noise, spans) - room) > 0:
             n -= excess
-            noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, len(sentinels))
+            noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, max_spans)
         if n < 2:
             return too_short(2, n, ids, budget)
-        kept, lengths = random_spans(n, noise, spans, rng)
-        source = np.empty(n + spans, dtype=np.int32)
-        source[:n], source[n:] = ids[:n], sentinels[:spans]
-        return SpanLayout(n, noise, kept, lengths, source)
+        uniforms = rng.random(2 * spans + self.extra_uniforms(spans))
+        if self.paradigm_tokens:
+            last = self.appends_paradigm(float(uniforms[2 * spans - 1]))
+            paradigm = (0, 1) if last else (1, 0)
+        else:
+            paradigm = (0, 0)
+        x = random_layout(n, noise, spans, uniforms, paradigm)
+        source = np.concatenate((ids[:n], special_row(specials, self.name, _sentinel_row)))
+        return SpanLayout(n, noise, spans, x, source, uniforms[2 * spans:])
 
 
-class SpanLayout(NamedTuple):
-    """A chunk's span corruption: ``source = concat(chunk, sentinels[:spans])`` and the layout of its spans.
-
-    Attributes:
-        n: chunk length. noise: masked tokens. kept, lengths: as returned by :func:`random_spans`.
-    """
-
-    n: int
-    noise: int
-    kept: np.ndarray
-    lengths: np.ndarray
-    source: np.ndarray
+def _sentinel_row(specials: SpecialTokens, name: str) -> list[int]:
+    return [specials.paradigm(name), *specials.sentinels.tolist()]

@@ -22,7 +22,7 @@ from birdie.objectives import (
     make_objective,
 )
 from birdie.objectives.autoencoding import shuffle_pieces
-from birdie.objectives.spans import corrupted_pieces, gather_segments
+from birdie.objectives.spans import SpanLayout, gather_segments, gather_shifted, random_layout, segments
 
 TOK = tiny_tokenizer()
 
@@ -46,18 +46,19 @@ def test_golden_causal_prefix_and_copy():
 
 
 def test_golden_span_layout():
-    """'abcdefghij' with kept runs 1, 2, 3 around spans of 2 and 2 (the T5 layout)."""
+    """'abcdefghij' with kept runs 1, 2, 3 around spans of 2 and 2 (the T5 layout), from hand-picked uniforms."""
     chunk = np.asarray(TOK.encode("abcdefghij"), dtype=np.int32)
-    sentinels = TOK.specials.sentinels[:2]
-    source = np.concatenate([chunk, sentinels]).astype(np.int32)
-    kept, lengths = np.array([1, 2, 3]), np.array([2, 2])
-    both = gather_segments(source, *corrupted_pieces(kept, lengths, 10, with_target=True))
-    assert show(both[:8]) == "a<|mask_0|>de<|mask_1|>hij"
-    assert show(both[8:]) == "<|mask_0|>bc<|mask_1|>fg"
-    starts, sizes = shuffle_pieces(*corrupted_pieces(kept, lengths, 10), np.random.default_rng(0))
-    shuffled = show(gather_segments(source, starts, sizes))
-    assert shuffled != "a<|mask_0|>de<|mask_1|>hij"
-    assert sorted(shuffled.replace("<|mask_0|>de", "0").replace("<|mask_1|>hij", "1")) == ["0", "1", "a"]
+    source = np.concatenate([chunk, [TOK.specials.paradigm("infilling")], TOK.specials.sentinels[:2]]).astype(np.int32)
+    # span cut 0.5 * 3 -> 1 (lengths 2, 2); kept cuts 0.25 * 6 -> 1, 0.4 * 6 -> 2 (runs 1, 2, 3 after the end fix)
+    layout = SpanLayout(10, 4, 2, random_layout(10, 4, 2, np.array([0.5, 0.25, 0.4]), (0, 1)), source, np.zeros(0))
+    both = gather_shifted(source, *segments(layout, "infilling"), 15)
+    assert show(both[:9]) == "a<|mask_0|>de<|mask_1|>hij<|infilling|>"
+    assert show(both[9:]) == "<|mask_0|>bc<|mask_1|>fg"
+    pieces = segments(layout, "pieces")
+    for uniforms, expected in [([0.5, 0.3, 0.2, 0.1, 0.5], "<|mask_1|>hij<|mask_0|>dea"),
+                               ([0.5, 0.1, 0.2, 0.3, 0.5], "<|mask_1|>hija<|mask_0|>de")]:  # the identity is rotated
+        shuffled = gather_segments(source, *shuffle_pieces(pieces, True, np.array(uniforms)), 9)
+        assert show(shuffled) == expected + "<|infilling|>"
 
 
 def test_golden_selective_copying_on_distinct_letters():

@@ -18,7 +18,7 @@ from birdie.objectives import (
     SelectiveCopying,
 )
 from birdie.objectives.selective_copying import _random_start
-from birdie.objectives.spans import corrupted_pieces, gather_segments, random_spans
+from birdie.objectives.spans import SpanLayout, gather_shifted, random_layout, segments
 from birdie.tokenizers import ByteTokenizer
 
 TOKENIZER = ByteTokenizer()
@@ -60,19 +60,35 @@ def test_autoencoding_corruption_rate_and_span_length():
     assert abs(masked / spans - 8.0) < 0.8
 
 
+def naive_random_spans(n: int, noise: int, spans: int, uniforms: list[float]) -> tuple[list[int], list[int]]:
+    """Reference layout in plain Python: span lengths and kept runs are the gaps between sorted uniform cuts."""
+    def composition(total: int, parts: int, draws: list[float]) -> list[int]:
+        spare = total - parts
+        cuts = sorted(int(u * (spare + 1)) for u in draws)
+        return [b - a + 1 for a, b in zip([0, *cuts], [*cuts, spare])]
+
+    lengths = composition(noise, spans, uniforms[:spans - 1])
+    kept = composition(n - noise + 2, spans + 1, uniforms[spans - 1:])
+    return [kept[0] - 1, *kept[1:-1], kept[-1] - 1], lengths
+
+
 def test_span_layout_matches_naive_reference():
-    """The vectorized segment gather equals a plain loop over the same span layout."""
+    """The vectorized layout and segment gathers equal plain loops over the same uniforms, for every paradigm slot."""
     rng = np.random.default_rng(7)
+    paradigm = TOKENIZER.specials.paradigm("infilling")
     for _ in range(300):
         n = int(rng.integers(2, 300))
         noise = int(rng.integers(1, n))
         spans = int(rng.integers(1, min(noise, n - noise + 1) + 1))
-        kept, lengths = random_spans(n, noise, spans, rng)
-        assert kept.sum() + lengths.sum() == n and (lengths >= 1).all() and (kept[1:-1] >= 1).all()
+        before, after = [(0, 0), (1, 0), (0, 1)][int(rng.integers(3))]
+        uniforms = rng.random(2 * spans - 1)
+        kept, lengths = naive_random_spans(n, noise, spans, uniforms.tolist())
+        assert sum(kept) + sum(lengths) == n and min(lengths) >= 1 and min(kept) >= 0 and min(kept[1:-1] or [1]) >= 1
         chunk = rng.integers(0, 256, size=n).astype(np.int32)
-        source = np.concatenate([chunk, SENTINELS[:spans]]).astype(np.int32)
-        both = gather_segments(source, *corrupted_pieces(kept, lengths, n, with_target=True))
-        prefix, target, position = [], [], 0
+        source = np.concatenate([chunk, [paradigm], SENTINELS[:spans]]).astype(np.int32)
+        layout = SpanLayout(n, noise, spans, random_layout(n, noise, spans, uniforms, (before, after)), source,
+                            np.zeros(0))
+        prefix, target, position = [paradigm] * before, [], 0
         for i in range(spans + 1):
             prefix += chunk[position:position + kept[i]].tolist()
             position += kept[i]
@@ -80,7 +96,11 @@ def test_span_layout_matches_naive_reference():
                 prefix.append(int(SENTINELS[i]))
                 target += [int(SENTINELS[i])] + chunk[position:position + lengths[i]].tolist()
                 position += lengths[i]
-        assert both.tolist() == prefix + target
+        prefix += [paradigm] * after
+        both = gather_shifted(source, *segments(layout, "infilling"), n + 2 * spans + before + after)
+        masked = gather_shifted(source, *segments(layout, "masked"), len(prefix))
+        assert both.tolist() == prefix + target and masked.tolist() == prefix
+        assert layout.kept_before_first_span == kept[0]
 
 
 def test_prefix_lm_split_is_random_around_fraction():
@@ -143,7 +163,9 @@ def test_selective_copying_start_is_uniform_over_the_naive_valid_set(density):
              and all(s + length <= other or s >= other + size for other, size, _, _ in placed)]
     assert len(valid) >= 2
     draws = 400 * len(valid)
-    picks = Counter(_random_start(unique, width, length, placed, rng) for _ in range(draws))
+    windows = len(unique)
+    picks = Counter(_random_start(unique.__getitem__, lambda: unique, windows, width, length, placed,
+                                  rng.random(8).tolist(), rng) for _ in range(draws))
     assert set(picks) == set(valid)
     expected = draws / len(valid)
     chi_square = sum((picks[s] - expected) ** 2 / expected for s in valid)
