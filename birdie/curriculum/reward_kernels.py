@@ -3,8 +3,8 @@
 :func:`birdie.curriculum.reward_model.loss_and_gradients` runs a Gated SSM block as torch GEMMs around
 elementwise work on (T, state) arrays, T a few dozen history positions. In torch that work is ~40 calls per block
 whose fixed costs exceed their arithmetic; here it is two loops per block, forward and backward, that also run the
-recurrence. Same contract as the torch path in ``reward_model.py`` (``block_forward``/``block_backward``), and the
-same tests against autograd. Imported only when numba is installed (``pip install birdie-lm[fast]``); compiled on
+recurrence, and every buffer is allocated once per fit. Same contract as the torch path in ``reward_model.py``, and
+the same tests against autograd. Imported only when numba is installed (``pip install birdie-lm[fast]``); compiled on
 first use and cached on disk.
 """
 
@@ -95,43 +95,91 @@ def _gated_scan_backward(grad_mixed, gates, projected, h, grad_projected, grad_b
             grad_bias[j] += grad_a[j]
 
 
-def normalize(x: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """RMSNorm of the rows of x (T, D): normalized rows, (T,) inverse RMS, and ``normalized * weight``."""
-    normalized, z = torch.empty_like(x), torch.empty_like(x)
-    inverse_rms = torch.empty(len(x), dtype=x.dtype)
-    _normalize(x.numpy(), weight.numpy(), eps, normalized.numpy(), inverse_rms.numpy(), z.numpy())
-    return normalized, inverse_rms, z
+class _BlockPass:
+    """One Gated SSM block's forward and backward on (T, width) rows, on buffers allocated once."""
+
+    def __init__(self, block, grads: dict[Tensor, Tensor], length: int, eps: float) -> None:
+        state, width, dtype = block.state, block.norm.weight.shape[0], block.norm.weight.dtype
+        self.eps = eps
+        self.in_weight, self.out_weight = block.in_proj.weight.detach(), block.out.weight.detach()
+        self.decay_bias, self.norm_weight = block.decay_bias.detach(), block.norm.weight.detach().numpy()
+        self.grad_in, self.grad_out = grads[block.in_proj.weight], grads[block.out.weight]
+        self.grad_bias, self.grad_norm = grads[block.decay_bias].numpy(), grads[block.norm.weight].numpy()
+        columns = dict(normalized=width, z=width, y=width, grad_z=width, projected=4 * state,
+                       grad_projected=4 * state, gates=3 * state, h=state, mixed=state, grad_mixed=state)
+        self.buffers = {name: torch.empty(length, size, dtype=dtype) for name, size in columns.items()}
+        self.buffers["inverse_rms"] = torch.empty(length, dtype=dtype)
+        self.arrays = {name: buffer.numpy() for name, buffer in self.buffers.items()}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y = block(x), (T, width) -> (T, width) in this pass's buffer."""
+        b, n, state = self.buffers, self.arrays, len(self.decay_bias)
+        _normalize(x.numpy(), self.norm_weight, self.eps, n["normalized"], n["inverse_rms"], n["z"])
+        torch.mm(b["z"], self.in_weight.T, out=b["projected"])
+        b["projected"][:, :state] += self.decay_bias
+        torch.sigmoid(b["projected"][:, :3 * state], out=b["gates"])
+        _gated_scan(n["gates"], n["projected"], n["h"], n["mixed"])
+        return torch.addmm(x, b["mixed"], self.out_weight.T, out=b["y"])
+
+    def backward(self, grad_y: Tensor) -> Tensor:
+        """dL/dx from dL/dy, accumulated into ``grad_y`` (returned); writes the block's parameter gradients."""
+        b, n = self.buffers, self.arrays
+        torch.mm(grad_y.T, b["mixed"], out=self.grad_out)
+        torch.mm(grad_y, self.out_weight, out=b["grad_mixed"])
+        _gated_scan_backward(n["grad_mixed"], n["gates"], n["projected"], n["h"], n["grad_projected"], self.grad_bias)
+        torch.mm(b["grad_projected"].T, b["z"], out=self.grad_in)
+        torch.mm(b["grad_projected"], self.in_weight, out=b["grad_z"])
+        _normalize_backward(n["grad_z"], n["normalized"], n["inverse_rms"], self.norm_weight, self.grad_norm,
+                            grad_y.numpy())
+        return grad_y
 
 
-def normalize_backward(grad_z: Tensor, normalized: Tensor, inverse_rms: Tensor, weight: Tensor,
-                       grad_weight: Tensor, grad_x: Tensor) -> Tensor:
-    """Backward of :func:`normalize`: writes dL/dweight and ADDS dL/dx into ``grad_x`` (returned)."""
-    _normalize_backward(grad_z.numpy(), normalized.numpy(), inverse_rms.numpy(), weight.numpy(),
-                        grad_weight.numpy(), grad_x.numpy())
-    return grad_x
+class CompiledTrainingPass:
+    """``loss_and_gradients`` for histories of one length, with numba kernels and buffers allocated once.
 
+    Called once per fit step: ``pass_(normalized_rows, rewards) -> loss``, writing into ``grads`` (see
+    :func:`birdie.curriculum.reward_model.loss_and_gradients` for the arguments). The parameters are read through
+    views, so in-place optimizer updates between calls are seen.
+    """
 
-def block_forward(block, x: Tensor, eps: float) -> tuple[Tensor, tuple]:
-    """``block(x)`` for one (T, width) contiguous sequence, and what :func:`block_backward` needs."""
-    state = block.state
-    normalized, inverse_rms, z = normalize(x, block.norm.weight, eps)
-    projected = z @ block.in_proj.weight.T
-    projected[:, :state] += block.decay_bias
-    gates = torch.sigmoid(projected[:, :3 * state])
-    h, mixed = torch.empty(len(x), state, dtype=x.dtype), torch.empty(len(x), state, dtype=x.dtype)
-    _gated_scan(gates.numpy(), projected.numpy(), h.numpy(), mixed.numpy())
-    y = torch.addmm(x, mixed, block.out.weight.T)
-    return y, (normalized, inverse_rms, z, projected, gates, h, mixed)
+    def __init__(self, model, grads: dict[Tensor, Tensor], length: int, eps: float) -> None:
+        width, dtype = model.head_norm.weight.shape[0], model.head_norm.weight.dtype
+        self.model, self.grads, self.eps = model, grads, eps
+        self.blocks = [_BlockPass(block, grads, length, eps) for block in model.blocks]
+        split = model.input_norm
+        self.gammas = (split.first.weight.detach(), split.second.weight.detach())
+        self.grad_gammas = (grads[split.first.weight], grads[split.second.weight])
+        self.embed = model.embed.weight.detach()
+        self.head_weight, self.head_bias = model.head.weight.detach(), model.head.bias.detach()
+        self.head_norm_weight = model.head_norm.weight.detach().numpy()
+        self.grad_head, self.grad_head_bias = grads[model.head.weight], grads[model.head.bias]
+        self.grad_head_norm = grads[model.head_norm.weight].numpy()
+        self.x, self.normalized, self.z, self.grad_x = (torch.empty(length, width, dtype=dtype) for _ in range(4))
+        self.inverse_rms = torch.empty(length, dtype=dtype)
 
+    @torch.no_grad()
+    def __call__(self, normalized_rows: Tensor, rewards: Tensor) -> Tensor:
+        inputs = normalized_rows * torch.cat(self.gammas)
+        x = torch.mm(inputs, self.embed.T, out=self.x)
+        for block in self.blocks:
+            x = block.forward(x)
+        _normalize(x.numpy(), self.head_norm_weight, self.eps, self.normalized.numpy(), self.inverse_rms.numpy(),
+                   self.z.numpy())
+        prediction = torch.tanh(torch.addmm(self.head_bias, self.z, self.head_weight.T))
+        error = prediction - rewards
+        loss = torch.mean(error * error)
 
-def block_backward(block, grad_y: Tensor, saved: tuple, grads: dict[Tensor, Tensor]) -> Tensor:
-    """dL/dx of :func:`block_forward` from dL/dy (reused as the result's buffer); writes the block's gradients."""
-    normalized, inverse_rms, z, projected, gates, h, mixed = saved
-    torch.mm(grad_y.T, mixed, out=grads[block.out.weight])
-    grad_mixed = grad_y @ block.out.weight
-    grad_projected = torch.empty_like(projected)
-    _gated_scan_backward(grad_mixed.numpy(), gates.numpy(), projected.numpy(), h.numpy(),
-                         grad_projected.numpy(), grads[block.decay_bias].numpy())
-    torch.mm(grad_projected.T, z, out=grads[block.in_proj.weight])
-    return normalize_backward(grad_projected @ block.in_proj.weight, normalized, inverse_rms, block.norm.weight,
-                              grads[block.norm.weight], grad_y)
+        grad_logits = error.mul_(2.0 / error.numel()).mul_(torch.rsub(prediction * prediction, 1))
+        torch.mm(grad_logits.T, self.z, out=self.grad_head)
+        torch.sum(grad_logits, dim=0, out=self.grad_head_bias)
+        grad_x = self.grad_x.zero_()
+        _normalize_backward((grad_logits @ self.head_weight).numpy(), self.normalized.numpy(),
+                            self.inverse_rms.numpy(), self.head_norm_weight, self.grad_head_norm, grad_x.numpy())
+        for block in reversed(self.blocks):
+            grad_x = block.backward(grad_x)
+        torch.mm(grad_x.T, inputs, out=self.grads[self.model.embed.weight])
+        grad_gamma = torch.sum((grad_x @ self.embed).mul_(normalized_rows), dim=0)
+        first, second = self.grad_gammas
+        first.copy_(grad_gamma[:len(first)])
+        second.copy_(grad_gamma[len(first):])
+        return loss

@@ -217,9 +217,10 @@ def fit_reward_model(
     normalized_rows = torch.cat([F.rms_norm(half, (model.num_configs,), eps=NORM_EPS)
                                  for half in rows.split(model.num_configs, dim=1)], dim=1)
     loss = torch.tensor(float("nan"))
+    loss_and_gradients_of = training_pass(model, grads, len(rows))
     try:
         for _ in range(config.train_steps):
-            loss = loss_and_gradients(model, normalized_rows, rewards, grads)
+            loss = loss_and_gradients_of(normalized_rows, rewards)
             # Fused AdamW divides the gradient by ``grad_scale`` (a float32 scalar; the protocol torch.amp.GradScaler
             # uses): clipping without another pass over the gradient, by clip_grad_norm_'s factor
             # min(1, max_norm / (norm + 1e-6)).
@@ -325,34 +326,24 @@ def _block_backward(block: GatedSSMBlock, grad_y: Tensor, saved: tuple, grads: d
                                grads[block.norm.weight], grad_y)
 
 
-@dataclass(frozen=True)
-class _Backend:
-    """One implementation of the training path's norm and block passes (torch here, numba in reward_kernels)."""
+def training_pass(model: RewardModel, grads: dict[Tensor, Tensor], length: int,
+                  compiled: bool | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+    """:func:`loss_and_gradients` for ``length``-row histories as a function of (normalized_rows, rewards).
 
-    normalize: Callable[[Tensor, Tensor, float], tuple[Tensor, Tensor, Tensor]]
-    normalize_backward: Callable[..., Tensor]
-    block_forward: Callable[[GatedSSMBlock, Tensor, float], tuple[Tensor, tuple]]
-    block_backward: Callable[[GatedSSMBlock, Tensor, tuple, dict[Tensor, Tensor]], Tensor]
-
-
-_TORCH = _Backend(_normalize, _normalize_backward, _block_forward, _block_backward)
-
-
-def _backend(compiled: bool | None) -> _Backend:
-    """The numba kernels when installed (``compiled`` None or True), else the torch path (``compiled`` False)."""
-    if compiled is False:
-        return _TORCH
-    try:
-        from birdie.curriculum import reward_kernels
-    except ImportError:
-        if compiled:
-            raise ImportError("compiled=True needs numba: pip install 'birdie-lm[fast]'") from None
-        return _TORCH
-    return _Backend(reward_kernels.normalize, reward_kernels.normalize_backward, reward_kernels.block_forward,
-                    reward_kernels.block_backward)
+    ``compiled``: use the numba kernels (:class:`birdie.curriculum.reward_kernels.CompiledTrainingPass`, buffers
+    allocated once); None: when numba is installed; False: the torch path.
+    """
+    if compiled is not False:
+        try:
+            from birdie.curriculum.reward_kernels import CompiledTrainingPass
+        except ImportError:
+            if compiled:
+                raise ImportError("compiled=True needs numba: pip install 'birdie-lm[fast]'") from None
+        else:
+            return CompiledTrainingPass(model, grads, length, NORM_EPS)
+    return lambda normalized_rows, rewards: _torch_loss_and_gradients(model, normalized_rows, rewards, grads)
 
 
-@torch.no_grad()
 def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Tensor, grads: dict[Tensor, Tensor],
                        compiled: bool | None = None) -> Tensor:
     """MSE of ``model(rows)`` against ``rewards`` and every parameter's gradient, without autograd.
@@ -363,20 +354,25 @@ def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Ten
             does not depend on parameters, computed once per fit.
         rewards: (T, K) targets.
         grads: for each parameter of ``model``, a tensor of its shape that receives its gradient (overwritten).
-        compiled: use the numba kernels (None: when numba is installed; True: required; False: torch only).
+        compiled: see :func:`training_pass`.
     Returns:
         The scalar MSE.
     """
-    backend = _backend(compiled)
+    return training_pass(model, grads, len(normalized_rows), compiled)(normalized_rows, rewards)
+
+
+@torch.no_grad()
+def _torch_loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Tensor,
+                              grads: dict[Tensor, Tensor]) -> Tensor:
     split = model.input_norm
     gamma = torch.cat([split.first.weight, split.second.weight])
     inputs = normalized_rows * gamma
     x = inputs @ model.embed.weight.T
     saved = []
     for block in model.blocks:
-        x, block_saved = backend.block_forward(block, x, NORM_EPS)
+        x, block_saved = _block_forward(block, x, NORM_EPS)
         saved.append(block_saved)
-    normalized, inverse_rms, z = backend.normalize(x, model.head_norm.weight, NORM_EPS)
+    normalized, inverse_rms, z = _normalize(x, model.head_norm.weight, NORM_EPS)
     prediction = torch.tanh(torch.addmm(model.head.bias, z, model.head.weight.T))
     error = prediction - rewards
     loss = torch.mean(error * error)
@@ -384,10 +380,10 @@ def loss_and_gradients(model: RewardModel, normalized_rows: Tensor, rewards: Ten
     grad_logits = error.mul_(2.0 / error.numel()).mul_(torch.rsub(prediction * prediction, 1))
     torch.mm(grad_logits.T, z, out=grads[model.head.weight])
     torch.sum(grad_logits, dim=0, out=grads[model.head.bias])
-    grad_x = backend.normalize_backward(grad_logits @ model.head.weight, normalized, inverse_rms,
-                                        model.head_norm.weight, grads[model.head_norm.weight], torch.zeros_like(x))
+    grad_x = _normalize_backward(grad_logits @ model.head.weight, normalized, inverse_rms,
+                                 model.head_norm.weight, grads[model.head_norm.weight], torch.zeros_like(x))
     for block, block_saved in zip(reversed(model.blocks), reversed(saved)):
-        grad_x = backend.block_backward(block, grad_x, block_saved, grads)
+        grad_x = _block_backward(block, grad_x, block_saved, grads)
     torch.mm(grad_x.T, inputs, out=grads[model.embed.weight])
     grad_gamma = torch.sum((grad_x @ model.embed.weight).mul_(normalized_rows), dim=0)
     grads[split.first.weight].copy_(grad_gamma[:model.num_configs])
