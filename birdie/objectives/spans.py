@@ -32,9 +32,9 @@ Output = Literal["infilling", "masked", "pieces"]
 
 def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) -> tuple[int, int]:
     """``(noise_tokens, spans)`` for a chunk of ``n >= 2`` tokens; at least one token is kept and one masked."""
-    noise = min(max(int(round(n * rate)), 1), n - 1)
-    spans = int(round(noise / mean_span_length))
-    return noise, min(max(spans, 1), noise, n - noise + 1, max_spans)
+    noise = min(max(round(n * rate), 1), n - 1)
+    spans = max(round(noise / mean_span_length), 1)
+    return noise, min(spans, noise, n - noise + 1, max_spans)
 
 
 class SpanLayout(NamedTuple):
@@ -42,7 +42,7 @@ class SpanLayout(NamedTuple):
 
     ``X`` is ``[0, -1, ..., -k | L_0..L_k | W_0..W_{k+1} | constants]`` for ``k`` spans: ``L_i`` tokens lie in spans
     before span ``i`` (``L_k = noise``), and ``W_j - c`` kept tokens lie before span ``j`` for ``1 <= j <= k``
-    (``c = noise + 3``). The constants (:data:`CONSTANTS`) depend on ``n``, ``noise``, ``k`` and the paradigm slots
+    (``c = k + 2``). The constants (:data:`CONSTANTS`) depend on ``n``, ``noise``, ``k`` and the paradigm slots
     ``P``/``Q`` (1 when the paradigm token goes before/after the masked chunk).
 
     Attributes:
@@ -68,26 +68,25 @@ CONSTANTS = ("0", "1", "n", "n+1", "P", "Q", "c", "n-noise+c", "n+1-P+c", "n+1-P
 
 
 def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm: tuple[int, int]) -> np.ndarray:
-    """The vector ``X`` of :class:`SpanLayout` from ``2 spans - 1`` uniforms (overwritten) and the paradigm slots
-    ``(P, Q)``. Span lengths and inner kept runs are >= 1, the two outer kept runs >= 0; all compositions come from
-    sorted uniform cuts, both sorted by one call."""
+    """The vector ``X`` of :class:`SpanLayout` from ``2 spans`` uniforms (``uniforms[spans - 1]`` is not used;
+    overwritten) and the paradigm slots ``(P, Q)``. Span lengths and inner kept runs are >= 1, the two outer kept runs
+    >= 0; the compositions are the gaps between sorted uniform cuts."""
     k = spans
     span_spare, kept_spare = noise - k, n - noise - k + 1
-    offset = span_spare + 1  # kept cuts sort after every span cut
     before, after = paradigm
     masked = n - noise + k + before + after
-    c = noise + 3
+    c = k + 2
     x = _template(k).copy()
-    uniforms[:k - 1] *= span_spare + 1
-    uniforms[k - 1:2 * k - 1] *= kept_spare + 1
-    x[k + 1:3 * k] = uniforms[:2 * k - 1]  # floor by truncation (all >= 0)
-    x[2 * k:3 * k] += offset
-    x[3 * k:] = (0, span_spare, offset, offset + kept_spare,  # the compositions' outer bounds, then CONSTANTS
-                     0, 1, n, n + 1, before, after, c, n - noise + c, n + 1 - before + c, n + 1 - masked,
+    cuts = uniforms[:2 * k].reshape(2, k)  # row 0: k - 1 span cuts (and the unused slot), row 1: k kept cuts
+    cuts *= ((span_spare + 1,), (kept_spare + 1,))
+    # L group x[k+1:2k+2] = 0, span cuts, span_spare; W group x[2k+2:3k+4] = 0, kept cuts, kept_spare
+    x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k] = cuts  # floor by truncation (all >= 0)
+    x[2 * k + 1] = span_spare
+    x[3 * k + 3:] = (kept_spare, 0, 1, n, n + 1, before, after, c, n - noise + c, n + 1 - before + c, n + 1 - masked,
                      c + masked + 1)
-    cuts = x[k + 1:3 * k + 4]
-    cuts.sort()
-    cuts += ramp(2 * k + 3)
+    x[k + 2:2 * k + 1].sort()
+    x[2 * k + 3:3 * k + 3].sort()
+    x[k + 1:3 * k + 4] += ramp(2 * k + 3)
     return x
 
 
@@ -211,7 +210,8 @@ class SpanCorruptionConfig(ObjectiveConfig):
         """
         specials = tokenizer.specials
         max_spans = len(specials.sentinels)
-        room = budget - self.paradigm_tokens
+        paradigm_tokens = self.paradigm_tokens
+        room = budget - paradigm_tokens
         most = int(max_spans * self.mean_span_length / self.corruption_rate)
         n = self.chunk_length(len(ids), min(room, most), rng)
         noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, max_spans)
@@ -222,11 +222,9 @@ class SpanCorruptionConfig(ObjectiveConfig):
         if n < 2:
             return too_short(2, n, ids, budget)
         uniforms = rng.random(2 * spans + self.extra_uniforms(spans))
-        if self.paradigm_tokens:
-            last = self.appends_paradigm(float(uniforms[2 * spans - 1]))
-            paradigm = (0, 1) if last else (1, 0)
-        else:
-            paradigm = (0, 0)
+        paradigm = (0, 0)
+        if paradigm_tokens:
+            paradigm = (0, 1) if self.appends_paradigm(float(uniforms[spans - 1])) else (1, 0)
         x = random_layout(n, noise, spans, uniforms, paradigm)
         source = np.concatenate((ids[:n], special_row(specials, self.name, _sentinel_row)))
         return SpanLayout(n, noise, spans, x, source, uniforms[2 * spans:])

@@ -49,8 +49,10 @@ def test_golden_span_layout():
     """'abcdefghij' with kept runs 1, 2, 3 around spans of 2 and 2 (the T5 layout), from hand-picked uniforms."""
     chunk = np.asarray(TOK.encode("abcdefghij"), dtype=np.int32)
     source = np.concatenate([chunk, [TOK.specials.paradigm("infilling")], TOK.specials.sentinels[:2]]).astype(np.int32)
-    # span cut 0.5 * 3 -> 1 (lengths 2, 2); kept cuts 0.25 * 6 -> 1, 0.4 * 6 -> 2 (runs 1, 2, 3 after the end fix)
-    layout = SpanLayout(10, 4, 2, random_layout(10, 4, 2, np.array([0.5, 0.25, 0.4]), (0, 1)), source, np.zeros(0))
+    # span cut 0.5 * 3 -> 1 (lengths 2, 2), an unused slot, kept cuts 0.25 * 6 -> 1, 0.4 * 6 -> 2 (runs 1, 2, 3 after
+    # the end fix)
+    layout = SpanLayout(10, 4, 2, random_layout(10, 4, 2, np.array([0.5, 0.9, 0.25, 0.4]), (0, 1)), source,
+                        np.zeros(0))
     both = gather_shifted(source, *segments(layout, "infilling"), 15)
     assert show(both[:9]) == "a<|mask_0|>de<|mask_1|>hij<|infilling|>"
     assert show(both[9:]) == "<|mask_0|>bc<|mask_1|>fg"

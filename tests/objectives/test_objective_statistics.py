@@ -79,10 +79,11 @@ def test_span_layout_matches_naive_reference():
     for _ in range(300):
         n = int(rng.integers(2, 300))
         noise = int(rng.integers(1, n))
-        spans = int(rng.integers(1, min(noise, n - noise + 1) + 1))
+        spans = int(rng.integers(1, min(noise, n - noise + 1, len(SENTINELS)) + 1))
         before, after = [(0, 0), (1, 0), (0, 1)][int(rng.integers(3))]
-        uniforms = rng.random(2 * spans - 1)
-        kept, lengths = naive_random_spans(n, noise, spans, uniforms.tolist())
+        uniforms = rng.random(2 * spans)  # the span cuts, an unused slot, the kept cuts
+        draws = uniforms.tolist()
+        kept, lengths = naive_random_spans(n, noise, spans, draws[:spans - 1] + draws[spans:])
         assert sum(kept) + sum(lengths) == n and min(lengths) >= 1 and min(kept) >= 0 and min(kept[1:-1] or [1]) >= 1
         chunk = rng.integers(0, 256, size=n).astype(np.int32)
         source = np.concatenate([chunk, [paradigm], SENTINELS[:spans]]).astype(np.int32)
