@@ -11,16 +11,25 @@ the most expensive one of a 40k-step run, so the share is an upper bound for run
 
 Decisions and training steps are timed interleaved (one decision, then a few steps, per repeat), so load changes
 on a shared machine move both alike. ``--compare-with REV`` also times, in the same loop, the 200-step fit of the
-reward model as ``birdie/curriculum/reward_model.py`` stood at git revision REV (before/after side by side).
+reward model as ``birdie/curriculum/reward_model.py`` stood at git revision REV (before/after side by side), and
+the fit on the torch path (what runs without numba).
+
+With numba installed the fit runs compiled kernels. Their one-time cost per training process (numba's import and
+loading the kernels from numba's on-disk cache; compiling them the first time on a machine) is measured in fresh
+processes and added to the share once per run.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import importlib.util
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
@@ -29,7 +38,7 @@ import numpy as np
 import torch
 
 from birdie.curriculum import make_agent
-from birdie.curriculum.reward_model import fit_reward_model
+from birdie.curriculum.reward_model import fit_reward_model, make_optimizer
 from birdie.objectives import resolve_mixture
 
 
@@ -63,6 +72,31 @@ def before_fit(before: types.ModuleType, agent, rows: torch.Tensor, rewards: tor
     model = before.RewardModel(agent.num_configs, config)
     optimizer = before.make_optimizer(model, config)
     return lambda: before.fit_reward_model(model, optimizer, rows, rewards, config)
+
+
+FIRST_FIT = """
+import time, torch
+from birdie.curriculum.reward_model import RewardModel, RewardModelConfig, fit_reward_model, make_optimizer
+config = RewardModelConfig(train_steps=1)
+model = RewardModel(104, config)
+optimizer = make_optimizer(model, config)
+rows, rewards = torch.rand(40, 208), torch.rand(40, 104)
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    fit_reward_model(model, optimizer, rows, rewards, config)
+    times.append(time.perf_counter() - start)
+print(times[0] - times[1])
+"""
+
+
+def setup_seconds(cold_cache: bool) -> float:
+    """A fresh process's first fit step minus its second: the compiled kernels' one-time cost (numba import and
+    cache load; with ``cold_cache``, an empty numba cache, so also compiling)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, **({"NUMBA_CACHE_DIR": cache} if cold_cache else {})}
+        result = subprocess.run([sys.executable, "-c", FIRST_FIT], env=env, check=True, capture_output=True, text=True)
+    return float(result.stdout)
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -134,7 +168,7 @@ def main() -> None:
 
     before = reward_model_at(args.compare_with) if args.compare_with else None
     step = training_step(args.preset, args.batch_size, args.sequence_length)
-    fits, scores, steps, before_fits, floors = [], [], [], [], []
+    fits, scores, steps, before_fits, torch_fits, floors = [], [], [], [], [], []
     for repeat in range(args.repeats):
         agent, losses = agent_with_history(40, seed=repeat)
         rows = torch.as_tensor(np.stack(agent.history_rows), dtype=torch.float32)
@@ -142,8 +176,13 @@ def main() -> None:
         fit_now = lambda: fit_reward_model(agent.model, agent.optimizer, rows, rewards, agent.model_config)
         runs = [(fits, fit_now)]
         if before is not None:
-            # Before and after alternate which goes first, so neither always meets the same point of a load change.
-            runs = [*runs, (before_fits, before_fit(before, agent, rows, rewards))][:: 1 if repeat % 2 else -1]
+            fallback = copy.deepcopy(agent.model)
+            fallback_optimizer = make_optimizer(fallback, agent.model_config)
+            fit_torch = lambda: fit_reward_model(fallback, fallback_optimizer, rows, rewards, agent.model_config,
+                                                 compiled=False)
+            # The variants rotate which goes first, so none always meets the same point of a load change.
+            runs = [*runs, (before_fits, before_fit(before, agent, rows, rewards)), (torch_fits, fit_torch)]
+            runs = runs[repeat % 3:] + runs[:repeat % 3]
         for times, run in runs:
             times.append(timed(run))
         scores.append(timed(lambda: agent.score(losses, agent.candidates())))
@@ -154,14 +193,20 @@ def main() -> None:
     fit, score, step_time = float(np.median(fits)), float(np.median(scores)), float(np.median(steps))
     decision = fit + score
     train_steps = agent.model_config.train_steps
+    compiled = importlib.util.find_spec("numba") is not None
+    setup, cold_setup = (setup_seconds(False), setup_seconds(True)) if compiled else (0.0, 0.0)
     print(f"torch {torch.__version__}, python {platform.python_version()}, threads {torch.get_num_threads()}, "
-          f"{args.repeats} repeats (medians)")
+          f"{args.repeats} repeats (medians), fit path: {'numba kernels' if compiled else 'torch (numba not installed)'}")
     print(f"agent decision (104 configs, 40-eval history): {decision:.3f} s = fit {fit:.3f} s ({train_steps} steps, "
           f"{fit / train_steps * 1e3:.1f} ms/step) + candidates & scoring {score:.3f} s")
+    if compiled:
+        print(f"compiled kernels, once per training process: {setup:.2f} s (numba import + cache load); "
+              f"{cold_setup:.2f} s the first time on a machine (compiling)")
     if before is not None:
-        then = float(np.median(before_fits))
+        then, torch_path = float(np.median(before_fits)), float(np.median(torch_fits))
         print(f"fit at {args.compare_with}: {then:.3f} s ({then / train_steps * 1e3:.1f} ms/step); "
-              f"now {then / fit:.2f}x as fast")
+              f"now {then / fit:.2f}x as fast; on the torch path {torch_path:.3f} s "
+              f"({torch_path / train_steps * 1e3:.1f} ms/step, {then / torch_path:.2f}x as fast)")
     print(f"{args.preset} training step at ({args.batch_size}, {args.sequence_length}): {step_time * 1e3:.1f} ms")
     floor = float(np.median(floors))
     print(f"one decision = {decision / step_time:.1f} training steps; its floor (GEMMs + AdamW only) {floor:.3f} s "
@@ -169,7 +214,8 @@ def main() -> None:
     for total in (16_384, 50_000, 100_000):
         schedule = type(agent.schedule)(total_steps=total)
         decisions = sum(schedule.agent_in_control(s) for s in schedule.evaluation_steps())
-        share, floor_share = (decisions * seconds / (total * step_time) for seconds in (decision, floor))
+        share = (decisions * decision + setup) / (total * step_time)
+        floor_share = decisions * floor / (total * step_time)
         print(f"run of {total:>7} steps: {decisions:>3} decisions, agent share of wall time {100 * share:.2f}% "
               f"(floor {100 * floor_share:.2f}%, target <= 1%)")
 

@@ -116,8 +116,12 @@ class GatedSSMBlock(nn.Module):
 
     def step(self, x: Tensor, h: Tensor) -> Tensor:
         """One position for many rows from a shared or per-row state: x (N, width), h (1 or N, state) -> (N, width)."""
-        a, b, gate_out = self._gates(x)
-        return x + self.out(torch.sigmoid(gate_out) * torch.addcmul(b, a, h))
+        # The same maths as forward's, in place on (N, state) rows: scoring steps thousands of candidates.
+        projected = self.in_proj(self.norm(x))
+        projected[:, :self.state] += self.decay_bias
+        a, gate_in, gate_out = torch.sigmoid(projected[:, :3 * self.state]).chunk(3, dim=-1)
+        state = torch.rsub(a, 1).mul_(gate_in).mul_(projected[:, 3 * self.state:]).addcmul_(a, h)
+        return torch.addmm(x, state.mul_(gate_out), self.out.weight.T)
 
 
 class RewardModel(nn.Module):
@@ -198,7 +202,8 @@ def _flat_gradients(model: RewardModel, optimizer: torch.optim.Optimizer) -> tup
 
 
 def fit_reward_model(
-    model: RewardModel, optimizer: torch.optim.Optimizer, rows: Tensor, rewards: Tensor, config: RewardModelConfig
+    model: RewardModel, optimizer: torch.optim.Optimizer, rows: Tensor, rewards: Tensor, config: RewardModelConfig,
+    compiled: bool | None = None,
 ) -> float:
     """Train ``config.train_steps`` AdamW steps of MSE between ``model(rows)`` and ``rewards`` on the whole history.
 
@@ -208,6 +213,7 @@ def fit_reward_model(
     Args:
         model: the reward model; optimizer: made by :func:`make_optimizer` for it.
         rows: (T, 2K) history rows, T >= 1; rewards: (T, K) rewards observed after each row.
+        compiled: see :func:`training_pass`.
     Returns:
         The MSE before the last step (``nan`` when ``train_steps`` is 0).
     """
@@ -217,7 +223,7 @@ def fit_reward_model(
     normalized_rows = torch.cat([F.rms_norm(half, (model.num_configs,), eps=NORM_EPS)
                                  for half in rows.split(model.num_configs, dim=1)], dim=1)
     loss = torch.tensor(float("nan"))
-    loss_and_gradients_of = training_pass(model, grads, len(rows))
+    loss_and_gradients_of = training_pass(model, grads, len(rows), compiled)
     try:
         for _ in range(config.train_steps):
             loss = loss_and_gradients_of(normalized_rows, rewards)
