@@ -43,21 +43,24 @@ class Autoencoding(SpanCorruptionConfig):
         return 2 * n - noise + spans
 
     def extra_uniforms(self, spans: int) -> int:
-        return spans + 3 if self.shuffle else 0
+        return spans + 3 if self.shuffle else 0  # the shuffle's keys
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
         layout = self.sample_layout(ids, rng, budget, tokenizer)
         if isinstance(layout, Skip):
             return layout
-        masked_length = layout.n - layout.noise + layout.spans + self.paradigm_tokens
+        n, noise, spans = layout[:3]
+        masked_length = n - noise + spans + self.paradigm_tokens
+        shifts, sizes = segments(layout, "masked")
         if self.shuffle:
-            starts, sizes = shuffle_pieces(segments(layout, "pieces"), layout.kept_before_first_span > 0,
-                                           layout.uniforms[:layout.spans + 3])
-            masked = gather_segments(layout.source, starts, sizes, masked_length)
+            kept_before_first_span = sizes[1] > 0
+            masked = gather_segments(layout.source, *shuffle_pieces(shifts + sizes.cumsum() - sizes, sizes,
+                                                                    kept_before_first_span, layout.uniforms),
+                                     masked_length)
         else:
-            masked = gather_shifted(layout.source, *segments(layout, "masked"), masked_length)
-        return Example(masked, ids[:layout.n], ids[layout.n:])
+            masked = gather_shifted(layout.source, shifts, sizes, masked_length)
+        return Example(masked, ids[:n], ids[n:])
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,11 @@ class AutoencodingWithDeshuffling(Autoencoding):
     shuffle: ClassVar[bool] = True
 
 
-def shuffle_pieces(pieces: np.ndarray, first_piece: bool, keys: np.ndarray) -> np.ndarray:
-    """The masked chunk's pieces -- ``[] run_0``, then each ``S_i run_{i+1}``, as segment pairs from
-    :func:`~birdie.objectives.spans.segments` (``"pieces"``, starts and sizes; the two paradigm slots follow them) --
-    in a random order other than the original one, between the paradigm slots.
+def shuffle_pieces(starts: np.ndarray, sizes: np.ndarray, first_piece: bool,
+                   keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The masked chunk's segments (``"masked"`` from :func:`~birdie.objectives.spans.segments`, as starts and sizes)
+    with its pieces -- ``run_0``, then each ``S_i run_{i+1}`` -- in a random order other than the original one,
+    between the paradigm slots.
 
     The order is the argsort of ``keys`` (``k + 3`` uniforms, overwritten): a uniform permutation of the pieces, with
     the paradigm slots pinned to the ends by keys below and above every uniform. Only the first piece can be empty
@@ -89,15 +93,19 @@ def shuffle_pieces(pieces: np.ndarray, first_piece: bool, keys: np.ndarray) -> n
     pinned = 1 if first_piece else 2
     if int(order[pinned]) == pinned and not (order[1:] < order[:-1]).any():  # the identity: every piece stays
         order[pinned:-1] = np.roll(order[pinned:-1], 1)
-    return pieces[:, piece_segments(len(keys) - 3)[order].ravel()]
+    rows = piece_segments(len(keys) - 3)[order].ravel()
+    return starts[rows], sizes[rows]
 
 
 @lru_cache(maxsize=None)
 def piece_segments(spans: int) -> np.ndarray:
-    """Segment pairs of the ``"pieces"`` table per piece: the paradigm slot before the chunk (with the empty segment),
-    ``[] run_0``, ``S_{i-1} run_i`` for ``i = 1..k``, then the slot after it (shape ``(k + 3, 2)``)."""
+    """Segment pairs of the ``"masked"`` table per piece (``E`` = the empty last segment): the paradigm slot before
+    the chunk ``[0, E]``, ``[E, run_0]``, ``[S_{i-1}, run_i]`` for ``i = 1..k``, the slot after it ``[2k + 2, E]``
+    (shape ``(k + 3, 2)``)."""
+    empty = 2 * spans + 3
     rows = np.arange(-2, 2 * spans + 4).reshape(-1, 2)
-    rows[0] = 2 * spans + 2, 0
-    rows[-1] = 2 * spans + 3, 0
+    rows[0] = 0, empty
+    rows[1, 0] = empty
+    rows[-1] = 2 * spans + 2, empty
     rows.flags.writeable = False
     return rows

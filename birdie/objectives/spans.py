@@ -11,8 +11,8 @@ microsecond, so their number, not the tokens, bounds the throughput of short chu
 1. one sort of both compositions' cut points at once (the kept-run cuts are offset above the span cuts), plus a
    ramp, gives the cumulative span lengths and the (offset) cumulative kept lengths: the vector ``X`` below;
 2. every output *segment* -- a ``(start, size)`` run of ``source = chunk + [paradigm, sentinel_0, sentinel_1, ...]``
-   -- has a start and a size that are ``X[a] + X[b] - X[c]`` for indices that depend only on the span count, so
-   one cached index table turns ``X`` into all segments with one gather;
+   -- has a shift (start minus output offset) and a size that are ``X[a] - X[b] - X[c]`` for indices that depend
+   only on the span count, so one cached index table turns ``X`` into all segments with one gather;
 3. one ``repeat`` expands the segments into positions of ``source`` and one gather builds the example.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 from birdie.objectives.base import ObjectiveConfig, Skip, check, ramp, special_row, too_short
 from birdie.tokenizers import SpecialTokens, Tokenizer
 
-Output = Literal["infilling", "masked", "pieces"]
+Output = Literal["infilling", "masked"]
 
 
 def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) -> tuple[int, int]:
@@ -40,7 +40,7 @@ def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) ->
 class SpanLayout(NamedTuple):
     """A chunk's random spans, as the vector ``X`` that :func:`segments` reads (see the module docstring).
 
-    ``X`` is ``[0, -1, ..., -k | L_0..L_k | W_0..W_{k+1} | constants]`` for ``k`` spans: ``L_i`` tokens lie in spans
+    ``X`` is ``[0, 1, ..., k | L_0..L_k | W_0..W_{k+1} | constants]`` for ``k`` spans: ``L_i`` tokens lie in spans
     before span ``i`` (``L_k = noise``), and ``W_j - c`` kept tokens lie before span ``j`` for ``1 <= j <= k``
     (``c = k + 2``). The constants (:data:`CONSTANTS`) depend on ``n``, ``noise``, ``k`` and the paradigm slots
     ``P``/``Q`` (1 when the paradigm token goes before/after the masked chunk).
@@ -58,13 +58,9 @@ class SpanLayout(NamedTuple):
     source: np.ndarray
     uniforms: np.ndarray
 
-    @property
-    def kept_before_first_span(self) -> int:
-        return int(self.x[2 * self.spans + 3] - self.x[3 * self.spans + 4 + CONSTANTS.index("c")])
-
 
 #: Names of the constants at the end of ``X`` (``PL`` = masked-chunk length with the paradigm token).
-CONSTANTS = ("0", "1", "n", "n+1", "P", "Q", "c", "n-noise+c", "n+1-P+c", "n+1-PL", "c+PL+1")
+CONSTANTS = ("0", "1", "n", "P", "Q", "c", "n-noise+c", "n+1-P+c", "n+1-PL", "c+PL+1")
 
 
 def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm: tuple[int, int]) -> np.ndarray:
@@ -77,12 +73,12 @@ def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm
     masked = n - noise + k + before + after
     c = k + 2
     x = _template(k).copy()
-    cuts = uniforms[:2 * k].reshape(2, k)  # row 0: k - 1 span cuts (and the unused slot), row 1: k kept cuts
-    cuts *= ((span_spare + 1,), (kept_spare + 1,))
+    uniforms[:k] *= span_spare + 1  # k - 1 span cuts (and the unused slot)
+    uniforms[k:2 * k] *= kept_spare + 1  # k kept cuts
     # L group x[k+1:2k+2] = 0, span cuts, span_spare; W group x[2k+2:3k+4] = 0, kept cuts, kept_spare
-    x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k] = cuts  # floor by truncation (all >= 0)
+    x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k] = uniforms[:2 * k].reshape(2, k)  # floor by truncation (all >= 0)
     x[2 * k + 1] = span_spare
-    x[3 * k + 3:] = (kept_spare, 0, 1, n, n + 1, before, after, c, n - noise + c, n + 1 - before + c, n + 1 - masked,
+    x[3 * k + 3:] = (kept_spare, 0, 1, n, before, after, c, n - noise + c, n + 1 - before + c, n + 1 - masked,
                      c + masked + 1)
     x[k + 2:2 * k + 1].sort()
     x[2 * k + 3:3 * k + 3].sort()
@@ -93,71 +89,59 @@ def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm
 @lru_cache(maxsize=None)
 def _template(spans: int) -> np.ndarray:
     x = np.zeros(3 * spans + 4 + len(CONSTANTS), dtype=np.int64)
-    x[:spans + 1] = -np.arange(spans + 1)
+    x[:spans + 1] = np.arange(spans + 1)
     x.flags.writeable = False
     return x
 
 
 @lru_cache(maxsize=None)
 def segment_table(output: Output, spans: int) -> np.ndarray:
-    """Indices ``(a, b, c)`` into ``X`` (shape ``(3, 2 m)``) such that ``X[a] + X[b] - X[c]`` lists ``m`` values
-    for the segments of ``source`` that build the example, then their ``m`` sizes.
+    """Indices ``(a, b, c)`` into ``X`` (shape ``(3, 2 m)``) such that ``X[a] - X[b] - X[c]`` lists the *shifts*
+    (``start - offset in the output``, what :func:`gather_shifted` takes) of the ``m`` segments of ``source`` that
+    build the example, then their ``m`` sizes.
 
-    The values are *shifts* (``start - offset in the output``, what :func:`gather_segments` takes), except for
-    ``"pieces"``, whose values are starts. Segments: ``"infilling"``: ``[paradigm?] run_0 S_0 run_1 S_1 ... run_k
-    [paradigm?]`` (the masked chunk; ``S_i`` is sentinel ``i``), then the target ``S_0 span_0 S_1 span_1 ...``;
-    ``"masked"``: the masked chunk alone; ``"pieces"``: the masked chunk cut into pieces ``[] run_0``, ``S_0 run_1``,
-    ..., ``S_{k-1} run_k`` (``[]`` an empty segment), then the two paradigm slots.
+    Segments: ``"masked"``: ``[paradigm?] run_0 S_0 run_1 S_1 ... run_k [paradigm?] []`` (the masked chunk; ``S_i`` is
+    sentinel ``i``; the last segment is empty, for :func:`~birdie.objectives.autoencoding.shuffle_pieces`);
+    ``"infilling"``: the masked chunk without the empty segment, then the target ``S_0 span_0 S_1 span_1 ...``.
     """
     k = spans
     lengths, kept, base = k + 1, 2 * k + 2, 3 * k + 4
     const = {name: base + i for i, name in enumerate(CONSTANTS)}
-    zero, one, c = const["0"], const["1"], const["c"]
 
     def term(*names: str | int) -> tuple[int, int, int]:
         ids = [const[name] if isinstance(name, str) else name for name in names]
-        return tuple(ids + [zero] * (3 - len(ids)))  # type: ignore[return-value]
+        return tuple(ids + [const["0"]] * (3 - len(ids)))  # type: ignore[return-value]
 
     def run_size(i: int) -> tuple[int, int, int]:
         if i == 0:
-            return term(kept + 1, "0", "c")
-        return term(kept + i + 1, "0", kept + i) if i < k else term("n-noise+c", "0", kept + k)
+            return term(kept + 1, "c")
+        return term(kept + i + 1, kept + i) if i < k else term("n-noise+c", kept + k)
 
-    values: list[tuple[int, int, int]] = []
-    sizes: list[tuple[int, int, int]] = []
-    if output == "pieces":
-        for i in range(k + 1):
-            values += [term("0"), term("0")] if i == 0 else [term("n+1", "0", i - 1), term(lengths + i, kept + i, "c")]
-            sizes += [term("0" if i == 0 else "1"), run_size(i)]
-        values += [term("n"), term("n")]
-        sizes += [term("P"), term("Q")]
+    shifts, sizes = [term("n")], [term("P")]
+    for i in range(k + 1):
+        shifts.append(term(lengths + i, i, "P"))  # run_i: L_i - i - P (X[i] = i)
+        sizes.append(run_size(i))
+        if i < k:
+            shifts.append(term("n+1-P+c", kept + i + 1))
+            sizes.append(term("1"))
+    shifts.append(term("n+1-PL"))
+    sizes.append(term("Q"))
+    if output == "masked":
+        shifts.append(term("0"))
+        sizes.append(term("0"))
     else:
-        values.append(term("n"))
-        sizes.append(term("P"))
-        for i in range(k + 1):
-            values.append(term(lengths + i, i, "P"))  # run_i: L_i - i - P (X[i] = -i)
-            sizes.append(run_size(i))
-            if i < k:
-                values.append(term("n+1-P+c", "0", kept + i + 1))
-                sizes.append(term("1"))
-        values.append(term("n+1-PL"))
-        sizes.append(term("Q"))
-    if output == "infilling":
         for i in range(k):
-            values += [term("n+1-PL", "0", lengths + i), term(kept + i + 1, i, "c+PL+1")]
-            sizes += [term("1"), term(lengths + i + 1, "0", lengths + i)]
-    table = np.array(values + sizes, dtype=np.intp).T.copy()
+            shifts += [term("n+1-PL", lengths + i), term(kept + i + 1, i, "c+PL+1")]
+            sizes += [term("1"), term(lengths + i + 1, lengths + i)]
+    table = np.array(shifts + sizes, dtype=np.intp).T.copy()
     table.flags.writeable = False
     return table
 
 
 def segments(layout: SpanLayout, output: Output) -> np.ndarray:
-    """Shape ``(2, m)``: the values (shifts or starts) and sizes of the segments of ``layout.source`` that build
-    ``output`` (see :func:`segment_table`)."""
-    a, b, c = layout.x[segment_table(output, layout.spans)]
-    a += b
-    a -= c
-    return a.reshape(2, -1)
+    """Shape ``(2, m)``: the shifts and sizes of the segments of ``layout.source`` that build ``output`` (see
+    :func:`segment_table`)."""
+    return np.subtract.reduce(layout.x[segment_table(output, layout.spans)]).reshape(2, -1)
 
 
 def gather_shifted(source: np.ndarray, shifts: np.ndarray, sizes: np.ndarray, total: int) -> np.ndarray:

@@ -56,10 +56,11 @@ def test_golden_span_layout():
     both = gather_shifted(source, *segments(layout, "infilling"), 15)
     assert show(both[:9]) == "a<|mask_0|>de<|mask_1|>hij<|infilling|>"
     assert show(both[9:]) == "<|mask_0|>bc<|mask_1|>fg"
-    pieces = segments(layout, "pieces")
+    shifts, sizes = segments(layout, "masked")
+    starts = shifts + sizes.cumsum() - sizes
     for uniforms, expected in [([0.5, 0.3, 0.2, 0.1, 0.5], "<|mask_1|>hij<|mask_0|>dea"),
                                ([0.5, 0.1, 0.2, 0.3, 0.5], "<|mask_1|>hija<|mask_0|>de")]:  # the identity is rotated
-        shuffled = gather_segments(source, *shuffle_pieces(pieces, True, np.array(uniforms)), 9)
+        shuffled = gather_segments(source, *shuffle_pieces(starts, sizes, True, np.array(uniforms)), 9)
         assert show(shuffled) == expected + "<|infilling|>"
 
 
