@@ -163,7 +163,8 @@ def measure_all(args: argparse.Namespace, work: Path) -> None:
         r = run(dict(common, mixture="birdie", source=str(work / "shards"), num_workers=workers), args.batches)
         walls[workers] = r["batches"] / r["wall"]
         print(f"(c) birdie from shards, {workers} worker(s): {walls[workers]:6.1f} batches/s wall-clock, "
-              f"{r['positions'] / r['cpu'] / 1e6:5.2f} M packed positions per CPU-second (workers + main)")
+              f"{r['positions'] / r['cpu'] / 1e6:5.2f} M packed positions per CPU-second (workers + main; the "
+              "workers' CPU includes their start and the batches prefetched past the last one consumed)")
     print(f"    scaling 1 -> 2 workers (wall-clock): {walls[2] / walls[1]:.2f}x; load average {os.getloadavg()[0]:.2f}")
 
 
