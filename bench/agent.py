@@ -129,22 +129,22 @@ def decision_floor(agent, history_length: int, num_candidates: int) -> Callable[
     """The part of a decision no implementation can skip: every GEMM of the fit and of the scoring, and AdamW.
 
     Per fit step: each reward-model Linear's forward, weight-gradient and (except the first, whose input needs no
-    gradient) input-gradient matmul on ``history_length`` rows, then one fused AdamW step over every parameter;
-    scoring adds each Linear's forward on ``num_candidates`` rows. Everything else (norms, gates, the scan,
-    autograd, clipping, candidate generation) is left out, so this is a lower bound.
+    gradient) input-gradient matmul on ``history_length`` rows, then one fused AdamW step over all parameters as one
+    flat tensor; scoring adds each Linear's forward on ``num_candidates`` rows. Everything else (norms, gates, the
+    scan, clipping, candidate generation) is left out, so this is a lower bound.
     """
     linears = [module for module in agent.model.modules() if isinstance(module, torch.nn.Linear)]
     gemms = []
     for index, linear in enumerate(linears):
         width_in, width_out = linear.in_features, linear.out_features
-        rows, weight, grad = torch.randn(history_length, width_in), linear.weight.detach(), torch.randn(history_length, width_out)
+        rows, grad = torch.randn(history_length, width_in), torch.randn(history_length, width_out)
+        weight = linear.weight.detach()
         gemms += [(rows, weight.T), (grad.T, rows)] + ([(grad, weight)] if index else [])
     scoring = [(torch.randn(num_candidates, linear.in_features), linear.weight.detach().T) for linear in linears]
-    parameters = [parameter.detach().clone().requires_grad_() for parameter in agent.model.parameters()]
-    for parameter in parameters:
-        parameter.grad = torch.randn_like(parameter)
+    flat = torch.randn(sum(parameter.numel() for parameter in agent.model.parameters()), requires_grad=True)
+    flat.grad = torch.randn_like(flat)
     config = agent.model_config
-    adamw = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    adamw = torch.optim.AdamW([flat], lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
     def floor() -> None:
         for _ in range(config.train_steps):
@@ -195,8 +195,9 @@ def main() -> None:
     train_steps = agent.model_config.train_steps
     compiled = importlib.util.find_spec("numba") is not None
     setup, cold_setup = (setup_seconds(False), setup_seconds(True)) if compiled else (0.0, 0.0)
+    path = "numba kernels" if compiled else "torch (numba not installed)"
     print(f"torch {torch.__version__}, python {platform.python_version()}, threads {torch.get_num_threads()}, "
-          f"{args.repeats} repeats (medians), fit path: {'numba kernels' if compiled else 'torch (numba not installed)'}")
+          f"{args.repeats} repeats (medians), fit path: {path}")
     print(f"agent decision (104 configs, 40-eval history): {decision:.3f} s = fit {fit:.3f} s ({train_steps} steps, "
           f"{fit / train_steps * 1e3:.1f} ms/step) + candidates & scoring {score:.3f} s")
     if compiled:

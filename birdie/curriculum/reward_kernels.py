@@ -21,7 +21,9 @@ _jit_sums = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 
 
 @_jit_sums
-def _normalize(x, weight, eps, normalized, inverse_rms, z):  # pragma: no cover - compiled
+def _normalize(x, weight, eps, normalized, inverse_rms, z):
+    """RMSNorm of the rows of x (T, D): writes ``normalized`` (T, D), ``inverse_rms`` (T,) and
+    ``z = normalized * weight`` (T, D)."""
     length, width = x.shape
     for t in range(length):
         total = 0.0
@@ -35,7 +37,8 @@ def _normalize(x, weight, eps, normalized, inverse_rms, z):  # pragma: no cover 
 
 
 @_jit_sums
-def _normalize_backward(grad_z, normalized, inverse_rms, weight, grad_weight, grad_x):  # pragma: no cover
+def _normalize_backward(grad_z, normalized, inverse_rms, weight, grad_weight, grad_x):
+    """Backward of :func:`_normalize` from dL/dz (T, D): writes dL/dweight (D,), ADDS dL/dx into ``grad_x``."""
     length, width = grad_z.shape
     grad_weight[:] = 0.0
     for t in range(length):
@@ -50,7 +53,9 @@ def _normalize_backward(grad_z, normalized, inverse_rms, weight, grad_weight, gr
 
 
 @_jit
-def _gated_scan(gates, projected, h, mixed):  # pragma: no cover - compiled
+def _gated_scan(gates, projected, h, mixed):
+    """From gates (T, 3S) = sigmoid([d + bias, i, o]) and projected (T, 4S) = [d, i, o, u]: writes the states
+    h (T, S), ``h_t = a_t h_{t-1} + (1 - a_t) sigmoid(i_t) u_t``, and ``mixed = sigmoid(o) * h`` (T, S)."""
     length, state = h.shape
     for t in range(length):
         for j in range(state):
@@ -61,7 +66,9 @@ def _gated_scan(gates, projected, h, mixed):  # pragma: no cover - compiled
 
 
 @_jit
-def _gated_scan_backward(grad_mixed, gates, projected, h, grad_projected, grad_bias):  # pragma: no cover
+def _gated_scan_backward(grad_mixed, gates, projected, h, grad_projected, grad_bias):
+    """Backward of :func:`_gated_scan` from dL/dmixed (T, S): writes dL/dprojected (T, 4S), the gates' derivatives
+    taken through their sigmoids, and dL/ddecay_bias (S,)."""
     # Short loops over channel rows with few arrays each, so that LLVM vectorizes them.
     length, state = h.shape
     # g_t = dL/db_t = dL/dh_t + a_{t+1} g_{t+1}, right to left; held in the value slot until the last loop.

@@ -19,10 +19,11 @@ Two ways through the same parameters:
 * the module's ``forward`` (autograd; the recurrence as :func:`birdie.models.scan.linear_scan`) -- scoring and the
   reference the training path is tested against;
 * :func:`loss_and_gradients`, the training path: the MSE and every parameter's gradient from a hand-written
-  backward pass. A history is a few dozen positions, so a fit step is ~40 tiny ops per block; through autograd and
-  the general chunked scan their fixed per-op costs were 2/3 of the step. Here each block is two GEMMs forward and
-  three backward, the recurrence a loop over positions on numpy rows (~1 us per row, against ~5 us per torch
-  call), and gradients land in one flat buffer, so clipping is one norm and AdamW one fused call
+  backward pass. A history is a few dozen positions; through autograd a fit step was ~150 tiny ops whose fixed
+  costs made up 2/3 of it. Here a block is two GEMMs forward and three backward around, with numba installed, one
+  compiled kernel per norm and one for the gates and the recurrence each way
+  (:mod:`birdie.curriculum.reward_kernels`), else ~35 torch calls and a short-sequence numpy scan
+  (:func:`scan_rows`). Gradients land in one flat buffer, so clipping is one norm and AdamW one fused call
   (:func:`fit_reward_model`).
 
 Scoring N candidates runs the history once and then one recurrent step for all candidates from the shared state,
