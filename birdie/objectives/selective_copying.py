@@ -156,6 +156,8 @@ class _Windows:
     in C; a match counts only at a token boundary.
     """
 
+    __slots__ = ("context", "width", "size", "text", "windows")
+
     def __init__(self, context: np.ndarray, width: int) -> None:
         top = int(context.max())
         dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint32
@@ -183,25 +185,17 @@ class _Windows:
         return _unique(_window_hashes(self.context, self.width))
 
     def shortest_unique(self, anchor: int, direction: int, preferred: int) -> int:
-        """Shortest length in ``[preferred, width]`` whose token run next to ``anchor`` occurs once (``width`` does).
-        ``direction`` -1: the run ends at ``anchor`` (a start delimiter); +1: it begins there (an end delimiter).
-        Uniqueness only improves as a run grows (every occurrence of the longer run contains one of the shorter), so
-        bisection finds it. The preferred length is tried first, as it is often unique already.
+        """Shortest length in ``[preferred, width]`` whose token run next to ``anchor`` occurs once, given that the
+        ``width``-token run does. ``direction`` -1: the run ends at ``anchor`` (a start delimiter); +1: it begins
+        there (an end delimiter). Uniqueness only improves as a run grows (every occurrence of the longer run contains
+        one of the shorter), and the answer is usually the preferred length or close above it, so lengths are tried
+        upwards from there (at most ``width`` tries, a loop over the delimiter range, not over tokens).
         """
-        def unique(length: int) -> bool:
+        for length in range(preferred, self.width):
             first = anchor - length if direction < 0 else anchor
-            return self.occurs_once(first, first + length)
-
-        if unique(preferred):
-            return preferred
-        low, high = preferred + 1, self.width
-        while low < high:
-            middle = (low + high) // 2
-            if unique(middle):
-                high = middle
-            else:
-                low = middle + 1
-        return high
+            if self.occurs_once(first, first + length):
+                return length
+        return max(preferred, self.width)
 
 
 def _window_hashes(context: np.ndarray, width: int) -> np.ndarray:
