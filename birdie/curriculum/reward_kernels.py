@@ -25,11 +25,12 @@ def _normalize(x, weight, eps, normalized, inverse_rms, z):
     """RMSNorm of the rows of x (T, D): writes ``normalized`` (T, D), ``inverse_rms`` (T,) and
     ``z = normalized * weight`` (T, D)."""
     length, width = x.shape
+    one = x.dtype.type(1)  # typed literals keep float32 arithmetic in float32
     for t in range(length):
-        total = 0.0
+        total = x.dtype.type(0)
         for j in range(width):
             total += x[t, j] * x[t, j]
-        r = 1.0 / np.sqrt(total / width + eps)
+        r = one / np.sqrt(total / x.dtype.type(width) + eps)
         inverse_rms[t] = r
         for j in range(width):
             normalized[t, j] = x[t, j] * r
@@ -40,14 +41,14 @@ def _normalize(x, weight, eps, normalized, inverse_rms, z):
 def _normalize_backward(grad_z, normalized, inverse_rms, weight, grad_weight, grad_x):
     """Backward of :func:`_normalize` from dL/dz (T, D): writes dL/dweight (D,), ADDS dL/dx into ``grad_x``."""
     length, width = grad_z.shape
-    grad_weight[:] = 0.0
+    grad_weight[:] = 0
     for t in range(length):
-        projection = 0.0
+        projection = grad_z.dtype.type(0)
         for j in range(width):
             product = grad_z[t, j] * normalized[t, j]
             grad_weight[j] += product
             projection += product * weight[j]
-        projection *= inverse_rms[t] / width
+        projection *= inverse_rms[t] / grad_z.dtype.type(width)
         for j in range(width):
             grad_x[t, j] += grad_z[t, j] * weight[j] * inverse_rms[t] - normalized[t, j] * projection
 
@@ -57,11 +58,12 @@ def _gated_scan(gates, projected, h, mixed):
     """From gates (T, 3S) = sigmoid([d + bias, i, o]) and projected (T, 4S) = [d, i, o, u]: writes the states
     h (T, S), ``h_t = a_t h_{t-1} + (1 - a_t) sigmoid(i_t) u_t``, and ``mixed = sigmoid(o) * h`` (T, S)."""
     length, state = h.shape
+    zero, one = h.dtype.type(0), h.dtype.type(1)
     for t in range(length):
         for j in range(state):
             a = gates[t, j]
-            previous = h[t - 1, j] if t > 0 else 0.0
-            h[t, j] = a * previous + (1.0 - a) * gates[t, state + j] * projected[t, 3 * state + j]
+            previous = h[t - 1, j] if t > 0 else zero
+            h[t, j] = a * previous + (one - a) * gates[t, state + j] * projected[t, 3 * state + j]
             mixed[t, j] = gates[t, 2 * state + j] * h[t, j]
 
 
@@ -71,6 +73,7 @@ def _gated_scan_backward(grad_mixed, gates, projected, h, grad_projected, grad_b
     taken through their sigmoids, and dL/ddecay_bias (S,)."""
     # Short loops over channel rows with few arrays each, so that LLVM vectorizes them.
     length, state = h.shape
+    one = h.dtype.type(1)
     # g_t = dL/db_t = dL/dh_t + a_{t+1} g_{t+1}, right to left; held in the value slot until the last loop.
     for t in range(length - 1, -1, -1):
         g, grad_h, gate_out = grad_projected[t, 3 * state:], grad_mixed[t], gates[t, 2 * state:]
@@ -80,24 +83,24 @@ def _gated_scan_backward(grad_mixed, gates, projected, h, grad_projected, grad_b
             a_next, g_next = gates[t + 1, :state], grad_projected[t + 1, 3 * state:]
             for j in range(state):
                 g[j] += a_next[j] * g_next[j]
-    grad_bias[:] = 0.0
+    grad_bias[:] = 0
     for t in range(length):
         a, gate_in, gate_out = gates[t, :state], gates[t, state:2 * state], gates[t, 2 * state:]
         value, grad_h, g = projected[t, 3 * state:], grad_mixed[t], grad_projected[t, 3 * state:]
         grad_a, grad_in, grad_out = (grad_projected[t, :state], grad_projected[t, state:2 * state],
                                      grad_projected[t, 2 * state:3 * state])
         for j in range(state):
-            grad_out[j] = grad_h[j] * h[t, j] * gate_out[j] * (1.0 - gate_out[j])
+            grad_out[j] = grad_h[j] * h[t, j] * gate_out[j] * (one - gate_out[j])
         # b_t = (1 - a_t) gate_in_t value_t and h_t = a_t h_{t-1} + b_t; then through each sigmoid.
         for j in range(state):
-            grad_a[j] = -g[j] * gate_in[j] * value[j] * a[j] * (1.0 - a[j])
+            grad_a[j] = -g[j] * gate_in[j] * value[j] * a[j] * (one - a[j])
         if t > 0:
             for j in range(state):
-                grad_a[j] += g[j] * h[t - 1, j] * a[j] * (1.0 - a[j])
+                grad_a[j] += g[j] * h[t - 1, j] * a[j] * (one - a[j])
         for j in range(state):
-            grad_in[j] = g[j] * (1.0 - a[j]) * value[j] * gate_in[j] * (1.0 - gate_in[j])
+            grad_in[j] = g[j] * (one - a[j]) * value[j] * gate_in[j] * (one - gate_in[j])
         for j in range(state):
-            g[j] *= (1.0 - a[j]) * gate_in[j]
+            g[j] *= (one - a[j]) * gate_in[j]
         for j in range(state):
             grad_bias[j] += grad_a[j]
 
@@ -107,9 +110,9 @@ class _BlockPass:
 
     def __init__(self, block, grads: dict[Tensor, Tensor], length: int, eps: float) -> None:
         state, width, dtype = block.state, block.norm.weight.shape[0], block.norm.weight.dtype
-        self.eps = eps
         self.in_weight, self.out_weight = block.in_proj.weight.detach(), block.out.weight.detach()
         self.decay_bias, self.norm_weight = block.decay_bias.detach(), block.norm.weight.detach().numpy()
+        self.eps = self.norm_weight.dtype.type(eps)
         self.grad_in, self.grad_out = grads[block.in_proj.weight], grads[block.out.weight]
         self.grad_bias, self.grad_norm = grads[block.decay_bias].numpy(), grads[block.norm.weight].numpy()
         columns = dict(normalized=width, z=width, y=width, grad_z=width, projected=4 * state,
@@ -151,7 +154,7 @@ class CompiledTrainingPass:
 
     def __init__(self, model, grads: dict[Tensor, Tensor], length: int, eps: float) -> None:
         width, dtype = model.head_norm.weight.shape[0], model.head_norm.weight.dtype
-        self.model, self.grads, self.eps = model, grads, eps
+        self.model, self.grads = model, grads
         self.blocks = [_BlockPass(block, grads, length, eps) for block in model.blocks]
         split = model.input_norm
         self.gammas = (split.first.weight.detach(), split.second.weight.detach())
@@ -159,6 +162,7 @@ class CompiledTrainingPass:
         self.embed = model.embed.weight.detach()
         self.head_weight, self.head_bias = model.head.weight.detach(), model.head.bias.detach()
         self.head_norm_weight = model.head_norm.weight.detach().numpy()
+        self.eps = self.head_norm_weight.dtype.type(eps)
         self.grad_head, self.grad_head_bias = grads[model.head.weight], grads[model.head.bias]
         self.grad_head_norm = grads[model.head_norm.weight].numpy()
         self.x, self.normalized, self.z, self.grad_x = (torch.empty(length, width, dtype=dtype) for _ in range(4))
