@@ -20,6 +20,7 @@ from birdie.curriculum.reward_model import (
     loss_and_gradients,
     make_optimizer,
     scan_rows,
+    training_pass,
 )
 
 SMALL = RewardModelConfig(width=32, num_layers=2)
@@ -208,3 +209,24 @@ def test_fit_continues_after_a_load_state_dict_and_rejects_a_foreign_optimizer()
         fit_reward_model(other, optimizer, rows, rewards, config)
     with pytest.raises(ValueError, match="at least one history row"):
         fit_reward_model(model, optimizer, rows[:0], rewards[:0], config)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["torch", "numba"])
+def test_a_reused_training_pass_sees_in_place_parameter_updates(compiled):
+    """The fit builds one pass per decision and AdamW updates the parameters in place between its calls."""
+    if compiled:
+        pytest.importorskip("numba")
+    torch.manual_seed(0)
+    model = RewardModel(3, SMALL)
+    rows, rewards = normalized_rows(torch.rand(6, 6), 3), torch.rand(6, 3)
+    grads = {parameter: torch.empty_like(parameter) for parameter in model.parameters()}
+    training_pass_ = training_pass(model, grads, len(rows), compiled)
+    training_pass_(rows, rewards)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1.5).add_(0.01)
+    loss = training_pass_(rows, rewards)
+    fresh = {parameter: torch.empty_like(parameter) for parameter in model.parameters()}
+    torch.testing.assert_close(loss, loss_and_gradients(model, rows, rewards, fresh, compiled=False))
+    for parameter in model.parameters():
+        torch.testing.assert_close(grads[parameter], fresh[parameter])
