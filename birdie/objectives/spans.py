@@ -8,8 +8,8 @@ Spans may start at the first token or end at the last one; two spans are always 
 An example costs a fixed ~20 small numpy calls whatever its length and span count (a numpy call costs about a
 microsecond, so their number, not the tokens, bounds the throughput of short chunks):
 
-1. one sort of both compositions' cut points at once (the kept-run cuts are offset above the span cuts), plus a
-   ramp, gives the cumulative span lengths and the (offset) cumulative kept lengths: the vector ``X`` below;
+1. the two compositions' cut points, sorted in place between their bounds and plus a ramp, are the cumulative span
+   lengths and the (offset) cumulative kept lengths: the vector ``X`` of :class:`SpanLayout`;
 2. every output *segment* -- a ``(start, size)`` run of ``source = chunk + [paradigm, sentinel_0, sentinel_1, ...]``
    -- has a shift (start minus output offset) and a size that are ``X[a] - X[b] - X[c]`` for indices that depend
    only on the span count, so one cached index table turns ``X`` into all segments with one gather;
@@ -206,7 +206,7 @@ class SpanCorruptionConfig(ObjectiveConfig):
         if n < 2:
             return too_short(2, n, ids, budget)
         uniforms = rng.random(2 * spans + self.extra_uniforms(spans))
-        paradigm = (0, 0)
+        paradigm = (0, 0)  # the layout's unused uniform decides the paradigm token's side
         if paradigm_tokens:
             paradigm = (0, 1) if self.appends_paradigm(float(uniforms[spans - 1])) else (1, 0)
         x = random_layout(n, noise, spans, uniforms, paradigm)
