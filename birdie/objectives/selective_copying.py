@@ -56,7 +56,8 @@ class SelectiveCopying(ObjectiveConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        # One draw serves the whole example: 3 + the span count + 11 per span (8 placement tries, 2 delimiters).
+        # One draw serves the whole example: the span count, the chunk length, the format, the paradigm side, then
+        # per possible span its length and 10 more (8 placement tries, 2 delimiter lengths).
         uniforms = rng.random(4 + 11 * self.num_spans[1]).tolist()
         spans = uniform_int(self.num_spans, uniforms[0])
         lengths = [uniform_int(self.span_length, u) for u in uniforms[4:4 + spans]]
