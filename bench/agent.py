@@ -217,8 +217,11 @@ def main() -> None:
         decisions = sum(schedule.agent_in_control(s) for s in schedule.evaluation_steps())
         share = (decisions * decision + setup) / (total * step_time)
         floor_share = decisions * floor / (total * step_time)
+        others = "" if before is None else (
+            f"; with the fit at {args.compare_with} {100 * decisions * (then + score) / (total * step_time):.2f}%, "
+            f"on the torch path {100 * decisions * (torch_path + score) / (total * step_time):.2f}%")
         print(f"run of {total:>7} steps: {decisions:>3} decisions, agent share of wall time {100 * share:.2f}% "
-              f"(floor {100 * floor_share:.2f}%, target <= 1%)")
+              f"(floor {100 * floor_share:.2f}%, target <= 1%{others})")
 
 
 if __name__ == "__main__":
