@@ -58,7 +58,8 @@ class Deshuffling(ObjectiveConfig):
         n = self.chunk_length(len(ids), room // 2, rng)
         if n > max(room // (1 + PESSIMISTIC_RATIO), 2 * PROBE_TOKENS):
             probe = len(shuffle_text(ids[:PROBE_TOKENS], self.shuffle_fraction, rng, tokenizer)) / PROBE_TOKENS
-            n = min(n, int(FIT_MARGIN * room / (1 + probe)))
+            if n * (1 + probe) > room:  # predicted not to fit
+                n = int(FIT_MARGIN * room / (1 + probe))
         for _ in range(MAX_FIT_ATTEMPTS):
             if n < self.min_tokens:
                 break

@@ -154,3 +154,12 @@ def test_shuffled_text_goes_through_encode_once_when_the_tokenizer_has_it():
     example = Deshuffling(shuffle_fraction=1.0, length=None, paradigm="none")(ids, np.random.default_rng(0), 4096,
                                                                                 tokenizer)
     assert "".join(tokenizer.once) == "".join(tokenizer.decode(run) for run in text_runs(tokenizer, example.prefix))
+
+
+def test_byte_tokenizer_chunks_are_not_shrunk_when_they_fit():
+    """Shuffled bytes take exactly as many ids as the original: the longest drawn chunk, budget // 2, is kept."""
+    tokenizer = ByteTokenizer()
+    ids = np.frombuffer(" ".join(STORIES).encode("ascii", errors="ignore"), dtype=np.uint8).astype(np.int32)
+    config = Deshuffling(shuffle_fraction=1.0, length=(1023, 1023), paradigm="none")
+    result = config(ids, np.random.default_rng(0), 2046, tokenizer)
+    assert len(result.target) == 1023 and len(result.prefix) == 1023
