@@ -4,6 +4,11 @@ Character-level by definition, so this is the one objective that decodes and re-
 decoded, a random ``shuffle_fraction`` of its characters permute among their own positions, and the shuffled text
 is encoded as the prefix (special ids in the chunk, such as an appended ``<|eos|>``, keep their place). The
 target is the original ids.
+
+Shuffled text usually takes more tokens than the original (2-4x with a BPE), and the prefix and the target must fit
+the budget together. A chunk that may not fit is sized from the ratio measured on a shuffled probe of its first ids;
+one that still does not fit shrinks by its own measured ratio and is shuffled afresh. Every attempt costs a decode,
+a shuffle and an encode with the user's tokenizer, the expensive part of this objective.
 """
 
 from __future__ import annotations
