@@ -45,6 +45,7 @@ class Infilling(SpanCorruptionConfig):
         if isinstance(layout, Skip):
             return layout
         n, noise, spans = layout[:3]
-        both = gather_shifted(layout.source, *segments(layout, "infilling"), n + 2 * spans + self.paradigm_tokens)
-        masked_length = n - noise + spans + self.paradigm_tokens
+        paradigm_tokens = self.paradigm_tokens
+        both = gather_shifted(layout.source, *segments(layout, "infilling"), n + 2 * spans + paradigm_tokens)
+        masked_length = n - noise + spans + paradigm_tokens
         return Example(both[:masked_length], both[masked_length:], ids[n:])

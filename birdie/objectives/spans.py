@@ -8,8 +8,8 @@ Spans may start at the first token or end at the last one; two spans are always 
 An example costs a fixed ~20 small numpy calls whatever its length and span count (a numpy call costs about a
 microsecond, so their number, not the tokens, bounds the throughput of short chunks):
 
-1. the two compositions' cut points, sorted in place between their bounds and plus a ramp, are the cumulative span
-   lengths and the (offset) cumulative kept lengths: the vector ``X`` of :class:`SpanLayout`;
+1. the two compositions' cut points, sorted in place between their bounds, with a few constants: the vector ``X``
+   of :class:`SpanLayout`;
 2. every output *segment* -- a ``(start, size)`` run of ``source = chunk + [paradigm, sentinel_0, sentinel_1, ...]``
    -- has a shift (start minus output offset) and a size that are ``X[a] - X[b] - X[c]`` for indices that depend
    only on the span count, so one cached index table turns ``X`` into all segments with one gather;
@@ -40,10 +40,12 @@ def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) ->
 class SpanLayout(NamedTuple):
     """A chunk's random spans, as the vector ``X`` that :func:`segments` reads (see the module docstring).
 
-    ``X`` is ``[0, 1, ..., k | L_0..L_k | W_0..W_{k+1} | constants]`` for ``k`` spans: ``L_i`` tokens lie in spans
-    before span ``i`` (``L_k = noise``), and ``W_j - c`` kept tokens lie before span ``j`` for ``1 <= j <= k``
-    (``c = k + 2``). The constants (:data:`CONSTANTS`) depend on ``n``, ``noise``, ``k`` and the paradigm slots
-    ``P``/``Q`` (1 when the paradigm token goes before/after the masked chunk).
+    ``X`` is ``[0, 1, ..., k | A_0..A_k | B_0..B_{k+1} | constants]`` for ``k`` spans, where ``A`` and ``B`` are the
+    sorted cut points of the two compositions with their bounds: span ``i`` holds ``A_{i+1} - A_i + 1`` tokens
+    (``A_0 = 0``, ``A_k = noise - k``) and the kept run before span ``i`` holds ``B_{i+1} - B_i + 1`` tokens, one less
+    for the first and the last run (``B_0 = 0``, ``B_{k+1} = n - noise - k + 1``). The constants
+    (:data:`CONSTANTS`) depend on ``n`` and on the paradigm slots ``P``/``Q`` (1 when the paradigm token goes
+    before/after the masked chunk, whose length with it is ``PL``).
 
     Attributes:
         n: chunk length. noise: masked tokens. spans: span count ``k``.
@@ -59,8 +61,8 @@ class SpanLayout(NamedTuple):
     uniforms: np.ndarray
 
 
-#: Names of the constants at the end of ``X`` (``PL`` = masked-chunk length with the paradigm token).
-CONSTANTS = ("0", "1", "n", "P", "Q", "c", "n-noise+c", "n+1-P+c", "n+1-PL", "c+PL+1")
+#: Names of the constants at the end of ``X``.
+CONSTANTS = ("0", "-1", "n", "P", "Q", "n+1-P", "n+1-PL", "PL+1")
 
 
 def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm: tuple[int, int]) -> np.ndarray:
@@ -71,18 +73,15 @@ def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm
     span_spare, kept_spare = noise - k, n - noise - k + 1
     before, after = paradigm
     masked = n - noise + k + before + after
-    c = k + 2
     x = _template(k).copy()
     uniforms[:k] *= span_spare + 1  # k - 1 span cuts (and the unused slot)
     uniforms[k:2 * k] *= kept_spare + 1  # k kept cuts
-    # L group x[k+1:2k+2] = 0, span cuts, span_spare; W group x[2k+2:3k+4] = 0, kept cuts, kept_spare
+    # A = x[k+1:2k+2] = 0, span cuts, span_spare; B = x[2k+2:3k+4] = 0, kept cuts, kept_spare
     x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k] = uniforms[:2 * k].reshape(2, k)  # floor by truncation (all >= 0)
     x[2 * k + 1] = span_spare
-    x[3 * k + 3:] = (kept_spare, 0, 1, n, before, after, c, n - noise + c, n + 1 - before + c, n + 1 - masked,
-                     c + masked + 1)
+    x[3 * k + 3:] = (kept_spare, 0, -1, n, before, after, n + 1 - before, n + 1 - masked, masked + 1)
     x[k + 2:2 * k + 1].sort()
     x[2 * k + 3:3 * k + 3].sort()
-    x[k + 1:3 * k + 4] += ramp(2 * k + 3)
     return x
 
 
@@ -103,27 +102,27 @@ def segment_table(output: Output, spans: int) -> np.ndarray:
     Segments: ``"masked"``: ``[paradigm?] run_0 S_0 run_1 S_1 ... run_k [paradigm?] []`` (the masked chunk; ``S_i`` is
     sentinel ``i``; the last segment is empty, for :func:`~birdie.objectives.autoencoding.shuffle_pieces`);
     ``"infilling"``: the masked chunk without the empty segment, then the target ``S_0 span_0 S_1 span_1 ...``.
+    With ``L_i = A_i + i`` span tokens and ``K_i = B_i + i - 1`` kept tokens before span ``i`` (``K_0 = 0``), run
+    ``i`` starts at ``K_i + L_i`` and sits at ``P + K_i + i`` in the output (shift ``A_i - P``), sentinel ``i`` sits
+    at ``P + K_{i+1} + i`` in the prefix and at ``PL + L_i + i`` in the target, and span ``i`` starts at
+    ``K_{i+1} + L_i`` and sits at ``PL + L_i + i + 1`` (shift ``B_{i+1} - PL - 1``); sentinel ``i`` is
+    ``source[n + 1 + i]``.
     """
     k = spans
-    lengths, kept, base = k + 1, 2 * k + 2, 3 * k + 4
+    a, b, base = k + 1, 2 * k + 2, 3 * k + 4
     const = {name: base + i for i, name in enumerate(CONSTANTS)}
 
     def term(*names: str | int) -> tuple[int, int, int]:
         ids = [const[name] if isinstance(name, str) else name for name in names]
         return tuple(ids + [const["0"]] * (3 - len(ids)))  # type: ignore[return-value]
 
-    def run_size(i: int) -> tuple[int, int, int]:
-        if i == 0:
-            return term(kept + 1, "c")
-        return term(kept + i + 1, kept + i) if i < k else term("n-noise+c", kept + k)
-
     shifts, sizes = [term("n")], [term("P")]
     for i in range(k + 1):
-        shifts.append(term(lengths + i, i, "P"))  # run_i: L_i - i - P (X[i] = i)
-        sizes.append(run_size(i))
+        shifts.append(term(a + i, "P"))
+        sizes.append(term(b + i + 1, b + i, "0" if i in (0, k) else "-1"))
         if i < k:
-            shifts.append(term("n+1-P+c", kept + i + 1))
-            sizes.append(term("1"))
+            shifts.append(term("n+1-P", b + i + 1, i))
+            sizes.append(term("0", "-1"))
     shifts.append(term("n+1-PL"))
     sizes.append(term("Q"))
     if output == "masked":
@@ -131,8 +130,8 @@ def segment_table(output: Output, spans: int) -> np.ndarray:
         sizes.append(term("0"))
     else:
         for i in range(k):
-            shifts += [term("n+1-PL", lengths + i), term(kept + i + 1, i, "c+PL+1")]
-            sizes += [term("1"), term(lengths + i + 1, lengths + i)]
+            shifts += [term("n+1-PL", a + i, i), term(b + i + 1, "PL+1")]
+            sizes += [term("0", "-1"), term(a + i + 1, a + i, "-1")]
     table = np.array(shifts + sizes, dtype=np.intp).T.copy()
     table.flags.writeable = False
     return table
@@ -197,7 +196,7 @@ class SpanCorruptionConfig(ObjectiveConfig):
         paradigm_tokens = self.paradigm_tokens
         room = budget - paradigm_tokens
         most = int(max_spans * self.mean_span_length / self.corruption_rate)
-        n = self.chunk_length(len(ids), min(room, most), rng)
+        n = self.draw_length(len(ids), min(room, most), rng.random())
         noise, spans = span_counts(n, self.corruption_rate, self.mean_span_length, max_spans)
         # Shorten by the excess until it fits: the cost grows by >= 1 per token, so this takes a few steps.
         while n >= 2 and (excess := self.example_cost(n, noise, spans) - room) > 0:
