@@ -262,8 +262,11 @@ class HFTokenizer:
         if self._one_off is None:
             from tokenizers import Tokenizer as RawTokenizer
 
-            self._one_off = RawTokenizer.from_str(self._tok.to_str())
-            self._one_off.encode_special_tokens = True
+            try:
+                self._one_off = RawTokenizer.from_str(self._tok.to_str())
+                self._one_off.encode_special_tokens = True
+            except Exception:  # custom Python components cannot be serialized (tokenizers raises a bare Exception)
+                self._one_off = self._tok  # then share its cache rather than fail
         return np.asarray(self._one_off.encode(text, add_special_tokens=False).ids, dtype=np.int32)
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:

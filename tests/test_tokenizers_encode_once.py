@@ -33,3 +33,25 @@ def test_encode_once_equals_encode_through_a_second_copy(bpe):
 @given(text=st.text(max_size=80))
 def test_encode_once_equals_encode_on_any_text(bpe, text):
     assert np.array_equal(bpe.encode_once(text), bpe.encode(text))
+
+
+class IdentityPreTokenizer:
+    """A custom (Python) pre-tokenizer, which HF cannot serialize; it leaves the text whole."""
+
+    def pre_tokenize(self, pretokenized) -> None:
+        pretokenized.split(lambda index, normalized: [normalized])
+
+
+def test_a_tokenizer_that_cannot_be_copied_encodes_once_with_itself(bpe):
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import pre_tokenizers
+
+    from birdie.tokenizers import HFTokenizer
+
+    raw = RawTokenizer.from_str(bpe.spec()["json"])
+    raw.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.PreTokenizer.custom(IdentityPreTokenizer()),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tokenizer = HFTokenizer(raw)
+    for text in SAMPLES:
+        assert np.array_equal(tokenizer.encode_once(text), bpe.encode(text))
+    assert tokenizer._one_off is tokenizer._tok
