@@ -66,18 +66,18 @@ CONSTANTS = ("0", "-1", "n", "P", "Q", "n+1-P", "n+1-PL", "PL+1")
 
 
 def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm: tuple[int, int]) -> np.ndarray:
-    """The vector ``X`` of :class:`SpanLayout` from ``2 spans`` uniforms (``uniforms[spans - 1]`` is not used;
-    overwritten) and the paradigm slots ``(P, Q)``. Span lengths and inner kept runs are >= 1, the two outer kept runs
+    """The vector ``X`` of :class:`SpanLayout` from ``2 spans`` uniforms (``uniforms[spans - 1]`` is not used) and
+    the paradigm slots ``(P, Q)``. Span lengths and inner kept runs are >= 1, the two outer kept runs
     >= 0; the compositions are the gaps between sorted uniform cuts."""
     k = spans
     span_spare, kept_spare = noise - k, n - noise - k + 1
     before, after = paradigm
     masked = n - noise + k + before + after
     x = _template(k).copy()
-    uniforms[:k] *= span_spare + 1  # k - 1 span cuts (and the unused slot)
-    uniforms[k:2 * k] *= kept_spare + 1  # k kept cuts
-    # A = x[k+1:2k+2] = 0, span cuts, span_spare; B = x[2k+2:3k+4] = 0, kept cuts, kept_spare
-    x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k] = uniforms[:2 * k].reshape(2, k)  # floor by truncation (all >= 0)
+    # A = x[k+1:2k+2] = 0, span cuts, span_spare; B = x[2k+2:3k+4] = 0, kept cuts, kept_spare. Row 0 of the uniforms
+    # holds the k - 1 span cuts (and the unused slot), row 1 the k kept cuts; the int cast floors (all >= 0).
+    np.multiply(uniforms[:2 * k].reshape(2, k), ((span_spare + 1,), (kept_spare + 1,)),
+                out=x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k], casting="unsafe")
     x[2 * k + 1] = span_spare
     x[3 * k + 3:] = (kept_spare, 0, -1, n, before, after, n + 1 - before, n + 1 - masked, masked + 1)
     x[k + 2:2 * k + 1].sort()
