@@ -60,7 +60,8 @@ class SelectiveCopying(ObjectiveConfig):
         # per possible span its length and 10 more (8 placement tries, 2 delimiter lengths).
         uniforms = rng.random(4 + 11 * self.num_spans[1]).tolist()
         spans = uniform_int(self.num_spans, uniforms[0])
-        lengths = [uniform_int(self.span_length, u) for u in uniforms[4:4 + spans]]
+        low, high = self.span_length
+        lengths = [low + int(u * (high - low + 1)) for u in uniforms[4:4 + spans]]
         max_delim = self.delimiter_length[1]
         # [context] ctx [copy] + per span [start] d [end] d; target: spans, (spans - 1) x [sep], [done]
         reserved = 2 + spans * (2 + 2 * max_delim) + sum(lengths) + spans
@@ -100,15 +101,15 @@ class SelectiveCopying(ObjectiveConfig):
         if len(context) - 2 * width - max(lengths) + 1 < 1:
             return None
         windows = _Windows(context, width)
+        low, spread = self.delimiter_length[0], width - self.delimiter_length[0] + 1
         placed: list[tuple[int, int, int, int]] = []
         for i, length in enumerate(lengths):
-            draws = uniforms[10 * i:10 * i + 10]
             first = _random_start(windows.unique_at, windows.unique_all, windows.windows, width, length, placed,
-                                  draws[:8], rng)
+                                  uniforms[10 * i:10 * i + 8], rng)
             if first is None:
                 return None
-            before = windows.shortest_unique(first, -1, uniform_int(self.delimiter_length, draws[8]))
-            after = windows.shortest_unique(first + length, 1, uniform_int(self.delimiter_length, draws[9]))
+            before = windows.shortest_unique(first, -1, low + int(uniforms[10 * i + 8] * spread))
+            after = windows.shortest_unique(first + length, 1, low + int(uniforms[10 * i + 9] * spread))
             placed.append((first, length, before, after))
         return sorted(placed)
 
@@ -134,7 +135,10 @@ def _random_start(unique_at: Callable[[int], bool], unique_all: Callable[[], np.
     they do not. Both are uniform over the valid starts.
     """
     def free(first: int) -> bool:
-        return all(first + length <= other or first >= other + other_length for other, other_length, _, _ in placed)
+        for other, other_length, _, _ in placed:
+            if first + length > other and first < other + other_length:
+                return False
+        return True
 
     count = windows - width - length  # candidate starts are width, ..., width + count - 1
     if count < 1:
@@ -161,8 +165,8 @@ class _Windows:
 
     def __init__(self, context: np.ndarray, width: int) -> None:
         top = int(context.max())
-        dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.uint32
-        self.context, self.width, self.size = context, width, np.dtype(dtype).itemsize
+        dtype, self.size = (np.uint8, 1) if top < 1 << 8 else (np.uint16, 2) if top < 1 << 16 else (np.uint32, 4)
+        self.context, self.width = context, width
         self.text = context.astype(dtype).tobytes()
         self.windows = len(context) - width + 1
 
