@@ -9,7 +9,6 @@ import torch
 from birdie.data.pipeline import Pipeline
 from birdie.data.stories import generate_story
 from birdie.objectives import Deshuffling, NextTokenPrediction
-from birdie.tokenizers import train_bpe
 
 from conftest import assert_valid_batch
 
@@ -18,11 +17,9 @@ pytestmark = pytest.mark.multiprocess
 STORIES = [generate_story(0, i).text for i in range(60)]
 
 
-@pytest.fixture(scope="module")
-def bpe(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("stories") / "stories.txt"
-    corpus.write_text("\n".join(STORIES))
-    return train_bpe([corpus], vocab_size=700)
+@pytest.fixture
+def bpe(story_bpe):
+    return story_bpe
 
 
 def stories(split, worker_id, num_workers, rng_seed):

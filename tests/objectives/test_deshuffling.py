@@ -15,16 +15,14 @@ from hypothesis import strategies as st
 from birdie.data.stories import generate_story
 from birdie.objectives import Deshuffling, Example, Skip
 from birdie.objectives.deshuffling import shuffle_characters
-from birdie.tokenizers import ByteTokenizer, train_bpe
+from birdie.tokenizers import ByteTokenizer
 
 STORIES = [generate_story(0, i).text for i in range(40)]
 
 
-@pytest.fixture(scope="module")
-def bpe(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("stories") / "stories.txt"
-    corpus.write_text("\n".join(STORIES))
-    return train_bpe([corpus], vocab_size=700)
+@pytest.fixture
+def bpe(story_bpe):
+    return story_bpe
 
 
 def document(tokenizer, index: int, eos_every: int = 0) -> np.ndarray:
