@@ -10,7 +10,6 @@ Example (spans "songs fill" and "air" masked; the +deshuffling variant also perm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -54,7 +53,7 @@ class Autoencoding(SpanCorruptionConfig):
         masked_length = n - noise + spans + self.paradigm_tokens
         shifts, sizes = segments(layout, "masked")
         if self.shuffle:
-            kept_before_first_span = sizes[1] > 0
+            kept_before_first_span = sizes[3] > 0
             masked = gather_segments(layout.source, *shuffle_pieces(shifts + sizes.cumsum() - sizes, sizes,
                                                                     kept_before_first_span, layout.uniforms),
                                      masked_length)
@@ -78,13 +77,13 @@ class AutoencodingWithDeshuffling(Autoencoding):
 
 def shuffle_pieces(starts: np.ndarray, sizes: np.ndarray, first_piece: bool,
                    keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The masked chunk's segments (``"masked"`` from :func:`~birdie.objectives.spans.segments`, as starts and sizes)
-    with its pieces -- ``run_0``, then each ``S_i run_{i+1}`` -- in a random order other than the original one,
-    between the paradigm slots.
+    """The masked chunk's pieces (``"masked"`` segments from :func:`~birdie.objectives.spans.segments`, as starts
+    and sizes: ``k + 3`` pairs, the paradigm slots first and last) in a random order other than the original one,
+    the paradigm slots staying at the ends.
 
     The order is the argsort of ``keys`` (``k + 3`` uniforms, overwritten): a uniform permutation of the pieces, with
-    the paradigm slots pinned to the ends by keys below and above every uniform. Only the first piece can be empty
-    (``first_piece`` false); it is then pinned to its place too, so it cannot count as a move.
+    the paradigm slots pinned to the ends by keys below and above every uniform. Only the first piece (``[] run_0``)
+    can be empty (``first_piece`` false); it is then pinned to its place too, so it cannot count as a move.
     """
     keys[0], keys[-1] = -2.0, 2.0
     if not first_piece:
@@ -93,19 +92,4 @@ def shuffle_pieces(starts: np.ndarray, sizes: np.ndarray, first_piece: bool,
     pinned = 1 if first_piece else 2
     if int(order[pinned]) == pinned and not (order[1:] < order[:-1]).any():  # the identity: every piece stays
         order[pinned:-1] = np.roll(order[pinned:-1], 1)
-    rows = piece_segments(len(keys) - 3)[order].ravel()
-    return starts[rows], sizes[rows]
-
-
-@lru_cache(maxsize=None)
-def piece_segments(spans: int) -> np.ndarray:
-    """Segment pairs of the ``"masked"`` table per piece (``E`` = the empty last segment): the paradigm slot before
-    the chunk ``[0, E]``, ``[E, run_0]``, ``[S_{i-1}, run_i]`` for ``i = 1..k``, the slot after it ``[2k + 2, E]``
-    (shape ``(k + 3, 2)``)."""
-    empty = 2 * spans + 3
-    rows = np.arange(-2, 2 * spans + 4).reshape(-1, 2)
-    rows[0] = 0, empty
-    rows[1, 0] = empty
-    rows[-1] = 2 * spans + 2, empty
-    rows.flags.writeable = False
-    return rows
+    return starts.reshape(-1, 2).take(order, axis=0).ravel(), sizes.reshape(-1, 2).take(order, axis=0).ravel()

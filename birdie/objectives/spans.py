@@ -99,9 +99,10 @@ def segment_table(output: Output, spans: int) -> np.ndarray:
     (``start - offset in the output``, what :func:`gather_shifted` takes) of the ``m`` segments of ``source`` that
     build the example, then their ``m`` sizes.
 
-    Segments: ``"masked"``: ``[paradigm?] run_0 S_0 run_1 S_1 ... run_k [paradigm?] []`` (the masked chunk; ``S_i`` is
-    sentinel ``i``; the last segment is empty, for :func:`~birdie.objectives.autoencoding.shuffle_pieces`);
-    ``"infilling"``: the masked chunk without the empty segment, then the target ``S_0 span_0 S_1 span_1 ...``.
+    Segments: ``"masked"``: the masked chunk ``[paradigm?] run_0 S_0 run_1 S_1 ... run_k [paradigm?]`` (``S_i`` is
+    sentinel ``i``) as ``k + 3`` pairs, its *pieces* for :func:`~birdie.objectives.autoencoding.shuffle_pieces`:
+    ``[paradigm?] []``, ``[] run_0``, ``S_0 run_1``, ..., ``S_{k-1} run_k``, ``[paradigm?] []`` (``[]`` is empty);
+    ``"infilling"``: the same, then the target ``S_0 span_0 S_1 span_1 ...``.
     With ``L_i = A_i + i`` span tokens and ``K_i = B_i + i - 1`` kept tokens before span ``i`` (``K_0 = 0``), run
     ``i`` starts at ``K_i + L_i`` and sits at ``P + K_i + i`` in the output (shift ``A_i - P``), sentinel ``i`` sits
     at ``P + K_{i+1} + i`` in the prefix and at ``PL + L_i + i`` in the target, and span ``i`` starts at
@@ -116,19 +117,18 @@ def segment_table(output: Output, spans: int) -> np.ndarray:
         ids = [const[name] if isinstance(name, str) else name for name in names]
         return tuple(ids + [const["0"]] * (3 - len(ids)))  # type: ignore[return-value]
 
-    shifts, sizes = [term("n")], [term("P")]
+    empty = term("0")
+    # the masked chunk as pieces: [paradigm?] [], [] run_0, S_0 run_1, ..., S_{k-1} run_k, [paradigm?] []
+    shifts, sizes = [term("n"), empty, empty], [term("P"), empty, empty]
     for i in range(k + 1):
+        if i > 0:
+            shifts.append(term("n+1-P", b + i, i - 1))
+            sizes.append(term("0", "-1"))
         shifts.append(term(a + i, "P"))
         sizes.append(term(b + i + 1, b + i, "0" if i in (0, k) else "-1"))
-        if i < k:
-            shifts.append(term("n+1-P", b + i + 1, i))
-            sizes.append(term("0", "-1"))
-    shifts.append(term("n+1-PL"))
-    sizes.append(term("Q"))
-    if output == "masked":
-        shifts.append(term("0"))
-        sizes.append(term("0"))
-    else:
+    shifts += [term("n+1-PL"), empty]
+    sizes += [term("Q"), empty]
+    if output == "infilling":
         for i in range(k):
             shifts += [term("n+1-PL", a + i, i), term(b + i + 1, "PL+1")]
             sizes += [term("0", "-1"), term(a + i + 1, a + i, "-1")]
