@@ -2,12 +2,17 @@
 (104 configurations) with a 40-evaluation history, against the training step of the demo model.
 
     python bench/agent.py [--repeats 5] [--preset hawk-tiny] [--batch-size 16] [--sequence-length 256]
-                          [--compare-with GIT_REV]
+                          [--compare-with GIT_REV] [--whole-runs 16384 50000]
 
 Prints the decision's cost split into fitting and scoring, the model's step time (forward + backward + AdamW at
 the demo's batch shape), and the agent's share of a run's wall time at the paper's default schedule:
 ``decisions(N) * decision_time / (N * step_time)`` for run lengths N. A decision with a 40-evaluation history is
 the most expensive one of a 40k-step run, so the share is an upper bound for runs up to that length.
+
+``--whole-runs N ...`` also measures the agent's actual time over an N-step run: a fresh agent observes synthetic
+validation losses at every evaluation of the default schedule, so each update runs with the history it really has
+at that point (1, 2, ... evaluations), and the summed update time (plus the kernels' once-per-process cost) is
+divided by ``N * step_time``.
 
 Decisions and training steps are timed interleaved (one decision, then a few steps, per repeat), so load changes
 on a shared machine move both alike. ``--compare-with REV`` also times, in the same loop, the 200-step fit of the
@@ -54,6 +59,21 @@ def agent_with_history(num_evaluations: int, seed: int = 0):
         agent._remember(losses, action, rewards)
         losses = losses * rng.uniform(0.97, 1.0, agent.num_configs)
     return agent, losses
+
+
+def whole_run_seconds(total_steps: int, seed: int = 0) -> tuple[float, int]:
+    """Summed time of every agent update (``observe``) over a ``total_steps`` run at the default schedule, with
+    synthetic losses that fall a little at every evaluation; returns (seconds, decisions)."""
+    agent = make_agent("birdie", resolve_mixture("birdie"), total_steps=total_steps, seed=seed)
+    rng = np.random.default_rng(seed)
+    losses = rng.uniform(3.0, 6.0, agent.num_configs)
+    seconds, decisions = 0.0, 0
+    for step in agent.schedule.evaluation_steps():
+        start = time.perf_counter()
+        decisions += agent.observe(step, losses).decided
+        seconds += time.perf_counter() - start
+        losses = losses * rng.uniform(0.97, 1.0, agent.num_configs)
+    return seconds, decisions
 
 
 def reward_model_at(revision: str) -> types.ModuleType:
@@ -164,6 +184,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sequence-length", type=int, default=256)
     parser.add_argument("--compare-with", metavar="REV", help="also time the reward-model fit at this git revision")
+    parser.add_argument("--whole-runs", type=int, nargs="*", default=[], metavar="N",
+                        help="also time every agent update of an N-step run at the default schedule")
     args = parser.parse_args()
 
     before = reward_model_at(args.compare_with) if args.compare_with else None
@@ -222,6 +244,13 @@ def main() -> None:
             f"on the torch path {100 * decisions * (torch_path + score) / (total * step_time):.2f}%")
         print(f"run of {total:>7} steps: {decisions:>3} decisions, agent share of wall time {100 * share:.2f}% "
               f"(floor {100 * floor_share:.2f}%, target <= 1%{others})")
+    for total in args.whole_runs:
+        seconds, decisions = whole_run_seconds(total)
+        run_step = float(np.median([timed(step) for _ in range(5)]))
+        share = (seconds + setup) / (total * run_step)
+        print(f"whole run of {total:>7} steps, every update timed at its real history: {decisions} decisions in "
+              f"{seconds:.1f} s (mean {seconds / max(decisions, 1):.3f} s); step {run_step * 1e3:.1f} ms; agent share "
+              f"{100 * share:.2f}% (target <= 1%)")
 
 
 if __name__ == "__main__":
