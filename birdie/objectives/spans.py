@@ -30,6 +30,7 @@ from birdie.tokenizers import SpecialTokens, Tokenizer
 Output = Literal["infilling", "masked"]
 
 
+@lru_cache(maxsize=1 << 16)
 def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) -> tuple[int, int]:
     """``(noise_tokens, spans)`` for a chunk of ``n >= 2`` tokens; at least one token is kept and one masked."""
     noise = min(max(round(n * rate), 1), n - 1)
@@ -40,8 +41,9 @@ def span_counts(n: int, rate: float, mean_span_length: float, max_spans: int) ->
 class SpanLayout(NamedTuple):
     """A chunk's random spans, as the vector ``X`` that :func:`segments` reads (see the module docstring).
 
-    ``X`` is ``[0, 1, ..., k | A_0..A_k | B_0..B_{k+1} | constants]`` for ``k`` spans, where ``A`` and ``B`` are the
-    sorted cut points of the two compositions with their bounds: span ``i`` holds ``A_{i+1} - A_i + 1`` tokens
+    ``X`` is ``[0, 1, ..., k | A_0..A_k, A_k | B_0..B_{k+1} | constants]`` for ``k`` spans, where ``A`` and ``B`` are
+    the sorted cut points of the two compositions with their bounds (``A_k`` twice, so both sort as rows of one
+    array): span ``i`` holds ``A_{i+1} - A_i + 1`` tokens
     (``A_0 = 0``, ``A_k = noise - k``) and the kept run before span ``i`` holds ``B_{i+1} - B_i + 1`` tokens, one less
     for the first and the last run (``B_0 = 0``, ``B_{k+1} = n - noise - k + 1``). The constants
     (:data:`CONSTANTS`) depend on ``n`` and on the paradigm slots ``P``/``Q`` (1 when the paradigm token goes
@@ -74,20 +76,19 @@ def random_layout(n: int, noise: int, spans: int, uniforms: np.ndarray, paradigm
     before, after = paradigm
     masked = n - noise + k + before + after
     x = _template(k).copy()
-    # A = x[k+1:2k+2] = 0, span cuts, span_spare; B = x[2k+2:3k+4] = 0, kept cuts, kept_spare. Row 0 of the uniforms
-    # holds the k - 1 span cuts (and the unused slot), row 1 the k kept cuts; the int cast floors (all >= 0).
+    # rows x[k+1:3k+5] as (2, k + 2): A = 0, span cuts, span_spare, span_spare; B = 0, kept cuts, kept_spare. Row 0 of
+    # the uniforms holds the k - 1 span cuts (and the unused slot), row 1 the k kept cuts; the int cast floors.
     np.multiply(uniforms[:2 * k].reshape(2, k), ((span_spare + 1,), (kept_spare + 1,)),
-                out=x[k + 2:3 * k + 4].reshape(2, k + 1)[:, :k], casting="unsafe")
-    x[2 * k + 1] = span_spare
-    x[3 * k + 3:] = (kept_spare, 0, -1, n, before, after, n + 1 - before, n + 1 - masked, masked + 1)
-    x[k + 2:2 * k + 1].sort()
-    x[2 * k + 3:3 * k + 3].sort()
+                out=x[k + 2:3 * k + 6].reshape(2, k + 2)[:, :k], casting="unsafe")
+    x[2 * k + 1:2 * k + 3] = span_spare
+    x[3 * k + 4:] = (kept_spare, 0, -1, n, before, after, n + 1 - before, n + 1 - masked, masked + 1)
+    x[k + 1:3 * k + 5].reshape(2, k + 2).sort()
     return x
 
 
 @lru_cache(maxsize=None)
 def _template(spans: int) -> np.ndarray:
-    x = np.zeros(3 * spans + 4 + len(CONSTANTS), dtype=np.int64)
+    x = np.zeros(3 * spans + 5 + len(CONSTANTS), dtype=np.int64)
     x[:spans + 1] = np.arange(spans + 1)
     x.flags.writeable = False
     return x
@@ -110,7 +111,7 @@ def segment_table(output: Output, spans: int) -> np.ndarray:
     ``source[n + 1 + i]``.
     """
     k = spans
-    a, b, base = k + 1, 2 * k + 2, 3 * k + 4
+    a, b, base = k + 1, 2 * k + 3, 3 * k + 5
     const = {name: base + i for i, name in enumerate(CONSTANTS)}
 
     def term(*names: str | int) -> tuple[int, int, int]:
