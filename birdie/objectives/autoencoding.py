@@ -53,10 +53,10 @@ class Autoencoding(SpanCorruptionConfig):
         masked_length = n - noise + spans + self.paradigm_tokens
         shifts, sizes = segments(layout, "masked")
         if self.shuffle:
-            kept_before_first_span = sizes[3] > 0
-            masked = gather_segments(layout.source, *shuffle_pieces(shifts + sizes.cumsum() - sizes, sizes,
-                                                                    kept_before_first_span, layout.uniforms),
-                                     masked_length)
+            starts = shifts + sizes.cumsum() - sizes  # the pieces move, so their segments are located by start
+            first_piece = sizes[3] > 0  # segment 3 is run_0, the kept run before the first span
+            starts, sizes = shuffle_pieces(starts, sizes, first_piece, layout.uniforms)
+            masked = gather_segments(layout.source, starts, sizes, masked_length)
         else:
             masked = gather_shifted(layout.source, shifts, sizes, masked_length)
         return Example(masked, ids[:n], ids[n:])
