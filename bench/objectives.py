@@ -11,11 +11,12 @@ one small numpy call (``small + 1`` on 16 int64) measured in the same run; their
 "numpy calls".
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/objectives.py [--seconds 1.0] [--results bench/RESULTS.md]
-                                                           [--compare-with GIT_REV [--repeats 3]]
+                                                           [--compare-with GIT_REV [--repeats 3]] [--only TEXT]
 
 ``--compare-with REV`` also measures ``birdie/objectives`` as it stood at git revision REV (imported from ``git
 show`` output as a separate package), before and after alternating ``--repeats`` times per configuration so load
-changes on a shared machine hit both alike; each side keeps its best repeat.
+changes on a shared machine hit both alike; each side keeps its best repeat. ``--only TEXT`` measures only the
+configurations whose key contains TEXT.
 """
 
 from __future__ import annotations
