@@ -12,7 +12,7 @@ the context; the target is the spans separated by ``<|sep|>``, then ``<|done|>``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -104,8 +104,7 @@ class SelectiveCopying(ObjectiveConfig):
         low, spread = self.delimiter_length[0], width - self.delimiter_length[0] + 1
         placed: list[tuple[int, int, int, int]] = []
         for i, length in enumerate(lengths):
-            first = _random_start(windows.unique_at, windows.unique_all, windows.windows, width, length, placed,
-                                  uniforms[10 * i:10 * i + 8], rng)
+            first = windows.random_start(length, placed, uniforms[10 * i:10 * i + 8], rng)
             if first is None:
                 return None
             before = windows.shortest_unique(first, -1, low + int(uniforms[10 * i + 8] * spread))
@@ -121,37 +120,6 @@ def _markers_row(specials: SpecialTokens, name: str) -> list[int]:
 def uniform_int(bounds: tuple[int, int], uniform: float) -> int:
     """``lo + floor(uniform * (hi - lo + 1))`` for ``bounds = (lo, hi)`` and ``uniform`` in [0, 1)."""
     return bounds[0] + int(uniform * (bounds[1] - bounds[0] + 1))
-
-
-def _random_start(unique_at: Callable[[int], bool], unique_all: Callable[[], np.ndarray], windows: int, width: int,
-                  length: int, placed: list[tuple[int, int, int, int]], uniforms: list[float],
-                  rng: np.random.Generator) -> int | None:
-    """A uniformly random span start ``s`` whose ``width`` tokens before and after are unique windows
-    (``unique_at(s - width)`` and ``unique_at(s + length)``, out of ``windows`` windows) and whose span overlaps none
-    in ``placed``; None if there is none.
-
-    Rejection draws from ``uniforms`` usually find one (in ordinary text most windows are unique and spans are
-    sparse); an exact filter over every candidate, with ``unique_all()`` (the flags of every window), follows when
-    they do not. Both are uniform over the valid starts.
-    """
-    def free(first: int) -> bool:
-        for other, other_length, _, _ in placed:
-            if first + length > other and first < other + other_length:
-                return False
-        return True
-
-    count = windows - width - length  # candidate starts are width, ..., width + count - 1
-    if count < 1:
-        return None
-    for uniform in uniforms:
-        first = width + int(uniform * count)
-        if free(first) and unique_at(first - width) and unique_at(first + length):
-            return first
-    unique = unique_all()
-    candidates = np.flatnonzero(unique[:count] & unique[width + length:width + length + count]) + width
-    for other, other_length, _, _ in placed:
-        candidates = candidates[(candidates + length <= other) | (candidates >= other + other_length)]
-    return int(candidates[int(rng.random() * len(candidates))]) if len(candidates) else None
 
 
 class _Windows:
@@ -181,9 +149,32 @@ class _Windows:
             hit = text.find(needle, hit + 1)
         return True
 
-    def unique_at(self, start: int) -> bool:
-        """Whether the ``width``-token window at ``start`` is unique."""
-        return self.occurs_once(start, start + self.width)
+    def random_start(self, length: int, placed: list[tuple[int, int, int, int]], uniforms: list[float],
+                     rng: np.random.Generator) -> int | None:
+        """A uniformly random start ``s`` for a span of ``length`` tokens whose ``width`` tokens before and after
+        are unique windows and which overlaps no span in ``placed``; None if there is none.
+
+        Rejection draws from ``uniforms`` usually find one (in ordinary text most windows are unique and spans are
+        sparse); an exact filter over every candidate, with :meth:`unique_all`, follows when they do not. Both are
+        uniform over the valid starts.
+        """
+        width, once = self.width, self.occurs_once
+        count = self.windows - width - length  # candidate starts are width, ..., width + count - 1
+        if count < 1:
+            return None
+        for uniform in uniforms:
+            first = width + int(uniform * count)
+            for other, other_length, _, _ in placed:
+                if first + length > other and first < other + other_length:
+                    break
+            else:
+                if once(first - width, first) and once(first + length, first + length + width):
+                    return first
+        unique = self.unique_all()
+        candidates = np.flatnonzero(unique[:count] & unique[width + length:width + length + count]) + width
+        for other, other_length, _, _ in placed:
+            candidates = candidates[(candidates + length <= other) | (candidates >= other + other_length)]
+        return int(candidates[int(rng.random() * len(candidates))]) if len(candidates) else None
 
     def unique_all(self) -> np.ndarray:
         """Boolean flags: which ``width``-token windows are unique (all at once, for the exact fallback)."""

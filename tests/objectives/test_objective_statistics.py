@@ -17,7 +17,7 @@ from birdie.objectives import (
     PrefixLanguageModeling,
     SelectiveCopying,
 )
-from birdie.objectives.selective_copying import _random_start
+from birdie.objectives.selective_copying import _Windows
 from birdie.objectives.spans import SpanLayout, gather_shifted, random_layout, segments
 from birdie.tokenizers import ByteTokenizer
 
@@ -152,6 +152,20 @@ def test_selective_copying_span_statistics():
     assert strip_paradigm(config, example, TOKENIZER)[0] == TOKENIZER.specials.marker("context")
 
 
+class MaskedWindows(_Windows):
+    """Windows whose uniqueness is a given flag per ``width``-token window (instead of a context's byte search)."""
+
+    def __init__(self, unique: np.ndarray, width: int) -> None:
+        self.flags, self.width, self.windows = unique, width, len(unique)
+
+    def occurs_once(self, start: int, stop: int) -> bool:
+        assert stop - start == self.width, "only whole windows are tested when placing a span"
+        return bool(self.flags[start])
+
+    def unique_all(self) -> np.ndarray:
+        return self.flags
+
+
 @pytest.mark.parametrize("density", [0.9, 0.2])  # 0.9: rejection draws succeed; 0.2: mostly the exact filter
 def test_selective_copying_start_is_uniform_over_the_naive_valid_set(density):
     rng = np.random.default_rng(7)
@@ -163,9 +177,8 @@ def test_selective_copying_start_is_uniform_over_the_naive_valid_set(density):
              and all(s + length <= other or s >= other + size for other, size, _, _ in placed)]
     assert len(valid) >= 2
     draws = 400 * len(valid)
-    windows = len(unique)
-    picks = Counter(_random_start(unique.__getitem__, lambda: unique, windows, width, length, placed,
-                                  rng.random(8).tolist(), rng) for _ in range(draws))
+    windows = MaskedWindows(unique, width)
+    picks = Counter(windows.random_start(length, placed, rng.random(8).tolist(), rng) for _ in range(draws))
     assert set(picks) == set(valid)
     expected = draws / len(valid)
     chi_square = sum((picks[s] - expected) ** 2 / expected for s in valid)

@@ -42,7 +42,7 @@ def test_unique_windows_and_shortest_delimiters_match_naive(context, width, data
         return
     windows = _Windows(context, width)
     naive = [naive_once(context, i, i + width) for i in range(len(context) - width + 1)]
-    assert [windows.unique_at(i) for i in range(len(naive))] == naive
+    assert [windows.occurs_once(i, i + width) for i in range(len(naive))] == naive
     assert windows.unique_all().tolist() == naive == _unique(_window_hashes(context, width)).tolist()
     unique_starts = [i for i, ok in enumerate(naive) if ok]
     if not unique_starts:
