@@ -33,7 +33,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from birdie.data.mixture import as_objectives, objective_key
 from birdie.data.packing import batch_to_torch
 from birdie.data.shards import ShardSource
 from birdie.data.sources import CachedSource, Source, as_source
@@ -41,6 +40,7 @@ from birdie.data.config import PipelineConfig
 from birdie.data.pairs import pair_keys, read_item
 from birdie.data.streams import OBJECTIVE_COUNTERS, BatchStats, BatchStream, StreamState
 from birdie.data.workers import PipelineWorkerError, StreamFactory, WorkerPool
+from birdie.objectives.mixtures import resolve_mixture
 from birdie.tokenizers import as_tokenizer
 
 Batch = dict[str, torch.Tensor]
@@ -70,8 +70,8 @@ class Pipeline:
             raise TypeError(f"unknown Pipeline option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         self.config = replace(config or PipelineConfig(), **options)
         self.tokenizer = as_tokenizer(tokenizer)
-        self.objectives = as_objectives(mixture)
-        self.keys = [objective_key(o) for o in self.objectives]
+        self.objectives = resolve_mixture(mixture)
+        self.keys = [o.key for o in self.objectives]
         self.source: Source = as_source(source, text_grabber_fn)
         self.validation_source: Source = (self.source if validation_source is None
                                           else as_source(validation_source, text_grabber_fn))

@@ -35,7 +35,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from birdie.data.config import PipelineConfig
-from birdie.data.mixture import objective_key
 from birdie.data.packing import BatchBuilder
 from birdie.data.pairs import PromptCompletion, pair_keys, read_item
 from birdie.data.sources import Source
@@ -191,7 +190,7 @@ class BatchStream:
                 length = len(result.prefix) + len(result.target)
                 if length > budget:
                     raise PipelineDataError(
-                        f"objective {objective_key(objective)} returned an example of {length} positions for a budget of "
+                        f"objective {objective.key} returned an example of {length} positions for a budget of "
                         f"{budget}; objectives must keep len(prefix) + len(target) <= budget"
                     )
                 builder.add(result.prefix, result.target)
@@ -205,7 +204,7 @@ class BatchStream:
             skips[k] += 1
             if skips[k] >= config.max_consecutive_skips:
                 raise PipelineDataError(
-                    f"objective {objective_key(objective)} skipped {skips[k]} samples in a row (last: {result.reason}); the "
+                    f"objective {objective.key} skipped {skips[k]} samples in a row (last: {result.reason}); the "
                     "documents are too short for it or sequence_length is too small. Remove it from the mixture, "
                     "change its parameters, or raise max_consecutive_skips"
                 )
@@ -236,7 +235,7 @@ class BatchStream:
         kind = "text" if self.state.prompt is None else "prompt/completion"
         self._drop_current(stats)
         if unserved >= self.config.max_consecutive_skips:
-            weights = {objective_key(o): float(p) for o, p in zip(self.objectives, probs)}
+            weights = {o.key: float(p) for o, p in zip(self.objectives, probs)}
             raise PipelineDataError(
                 f"{unserved} {kind} documents in a row had no objective to serve them (mixture: {weights}); "
                 "prompt/completion items need a 'supervised' objective with weight > 0 and text items another "
