@@ -218,12 +218,10 @@ class BirdieAgent(Agent):
         rewards = torch.as_tensor(np.stack(self.history_rewards), dtype=torch.float32)
         fit_loss = fit_reward_model(self.model, self.optimizer, rows, rewards, self.model_config)
         candidates = self.candidates()
-        scores = self.score(losses, candidates)
-        explore = self.rng.random() < self.schedule.explore_probability(step)
-        if explore:
+        if self.rng.random() < self.schedule.explore_probability(step):
             proposals = candidates[self.config.num_candidates:]
             return proposals[self.rng.integers(len(proposals))], True, fit_loss
-        return top_k_mean(candidates, scores, self.config.top_k), False, fit_loss
+        return top_k_mean(candidates, self.score(losses, candidates), self.config.top_k), False, fit_loss
 
     def candidates(self) -> np.ndarray:
         """(num_candidates + num_proposals, K): random simplex points, then class proposals."""
