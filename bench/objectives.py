@@ -15,8 +15,11 @@ one small numpy call (``small + 1`` on 16 int64) measured in the same run; their
 
 ``--compare-with REV`` also measures ``birdie/objectives`` as it stood at git revision REV (imported from ``git
 show`` output as a separate package), before and after alternating ``--repeats`` times per configuration so load
-changes on a shared machine hit both alike; each side keeps its best repeat. ``--only TEXT`` measures only the
-configurations whose key contains TEXT.
+changes on a shared machine hit both alike; each side keeps its best repeat. When numba is installed, today's span
+corruption is measured both ways, with its compiled kernels and with its numpy path (``numba`` and ``numpy``
+columns; ``×`` is numba over before); without ``--compare-with``, ``BIRDIE_NO_NUMBA=1`` measures the numpy path.
+``--only TEXT`` measures only the configurations whose key contains TEXT. Each measurement starts after one
+untimed document, so a kernel's one-time compilation or cache load is not counted.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 
 import birdie.objectives as current  # noqa: E402
+from birdie.objectives import spans as current_spans  # noqa: E402
 from birdie.objectives import make_objective, mixture_probabilities, resolve_mixture  # noqa: E402
 from birdie.tokenizers import ByteTokenizer, Tokenizer, train_bpe  # noqa: E402
 
@@ -94,6 +98,7 @@ def numpy_call_seconds(calls: int = 200_000) -> float:
 def throughput(make_examples, documents: list[np.ndarray], seconds: float) -> tuple[float, float]:
     """``(tokens per CPU-second, CPU-seconds per call)``; ``make_examples(ids)`` consumes one document and returns
     ``(tokens, calls)``."""
+    make_examples(documents[0])  # untimed: one-time costs (a kernel's compilation or cache load) are not throughput
     tokens, calls, start, index = 0, 0, time.process_time(), 0
     while time.process_time() - start < seconds:
         consumed, made = make_examples(documents[index % len(documents)])
@@ -135,14 +140,27 @@ def objectives_at(revision: str, directory: Path):
     return importlib.import_module("birdie_before.objectives")
 
 
-def best_of_alternating(measure_before, measure_after, repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Each side's best ``(tokens/s, s/call)`` over ``repeats`` alternating runs (the first side alternates too)."""
-    before, after = [], []
+def best_of_alternating(measures: list, repeats: int) -> list[tuple[float, float]]:
+    """Each measure's best ``(tokens/s, s/call)`` over ``repeats`` rounds, each round in another order (rotated)."""
+    results: list[list[tuple[float, float]]] = [[] for _ in measures]
     for repeat in range(repeats):
-        runs = [(before, measure_before), (after, measure_after)][:: 1 if repeat % 2 else -1]
-        for results, measure in runs:
-            results.append(measure())
-    return max(before), max(after)
+        for offset in range(len(measures)):
+            side = (repeat + offset) % len(measures)
+            results[side].append(measures[side]())
+    return [max(side) for side in results]
+
+
+def numpy_path(measure):
+    """``measure`` with today's span corruption on its numpy path (compiled kernels switched off)."""
+
+    def measured():
+        saved, current_spans.use_kernels = current_spans.use_kernels, False
+        try:
+            return measure()
+        finally:
+            current_spans.use_kernels = saved
+
+    return measured
 
 
 def mixture_throughput(tokenizer: Tokenizer, documents: list[np.ndarray], seconds: float) -> tuple[float, float]:
@@ -225,23 +243,30 @@ def throughput_table(args, tokenizers: dict[str, Tokenizer], texts: list[str], e
 
 def comparison_table(before, args, tokenizers: dict[str, Tokenizer], texts: list[str],
                      encoded: dict[str, list[np.ndarray]], call: float) -> str:
-    """Before/after Mtok/s per tokenizer and configuration (deshuffling and the mixture are left out: they are
-    not this comparison's subject and the mixture's draws differ between versions)."""
-    header = (f"| objective (budget {BUDGET}) | " + " | ".join(f"{n} before | {n} after | ×" for n in tokenizers)
-              + f" | bytes µs/call before → after (numpy call {call * 1e6:.2f} µs) |")
+    """Before/after Mtok/s per tokenizer and configuration, today's numpy path beside the numba one when numba is
+    installed (deshuffling and the mixture are left out: they are not this comparison's subject and the mixture's
+    draws differ between versions)."""
+    paths = ["numpy", "numba"] if current_spans.compiled_kernels() is not None else ["after"]
+    header = (f"| objective (budget {BUDGET}) | " + " | ".join(
+        " | ".join([f"{n} before"] + [f"{n} {p}" for p in paths] + ["×"]) for n in tokenizers)
+        + f" | bytes µs/call before → {' / '.join(paths)} (numpy call {call * 1e6:.2f} µs) |")
     encode = [f"{encode_throughput(tok, texts) / 1e6:.2f}" for tok in tokenizers.values()]
-    rows = [header, "|---|" + "---:|" * (3 * len(tokenizers) + 1),
-            "| tokenizer.encode (reference) | " + " | ".join(f" | {rate} | " for rate in encode) + " | |"]
+    rows = [header, "|---|" + "---:|" * ((2 + len(paths)) * len(tokenizers) + 1),
+            "| tokenizer.encode (reference) | " + " | ".join(
+                " | ".join([rate] + [""] * (1 + len(paths))) for rate in encode) + " | |"]
     for entry in selected(args.only):
         if entry["name"] == "deshuffling":
             continue
         cells, per_call = [], None
         for name, tok in tokenizers.items():
-            then, now = best_of_alternating(
-                lambda: objective_throughput(entry, tok, encoded[name], args.seconds, before),
-                lambda: objective_throughput(entry, tok, encoded[name], args.seconds), args.repeats)
-            cells += [f"{then[0] / 1e6:.2f}", f"{now[0] / 1e6:.2f}", f"{now[0] / then[0]:.2f}"]
-            per_call = per_call or f"{then[1] * 1e6:.1f} → {now[1] * 1e6:.1f}"
+            def measure(objectives=current, entry=entry, tok=tok, name=name):
+                return lambda: objective_throughput(entry, tok, encoded[name], args.seconds, objectives)
+
+            measures = [measure(before)] + ([numpy_path(measure())] if len(paths) == 2 else []) + [measure()]
+            results = best_of_alternating(measures, args.repeats)
+            cells += [f"{rate / 1e6:.2f}" for rate, _ in results] + [f"{results[-1][0] / results[0][0]:.2f}"]
+            per_call = per_call or " → ".join([f"{results[0][1] * 1e6:.1f}",
+                                               " / ".join(f"{r[1] * 1e6:.1f}" for r in results[1:])])
         rows.append(f"| {make_objective(entry).key} | " + " | ".join(cells) + f" | {per_call} |")
         print(rows[-1], flush=True)
     return "\n".join(rows)

@@ -15,7 +15,8 @@ from typing import ClassVar
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, Skip, as_ids
-from birdie.objectives.spans import SpanCorruptionConfig, gather_segments, gather_shifted, segments
+from birdie.objectives.spans import (SpanCorruptionConfig, SpanLayout, compiled_kernels, gather_segments,
+                                     gather_shifted, layout, segments)
 from birdie.tokenizers import Tokenizer
 
 
@@ -46,20 +47,27 @@ class Autoencoding(SpanCorruptionConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        layout = self.sample_layout(ids, rng, budget, tokenizer)
-        if isinstance(layout, Skip):
-            return layout
-        n, noise, spans = layout[:3]
-        masked_length = n - noise + spans + self.paradigm_tokens
-        shifts, sizes = segments(layout, "masked")
-        if self.shuffle:
-            starts = shifts + sizes.cumsum() - sizes  # the pieces move, so their segments are located by start
-            first_piece = sizes[3] > 0  # segment 3 is run_0, the kept run before the first span
-            starts, sizes = shuffle_pieces(starts, sizes, first_piece, layout.uniforms)
-            masked = gather_segments(layout.source, starts, sizes, masked_length)
+        draw = self.sample_spans(ids, rng, budget, tokenizer)
+        if isinstance(draw, Skip):
+            return draw
+        n = draw.n
+        kernels = compiled_kernels()
+        if kernels is not None:
+            masked = kernels.span_example(ids, *draw, kernels.SHUFFLED if self.shuffle else kernels.MASKED)[0]
         else:
-            masked = gather_shifted(layout.source, shifts, sizes, masked_length)
+            masked = self._masked_chunk(layout(ids, draw))
         return Example(masked, ids[:n], ids[n:])
+
+    def _masked_chunk(self, chunk: SpanLayout) -> np.ndarray:
+        """The numpy path: the masked chunk (int32), its pieces shuffled when :attr:`shuffle` is set."""
+        masked_length = chunk.n - chunk.noise + chunk.spans + self.paradigm_tokens
+        shifts, sizes = segments(chunk, "masked")
+        if not self.shuffle:
+            return gather_shifted(chunk.source, shifts, sizes, masked_length)
+        starts = shifts + sizes.cumsum() - sizes  # the pieces move, so their segments are located by start
+        first_piece = sizes[3] > 0  # segment 3 is run_0, the kept run before the first span
+        starts, sizes = shuffle_pieces(starts, sizes, first_piece, chunk.uniforms)
+        return gather_segments(chunk.source, starts, sizes, masked_length)
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,7 @@ def shuffle_pieces(starts: np.ndarray, sizes: np.ndarray, first_piece: bool,
     keys[0], keys[-1] = -2.0, 2.0
     if not first_piece:
         keys[1] = -1.0
-    order = keys.argsort()
+    order = keys.argsort(kind="stable")  # stable, like the compiled kernel's, should two keys tie
     pinned = 1 if first_piece else 2
     if int(order[pinned]) == pinned and not (order[1:] < order[:-1]).any():  # the identity: every piece stays
         order[pinned:-1] = np.roll(order[pinned:-1], 1)

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, Skip, as_ids
-from birdie.objectives.spans import SpanCorruptionConfig, gather_shifted, segments
+from birdie.objectives.spans import SpanCorruptionConfig, compiled_kernels, gather_shifted, layout, segments
 from birdie.tokenizers import Tokenizer
 
 
@@ -41,11 +41,15 @@ class Infilling(SpanCorruptionConfig):
 
     def __call__(self, ids: np.ndarray, rng: np.random.Generator, budget: int, tokenizer: Tokenizer) -> Example | Skip:
         ids = as_ids(ids)
-        layout = self.sample_layout(ids, rng, budget, tokenizer)
-        if isinstance(layout, Skip):
-            return layout
-        n, noise, spans = layout[:3]
-        paradigm_tokens = self.paradigm_tokens
-        both = gather_shifted(layout.source, *segments(layout, "infilling"), n + 2 * spans + paradigm_tokens)
-        masked_length = n - noise + spans + paradigm_tokens
-        return Example(both[:masked_length], both[masked_length:], ids[n:])
+        draw = self.sample_spans(ids, rng, budget, tokenizer)
+        if isinstance(draw, Skip):
+            return draw
+        kernels = compiled_kernels()
+        if kernels is not None:
+            both, masked_length = kernels.span_example(ids, *draw, kernels.INFILLING)
+        else:
+            n, noise, spans = draw[:3]
+            masked_length = n - noise + spans + self.paradigm_tokens
+            chunk = layout(ids, draw)
+            both = gather_shifted(chunk.source, *segments(chunk, "infilling"), n + 2 * spans + self.paradigm_tokens)
+        return Example(both[:masked_length], both[masked_length:], ids[draw.n:])

@@ -18,8 +18,10 @@ microsecond, so their number, not the tokens, bounds the throughput of short chu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
 from typing import ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -182,12 +184,12 @@ class SpanCorruptionConfig(ObjectiveConfig):
         raise TypeError(f"{type(self).__name__} does not define example_cost")
 
     def extra_uniforms(self, spans: int) -> int:
-        """Uniforms the objective draws for itself with the layout's (left in :attr:`SpanLayout.uniforms`)."""
+        """Uniforms the objective draws for itself after the layout's (left in :attr:`SpanLayout.uniforms`)."""
         return 0
 
-    def sample_layout(self, ids: np.ndarray, rng: np.random.Generator, budget: int,
-                      tokenizer: Tokenizer) -> SpanLayout | Skip:
-        """The chunk and its random spans for the next example, or a Skip when ``ids`` cannot serve one.
+    def sample_spans(self, ids: np.ndarray, rng: np.random.Generator, budget: int,
+                     tokenizer: Tokenizer) -> SpanDraw | Skip:
+        """The chunk length, span counts and uniforms of the next example, or a Skip when ``ids`` cannot serve one.
 
         The chunk is drawn from ``length``, then shortened until the example fits ``budget`` and its spans fit
         the tokenizer's sentinels (so the mean span length is kept rather than stretched).
@@ -206,12 +208,58 @@ class SpanCorruptionConfig(ObjectiveConfig):
         if n < 2:
             return too_short(2, n, ids, budget)
         uniforms = rng.random(2 * spans + self.extra_uniforms(spans))
-        paradigm = (0, 0)  # the layout's unused uniform decides the paradigm token's side
+        before = after = 0  # the layout's unused uniform decides the paradigm token's side
         if paradigm_tokens:
-            paradigm = (0, 1) if self.appends_paradigm(float(uniforms[spans - 1])) else (1, 0)
-        x = random_layout(n, noise, spans, uniforms, paradigm)
-        source = np.concatenate((ids[:n], special_row(specials, self.name, _sentinel_row)))
-        return SpanLayout(n, noise, spans, x, source, uniforms[2 * spans:])
+            before, after = (0, 1) if self.appends_paradigm(float(uniforms[spans - 1])) else (1, 0)
+        return SpanDraw(n, noise, spans, uniforms, before, after, special_row(specials, self.name, _sentinel_row))
+
+
+class SpanDraw(NamedTuple):
+    """What one example's spans are made from (the arguments of
+    :func:`~birdie.objectives.span_kernels.span_example` after ``ids``).
+
+    Attributes:
+        n: chunk length. noise: masked tokens. spans: span count ``k``.
+        uniforms: ``2 k`` for the layout (see :func:`random_layout`), then the objective's own.
+        before, after: 1 when the paradigm token goes before / after the masked chunk.
+        row: int32 ``[paradigm, sentinel_0, sentinel_1, ...]``.
+    """
+
+    n: int
+    noise: int
+    spans: int
+    uniforms: np.ndarray
+    before: int
+    after: int
+    row: np.ndarray
+
+
+def layout(ids: np.ndarray, draw: SpanDraw) -> SpanLayout:
+    """The numpy path's :class:`SpanLayout` of ``draw`` over ``ids``."""
+    n, noise, spans, uniforms, before, after, row = draw
+    x = random_layout(n, noise, spans, uniforms, (before, after))
+    return SpanLayout(n, noise, spans, x, np.concatenate((ids[:n], row)), uniforms[2 * spans:])
+
+
+#: Whether span corruption runs the compiled kernels when numba is importable (environment ``BIRDIE_NO_NUMBA=1``
+#: turns them off; tests set it to False to run the numpy path, which must give identical examples).
+use_kernels = os.environ.get("BIRDIE_NO_NUMBA", "") in ("", "0")
+_kernels: ModuleType | None | bool = None
+
+
+def compiled_kernels() -> ModuleType | None:
+    """:mod:`birdie.objectives.span_kernels` when :data:`use_kernels` is set and numba is installed, else None."""
+    global _kernels
+    if not use_kernels:
+        return None
+    if _kernels is None:
+        try:
+            from birdie.objectives import span_kernels
+        except ImportError:  # numba is an optional extra: the numpy path serves
+            _kernels = False
+        else:
+            _kernels = span_kernels
+    return _kernels or None
 
 
 def _sentinel_row(specials: SpecialTokens, name: str) -> list[int]:

@@ -1,0 +1,115 @@
+"""The compiled span-corruption kernels give exactly the numpy path's examples, for every configuration.
+
+Both paths read the same uniforms from the same generator, so for a seed the examples must be identical (values,
+int32 dtype, leftover), including the generator's state afterwards. ``spans.use_kernels`` switches the kernels off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from birdie.objectives import Example, Skip, make_objective, spans
+from birdie.tokenizers import ByteTokenizer, ExtendedTokenizer, Tokenizer
+from objective_checks import Letters
+
+pytest.importorskip("numba")
+
+SPAN_OBJECTIVES = ["infilling", "autoencoding", "autoencoding_with_deshuffling"]
+TOKENIZERS = {
+    "bytes": ByteTokenizer(),
+    "letters_3_sentinels": ExtendedTokenizer(Letters(), num_sentinels=3),  # sentinels cap the span count
+}
+
+
+def run(objective, ids: np.ndarray, seed: int, budget: int, tokenizer: Tokenizer,
+        kernels: bool) -> tuple[Example | Skip, float]:
+    """The objective's result and the generator's next uniform, with the kernels on or off."""
+    saved, spans.use_kernels = spans.use_kernels, kernels
+    try:
+        rng = np.random.default_rng(seed)
+        return objective(ids, rng, budget, tokenizer), rng.random()
+    finally:
+        spans.use_kernels = saved
+
+
+def assert_same_example(compiled: Example | Skip, plain: Example | Skip) -> None:
+    assert type(compiled) is type(plain)
+    if isinstance(plain, Skip):
+        assert compiled.reason == plain.reason and np.array_equal(compiled.leftover, plain.leftover)
+        return
+    for part in ("prefix", "target", "leftover"):
+        got, want = getattr(compiled, part), getattr(plain, part)
+        assert got.dtype == want.dtype == np.int32, part
+        np.testing.assert_array_equal(got, want, err_msg=part)
+
+
+def test_kernels_are_used_when_numba_is_installed(monkeypatch):
+    assert spans.compiled_kernels() is not None
+    monkeypatch.setattr(spans, "use_kernels", False)
+    assert spans.compiled_kernels() is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(SPAN_OBJECTIVES),
+    tokenizer_name=st.sampled_from(sorted(TOKENIZERS)),
+    document=st.integers(0, 700),
+    rate=st.sampled_from([0.05, 0.15, 0.5, 0.85]) | st.floats(0.01, 0.99),
+    mean_span_length=st.sampled_from([1.0, 3.0, 8.0, 32.0]) | st.floats(1.0, 40.0),
+    length=st.none() | st.tuples(st.integers(1, 400), st.integers(0, 400)).map(lambda t: (t[0], t[0] + t[1])),
+    paradigm=st.sampled_from(["random", "prepend", "append", "none"]),
+    append_prob=st.sampled_from([0.0, 0.5, 1.0]),
+    budget=st.integers(1, 2048),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_compiled_and_numpy_paths_give_identical_examples(name, tokenizer_name, document, rate, mean_span_length,
+                                                          length, paradigm, append_prob, budget, seed):
+    tokenizer = TOKENIZERS[tokenizer_name]
+    objective = make_objective({"name": name, "corruption_rate": rate, "mean_span_length": mean_span_length,
+                                "length": length, "paradigm": paradigm, "paradigm_append_prob": append_prob})
+    ids = np.random.default_rng(seed).integers(0, 27, size=document).astype(np.int32)
+    compiled, after_compiled = run(objective, ids, seed, budget, tokenizer, kernels=True)
+    plain, after_plain = run(objective, ids, seed, budget, tokenizer, kernels=False)
+    assert_same_example(compiled, plain)
+    assert after_compiled == after_plain  # the same draws, so the generator is left in the same state
+
+
+@pytest.mark.parametrize("name", SPAN_OBJECTIVES)
+def test_identical_on_a_trained_bpe_consuming_whole_documents(name, story_bpe):
+    """Documents consumed chunk by chunk through ``leftover`` with one generator, as the pipeline does, on a
+    memory-map-like read-only array: the same examples in the same order."""
+    from birdie.data.stories import generate_story
+
+    objective = make_objective({"name": name, "length": None if name == "infilling" else (8, 80)})
+    for story in range(4):
+        text = " ".join(generate_story(1, 3 * story + i).text for i in range(3))
+        ids = np.asarray(story_bpe.encode(text), dtype=np.int32)
+        ids.flags.writeable = False
+        results = []
+        for kernels in (True, False):
+            saved, spans.use_kernels = spans.use_kernels, kernels
+            try:
+                rng, rest, made = np.random.default_rng(story), ids, []
+                while len(rest):
+                    made.append(objective(rest, rng, 128, story_bpe))
+                    if len(made[-1].leftover) == len(rest):
+                        break
+                    rest = made[-1].leftover
+            finally:
+                spans.use_kernels = saved
+            results.append(made)
+        assert len(results[0]) == len(results[1]) > 2
+        for compiled, plain in zip(*results):
+            assert_same_example(compiled, plain)
+
+
+@pytest.mark.parametrize("layout", ["strided", "writable", "read-only"])
+def test_any_int32_array_layout_is_accepted(layout):
+    ids = np.arange(600, dtype=np.int32) % 251
+    ids = {"strided": ids[::2], "writable": ids, "read-only": np.frombuffer(ids.tobytes(), dtype=np.int32)}[layout]
+    objective = make_objective({"name": "autoencoding_with_deshuffling"})
+    compiled, _ = run(objective, ids, 7, 2048, TOKENIZERS["bytes"], kernels=True)
+    plain, _ = run(objective, ids, 7, 2048, TOKENIZERS["bytes"], kernels=False)
+    assert_same_example(compiled, plain)
