@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range, special_row
-from birdie.objectives.spans import gather_segments
+from birdie.objectives.spans import compiled_kernels, gather_segments
 from birdie.tokenizers import SELECTIVE_COPYING_MARKERS as MARKERS, SpecialTokens, Tokenizer
 
 Format = Literal["query_context", "context_query", "random"]
@@ -58,7 +58,8 @@ class SelectiveCopying(ObjectiveConfig):
         ids = as_ids(ids)
         # One draw serves the whole example: the span count, the chunk length, the format, the paradigm side, then
         # per possible span its length and 10 more (8 placement tries, 2 delimiter lengths).
-        uniforms = rng.random(4 + 11 * self.num_spans[1]).tolist()
+        block = rng.random(4 + 11 * self.num_spans[1])
+        uniforms = block.tolist()
         spans = uniform_int(self.num_spans, uniforms[0])
         low, high = self.span_length
         lengths = [low + int(u * (high - low + 1)) for u in uniforms[4:4 + spans]]
@@ -66,10 +67,22 @@ class SelectiveCopying(ObjectiveConfig):
         # [context] ctx [copy] + per span [start] d [end] d; target: spans, (spans - 1) x [sep], [done]
         reserved = 2 + spans * (2 + 2 * max_delim) + sum(lengths) + spans
         n = self.draw_length(len(ids), budget - self.paradigm_tokens - reserved, uniforms[1])
+        query_first = self.format == "query_context" or (self.format == "random" and uniforms[2] < 0.5)
+        append = int(self.paradigm_tokens and self.appends_paradigm(uniforms[3]))
+        kernels = compiled_kernels()
+        if kernels is not None:
+            both, prefix_length, status = kernels.selective_copy_example(
+                ids, n, spans, low, high, block, 4 + self.num_spans[1], self.delimiter_length[0], max_delim,
+                special_row(tokenizer.specials, self.name, _markers_row), int(query_first),
+                self.paradigm_tokens - append, append)
+            if status == kernels.PLACED:
+                return Example(prefix=both[:prefix_length], target=both[prefix_length:], leftover=ids[n:])
+            if status == kernels.NO_ROOM:
+                return self._no_room(spans, n, ids)
+        # The numpy path (also when the kernel's rejection draws all failed: the exact filter draws from rng).
         placed = self._place(ids[:n], lengths, uniforms[4 + self.num_spans[1]:], rng)
         if placed is None:
-            return Skip(f"no room for {spans} span(s) with unique delimiters in {n} tokens (short or repetitive "
-                        "text)", ids)
+            return self._no_room(spans, n, ids)
         # One gather over segments of source = context + [paradigm, markers...] builds prefix and target.
         source = np.concatenate((ids[:n], special_row(tokenizer.specials, self.name, _markers_row)))
         paradigm, context, copy, start, end, sep, done = range(n, n + 1 + len(MARKERS))
@@ -79,14 +92,17 @@ class SelectiveCopying(ObjectiveConfig):
             target += [first, length, sep, 1]
         target[-2] = done
         with_context = [context, 1, 0, n]
-        query_first = self.format == "query_context" or (self.format == "random" and uniforms[2] < 0.5)
         prefix = query + with_context if query_first else with_context + query
         if self.paradigm_tokens:
-            prefix = prefix + [paradigm, 1] if self.appends_paradigm(uniforms[3]) else [paradigm, 1] + prefix
+            prefix = prefix + [paradigm, 1] if append else [paradigm, 1] + prefix
         segments = np.array(prefix + target)
         prefix_length = sum(prefix[1::2])
         both = gather_segments(source, segments[0::2], segments[1::2], prefix_length + sum(target[1::2]))
         return Example(prefix=both[:prefix_length], target=both[prefix_length:], leftover=ids[n:])
+
+    @staticmethod
+    def _no_room(spans: int, n: int, ids: np.ndarray) -> Skip:
+        return Skip(f"no room for {spans} span(s) with unique delimiters in {n} tokens (short or repetitive text)", ids)
 
     def _place(self, context: np.ndarray, lengths: list[int], uniforms: list[float], rng: np.random.Generator):
         """``[(start, length, start_delimiter_length, end_delimiter_length)]`` per span, in context order, with

@@ -122,3 +122,114 @@ def span_example(ids, n, noise, spans, uniforms, before, after, row, output):
     if output == SHUFFLED:
         out = _shuffled(out, piece_sizes, uniforms[2 * k:3 * k + 3])
     return out, masked_length
+
+
+#: Statuses of :func:`selective_copy_example`: built; no room (the numpy path would Skip); the rejection draws all
+#: failed, so the numpy path must run (its exact filter draws from the generator, which the kernel does not hold).
+PLACED, NO_ROOM, NEEDS_EXACT_FILTER = 0, 1, 2
+
+
+@_jit
+def _occurs_once(context, start, stop):
+    """Whether ``context[start:stop]`` occurs nowhere else in ``context`` (as ``_Windows.occurs_once``)."""
+    size = stop - start
+    for j in range(len(context) - size + 1):
+        if j != start and context[j] == context[start]:
+            same = True
+            for t in range(1, size):
+                if context[j + t] != context[start + t]:
+                    same = False
+                    break
+            if same:
+                return False
+    return True
+
+
+@_jit
+def _shortest_unique(context, anchor, direction, preferred, width):
+    """As ``_Windows.shortest_unique``: the shortest unique run next to ``anchor`` from ``preferred`` tokens up."""
+    for length in range(preferred, width):
+        first = anchor - length if direction < 0 else anchor
+        if _occurs_once(context, first, first + length):
+            return length
+    return max(preferred, width)
+
+
+_selective_signature = numba.types.Tuple((numba.int32[::1], numba.int64, numba.int64))(
+    _ids, numba.int64, numba.int64, numba.int64, numba.int64, numba.types.Array(numba.float64, 1, "A", readonly=True),
+    numba.int64, numba.int64, numba.int64, _ids, numba.int64, numba.int64, numba.int64)
+
+
+@numba.njit(_selective_signature, cache=True, nogil=True)
+def selective_copy_example(ids, n, spans, span_low, span_high, uniforms, tries_at, delimiter_low, width, row,
+                           query_first, before, after):
+    """One selective-copying example from the context ``ids[:n]``: ``(out, prefix_length, status)``.
+
+    Mirrors ``SelectiveCopying.__call__`` with the same ``uniforms`` (span ``i``'s length from ``uniforms[4 + i]``, its
+    8 placement tries and 2 delimiter draws from ``uniforms[tries_at + 10 i:]``). ``row`` is ``[paradigm, context, copy,
+    start, end, sep, done]``; ``query_first``, ``before``, ``after`` are 0/1. ``out`` is prefix + target when
+    ``status`` is :data:`PLACED`, empty otherwise.
+    """
+    context = ids[:n]
+    lengths = np.empty(spans, np.int64)
+    for i in range(spans):
+        lengths[i] = span_low + np.int64(uniforms[4 + i] * (span_high - span_low + 1))
+    empty = np.empty(0, np.int32)
+    if n - 2 * width - lengths.max() + 1 < 1:
+        return empty, 0, NO_ROOM
+    placed = np.empty((spans, 4), np.int64)  # first, length, start delimiter, end delimiter
+    spread = width - delimiter_low + 1
+    for i in range(spans):
+        length, tries = lengths[i], tries_at + 10 * i
+        count = n - 2 * width - length + 1
+        if count < 1:
+            return empty, 0, NO_ROOM
+        first = -1
+        for r in range(8):
+            candidate = width + np.int64(uniforms[tries + r] * count)
+            free = True
+            for p in range(i):
+                if candidate + length > placed[p, 0] and candidate < placed[p, 0] + placed[p, 1]:
+                    free = False
+                    break
+            if free and _occurs_once(context, candidate - width, candidate) and _occurs_once(
+                    context, candidate + length, candidate + length + width):
+                first = candidate
+                break
+        if first < 0:
+            return empty, 0, NEEDS_EXACT_FILTER
+        placed[i, 0], placed[i, 1] = first, length
+        placed[i, 2] = _shortest_unique(context, first, -1, delimiter_low + np.int64(uniforms[tries + 8] * spread),
+                                        width)
+        placed[i, 3] = _shortest_unique(context, first + length, 1,
+                                        delimiter_low + np.int64(uniforms[tries + 9] * spread), width)
+    placed = placed[np.argsort(placed[:, 0])]
+    query_length = 1 + 2 * spans + placed[:, 2].sum() + placed[:, 3].sum()
+    prefix_length = before + after + 1 + n + query_length
+    out = np.empty(prefix_length + lengths.sum() + spans, np.int32)
+    at = 0
+    if before:
+        out[0] = row[0]
+        at = 1
+    if not query_first:
+        out[at] = row[1]
+        at = _copy(out, at + 1, context, 0, n)
+    out[at] = row[2]
+    at += 1
+    for i in range(spans):
+        first, length, start_delimiter, end_delimiter = placed[i, 0], placed[i, 1], placed[i, 2], placed[i, 3]
+        out[at] = row[3]
+        at = _copy(out, at + 1, context, first - start_delimiter, start_delimiter)
+        out[at] = row[4]
+        at = _copy(out, at + 1, context, first + length, end_delimiter)
+    if query_first:
+        out[at] = row[1]
+        at = _copy(out, at + 1, context, 0, n)
+    if after:
+        out[at] = row[0]
+        at += 1
+    for i in range(spans):
+        at = _copy(out, at, context, placed[i, 0], placed[i, 1])
+        out[at] = row[5] if i < spans - 1 else row[6]
+        at += 1
+    return out, prefix_length, PLACED

@@ -113,3 +113,31 @@ def test_any_int32_array_layout_is_accepted(layout):
     compiled, _ = run(objective, ids, 7, 2048, TOKENIZERS["bytes"], kernels=True)
     plain, _ = run(objective, ids, 7, 2048, TOKENIZERS["bytes"], kernels=False)
     assert_same_example(compiled, plain)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    document=st.integers(0, 1600),
+    # small vocabularies repeat windows (the kernel hands over to the numpy path's exact filter); a large one needs
+    # 4-byte ids in the numpy path's byte search
+    vocabulary=st.sampled_from([2, 3, 8, 27, 256, 70_000]),
+    num_spans=st.tuples(st.integers(1, 4), st.integers(0, 3)).map(lambda t: (t[0], t[0] + t[1])),
+    span_length=st.tuples(st.integers(1, 32), st.integers(0, 32)).map(lambda t: (t[0], t[0] + t[1])),
+    delimiter_length=st.tuples(st.integers(1, 8), st.integers(0, 4)).map(lambda t: (t[0], t[0] + t[1])),
+    text_format=st.sampled_from(["random", "query_context", "context_query"]),
+    length=st.none() | st.tuples(st.integers(1, 800), st.integers(0, 800)).map(lambda t: (t[0], t[0] + t[1])),
+    paradigm=st.sampled_from(["random", "prepend", "append", "none"]),
+    budget=st.integers(1, 2048),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_selective_copying_compiled_and_numpy_paths_give_identical_examples(
+        document, vocabulary, num_spans, span_length, delimiter_length, text_format, length, paradigm, budget, seed):
+    objective = make_objective({"name": "selective_copying", "num_spans": num_spans, "span_length": span_length,
+                                "delimiter_length": delimiter_length, "format": text_format, "length": length,
+                                "paradigm": paradigm})
+    ids = np.random.default_rng(seed).integers(0, vocabulary, size=document).astype(np.int32)
+    tokenizer = ExtendedTokenizer(Letters(), base_vocab_size=max(vocabulary, 27))  # specials above the ids
+    compiled, after_compiled = run(objective, ids, seed, budget, tokenizer, kernels=True)
+    plain, after_plain = run(objective, ids, seed, budget, tokenizer, kernels=False)
+    assert_same_example(compiled, plain)
+    assert after_compiled == after_plain
