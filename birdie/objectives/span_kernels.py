@@ -1,10 +1,12 @@
-"""Compiled (numba) span corruption: one call per example builds its prefix and target.
+"""Compiled (numba) example builders: one call per example for span corruption and for selective copying.
 
-The numpy path (:func:`~birdie.objectives.spans.random_layout`, :func:`~birdie.objectives.spans.segments` and the
-gathers) costs ~20 small numpy calls an example whatever its length, which bounds short chunks; here the same
-layout and gather are one loop. The kernel reads the SAME uniforms as the numpy path, in the same way (cut points
-scaled and floored, then sorted; the shuffle's order is the stable argsort of its keys), so for a seed both paths
-give identical examples -- ``tests/objectives/test_span_kernels.py`` checks exactly that.
+The numpy path of span corruption (:func:`~birdie.objectives.spans.random_layout`,
+:func:`~birdie.objectives.spans.segments` and the gathers) costs ~20 small numpy calls an example whatever its length,
+which bounds short chunks; selective copying's placement is a Python loop over spans, tries and delimiter lengths.
+Here each is one loop. The kernels read the SAME uniforms as the numpy path, in the same way (cut points scaled and
+floored, then sorted; the shuffle's order is the stable argsort of its keys; the same placement tries in the same
+order), so for a seed both paths give identical examples -- ``tests/objectives/test_span_kernels.py`` checks exactly
+that.
 
 Imported only when numba is installed (``pip install birdie-lm[fast]``); compiled on first use and cached on disk.
 """

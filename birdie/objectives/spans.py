@@ -241,8 +241,8 @@ def layout(ids: np.ndarray, draw: SpanDraw) -> SpanLayout:
     return SpanLayout(n, noise, spans, x, np.concatenate((ids[:n], row)), uniforms[2 * spans:])
 
 
-#: Whether span corruption runs the compiled kernels when numba is importable (environment ``BIRDIE_NO_NUMBA=1``
-#: turns them off; tests set it to False to run the numpy path, which must give identical examples).
+#: Whether span corruption and selective copying run the compiled kernels when numba is importable (environment
+#: ``BIRDIE_NO_NUMBA=1`` turns them off; tests set it to False to run the numpy path, which gives identical examples).
 use_kernels = os.environ.get("BIRDIE_NO_NUMBA", "") in ("", "0")
 _kernels: ModuleType | None | bool = None
 
