@@ -7,6 +7,10 @@ the context; the target is the spans separated by ``<|sep|>``, then ``<|done|>``
 
     prefix: <|context|> ABCDEF <|copy|> <|start|> BC <|end|> F        (context_query)
     target: DE <|done|>
+
+With numba installed, :func:`birdie.objectives.span_kernels.selective_copy_example` places the spans and builds the
+example in one compiled call from the same uniforms; the code here is the fallback and the reference it is tested
+against.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ microsecond, so their number, not the tokens, bounds the throughput of short chu
    -- has a shift (start minus output offset) and a size that are ``X[a] - X[b] - X[c]`` for indices that depend
    only on the span count, so one cached index table turns ``X`` into all segments with one gather;
 3. one ``repeat`` expands the segments into positions of ``source`` and one gather builds the example.
+
+With numba installed, :mod:`birdie.objectives.span_kernels` builds the same example from the same uniforms in one
+compiled call (:func:`compiled_kernels`); the steps above are the fallback and the reference it is tested against.
 """
 
 from __future__ import annotations

@@ -6,10 +6,15 @@ int32 dtype, leftover), including the generator's state afterwards. ``spans.use_
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import birdie.objectives
 from birdie.objectives import Example, Skip, make_objective, spans
 from birdie.tokenizers import ByteTokenizer, ExtendedTokenizer, Tokenizer
 from objective_checks import Letters
@@ -49,6 +54,24 @@ def test_kernels_are_used_when_numba_is_installed(monkeypatch):
     assert spans.compiled_kernels() is not None
     monkeypatch.setattr(spans, "use_kernels", False)
     assert spans.compiled_kernels() is None
+
+
+def test_without_numba_the_numpy_path_serves(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
+    monkeypatch.delitem(sys.modules, "birdie.objectives.span_kernels", raising=False)
+    monkeypatch.delattr(birdie.objectives, "span_kernels", raising=False)
+    monkeypatch.setattr(spans, "_kernels", None)
+    assert spans.compiled_kernels() is None
+    example = make_objective({"name": "infilling"})(np.arange(300, dtype=np.int32) % 256, np.random.default_rng(0),
+                                                     2048, TOKENIZERS["bytes"])
+    assert isinstance(example, Example) and example.prefix.dtype == np.int32
+
+
+def test_environment_switch_turns_the_kernels_off():
+    code = "import birdie.objectives.spans as s, sys; print(s.compiled_kernels() is None, 'numba' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], env={**os.environ, "BIRDIE_NO_NUMBA": "1"},
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["True", "False"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
