@@ -15,9 +15,9 @@ one small numpy call (``small + 1`` on 16 int64) measured in the same run; their
 
 ``--compare-with REV`` also measures ``birdie/objectives`` as it stood at git revision REV (imported from ``git
 show`` output as a separate package), before and after alternating ``--repeats`` times per configuration so load
-changes on a shared machine hit both alike; each side keeps its best repeat. When numba is installed, today's span
-corruption is measured both ways, with its compiled kernels and with its numpy path (``numba`` and ``numpy``
-columns; ``×`` is numba over before); without ``--compare-with``, ``BIRDIE_NO_NUMBA=1`` measures the numpy path.
+changes on a shared machine hit both alike; each side keeps its best repeat. When numba is installed, today's
+objectives are measured both ways, with their compiled kernels (span corruption, selective copying) and on their
+numpy path (``numba`` and ``numpy`` columns; ``×`` is numba over before); without ``--compare-with``, ``BIRDIE_NO_NUMBA=1`` measures the numpy path.
 ``--only TEXT`` measures only the configurations whose key contains TEXT. Each measurement starts after one
 untimed document, so a kernel's one-time compilation or cache load is not counted.
 """
@@ -151,7 +151,7 @@ def best_of_alternating(measures: list, repeats: int) -> list[tuple[float, float
 
 
 def numpy_path(measure):
-    """``measure`` with today's span corruption on its numpy path (compiled kernels switched off)."""
+    """``measure`` with today's objectives on their numpy path (compiled kernels switched off)."""
 
     def measured():
         saved, current_spans.use_kernels = current_spans.use_kernels, False
