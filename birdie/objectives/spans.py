@@ -247,7 +247,7 @@ def layout(ids: np.ndarray, draw: SpanDraw) -> SpanLayout:
 #: Whether span corruption and selective copying run the compiled kernels when numba is importable (environment
 #: ``BIRDIE_NO_NUMBA=1`` turns them off; tests set it to False to run the numpy path, which gives identical examples).
 use_kernels = os.environ.get("BIRDIE_NO_NUMBA", "") in ("", "0")
-_kernels: ModuleType | None | bool = None
+_kernels: ModuleType | None | bool = None  # None: not imported yet; False: numba is missing
 
 
 def compiled_kernels() -> ModuleType | None:
