@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from birdie.checks import check
 from birdie.models.scan import linear_scan
 
 #: The epsilon of every RMSNorm of the reward model.
@@ -69,12 +70,11 @@ class RewardModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("width", "num_layers", "state_expansion"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RewardModelConfig.{name}={getattr(self, name)!r} must be >= 1")
-        if self.train_steps < 0:
-            raise ValueError(f"RewardModelConfig.train_steps={self.train_steps!r} must be >= 0")
-        if not (self.lr > 0 and self.weight_decay >= 0 and self.grad_clip > 0):
-            raise ValueError(f"RewardModelConfig needs lr > 0, weight_decay >= 0, grad_clip > 0; got {self}")
+            check(self, name, getattr(self, name) >= 1, "must be >= 1")
+        check(self, "train_steps", self.train_steps >= 0, "must be >= 0")
+        check(self, "lr", self.lr > 0, "must be > 0")
+        check(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        check(self, "grad_clip", self.grad_clip > 0, "must be > 0")
 
 
 class SplitRMSNorm(nn.Module):

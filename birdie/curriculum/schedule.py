@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from birdie.checks import check
+
 PAPER_EVAL_STEPS = (10, 50, 250, 500, 1000, 1500, 2000)
 
 
@@ -46,24 +48,17 @@ class Schedule:
     explore_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.total_steps < 1:
-            raise ValueError(f"Schedule.total_steps={self.total_steps!r} must be >= 1")
-        if self.warmup_steps < 0:
-            raise ValueError(f"Schedule.warmup_steps={self.warmup_steps!r} must be >= 0")
-        if self.eval_every < 1:
-            raise ValueError(f"Schedule.eval_every={self.eval_every!r} must be >= 1")
-        if any(s < 0 for s in self.eval_steps) or list(self.eval_steps) != sorted(set(self.eval_steps)):
-            raise ValueError(f"Schedule.eval_steps={self.eval_steps!r} must be distinct, increasing and >= 0")
-        if self.steps_between_evaluations is not None and self.steps_between_evaluations < 1:
-            raise ValueError(
-                f"Schedule.steps_between_evaluations={self.steps_between_evaluations!r} must be >= 1 (or None for "
-                "the paper schedule)"
-            )
-        for name in ("explore_start", "explore_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"Schedule.{name}={getattr(self, name)!r} must be in [0, 1]")
-        if not 0.0 < self.explore_fraction <= 1.0:
-            raise ValueError(f"Schedule.explore_fraction={self.explore_fraction!r} must be in (0, 1]")
+        check(self, "total_steps", self.total_steps >= 1, "must be >= 1")
+        check(self, "warmup_steps", self.warmup_steps >= 0, "must be >= 0")
+        check(self, "eval_every", self.eval_every >= 1, "must be >= 1")
+        check(self, "eval_steps", all(s >= 0 for s in self.eval_steps)
+              and list(self.eval_steps) == sorted(set(self.eval_steps)), "must be distinct, increasing and >= 0")
+        check(self, "steps_between_evaluations",
+              self.steps_between_evaluations is None or self.steps_between_evaluations >= 1,
+              "must be >= 1 (or None for the paper schedule)")
+        check(self, "explore_start", 0.0 <= self.explore_start <= 1.0, "must be in [0, 1]")
+        check(self, "explore_end", 0.0 <= self.explore_end <= 1.0, "must be in [0, 1]")
+        check(self, "explore_fraction", 0.0 < self.explore_fraction <= 1.0, "must be in (0, 1]")
 
     def is_eval_step(self, step: int) -> bool:
         """True when validation losses are measured before training step ``step``."""

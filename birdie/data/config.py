@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from birdie.objectives.base import check
+from birdie.checks import check
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from birdie.checks import check
+
 LAYOUTS = ("question-context-question", "question-context", "context-question")
 DIGITS_PER_NUMBER = 10
 #: Expected digit accuracy of uniformly random digits (the first digit is 1..9, the other nine 0..9).
@@ -61,18 +63,15 @@ class PhonebookConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_queries", tuple(self.num_queries))
-        if self.num_books < 1:
-            raise ValueError(f"PhonebookConfig.num_books={self.num_books} must be >= 1")
-        if not 1 <= self.min_entries <= self.max_entries:
-            raise ValueError(f"PhonebookConfig: need 1 <= min_entries ({self.min_entries}) <= max_entries "
-                             f"({self.max_entries})")
-        if self.max_entries > len(_names()["first"]) * len(_names()["last"]):
-            raise ValueError(f"PhonebookConfig.max_entries={self.max_entries} exceeds the unique names available")
-        if not self.num_queries or any(not 1 <= k <= self.min_entries for k in self.num_queries):
-            raise ValueError(f"PhonebookConfig.num_queries={self.num_queries} must be non-empty, each in "
-                             f"[1, min_entries={self.min_entries}] (a book cannot answer more queries than entries)")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"PhonebookConfig.layout={self.layout!r} must be one of {LAYOUTS}")
+        check(self, "num_books", self.num_books >= 1, "must be >= 1")
+        check(self, "min_entries", 1 <= self.min_entries <= self.max_entries,
+              f"must be in [1, max_entries={self.max_entries}]")
+        unique_names = len(_names()["first"]) * len(_names()["last"])
+        check(self, "max_entries", self.max_entries <= unique_names, f"exceeds the {unique_names} unique names")
+        check(self, "num_queries", bool(self.num_queries) and all(1 <= k <= self.min_entries for k in self.num_queries),
+              f"must be non-empty, each in [1, min_entries={self.min_entries}] (a book cannot answer more queries "
+              "than entries)")
+        check(self, "layout", self.layout in LAYOUTS, f"must be one of {LAYOUTS}")
 
     def options(self) -> dict[str, Any]:
         """JSON-serialisable options (with the generator version) that identify the set."""

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from birdie.checks import check
 from birdie.data.packing import BatchBuilder, batch_to_torch
 from birdie.tokenizers import Tokenizer
 
@@ -45,8 +46,7 @@ class PromptFormat:
     separator: str = "\n"
 
     def __post_init__(self) -> None:
-        if self.mode not in PROMPT_MODES:
-            raise ValueError(f"PromptFormat.mode={self.mode!r} must be one of {PROMPT_MODES}")
+        check(self, "mode", self.mode in PROMPT_MODES, f"must be one of {PROMPT_MODES}")
 
     def layout(self, tokenizer: Tokenizer, prompt: str) -> tuple[np.ndarray, np.ndarray]:
         """``(prefix, lead)``: the bidirectional prefix, and the causal tokens between ``begin_generating`` and

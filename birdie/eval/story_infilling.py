@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from birdie.checks import check
+
 LETTERS = ("A", "B", "C", "D")
 RANDOM_ACCURACY = 1 / len(LETTERS)
 INSTRUCTION = "Consider the following sequence of events, then select a choice that best fills in the missing entry:"
@@ -57,11 +59,9 @@ class InfillingConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_items < 1:
-            raise ValueError(f"InfillingConfig.num_items={self.num_items} must be >= 1")
-        if not 3 <= self.min_events <= self.max_events:
-            raise ValueError(f"InfillingConfig: need 3 <= min_events ({self.min_events}) <= max_events "
-                             f"({self.max_events})")
+        check(self, "num_items", self.num_items >= 1, "must be >= 1")
+        check(self, "min_events", 3 <= self.min_events <= self.max_events,
+              f"must be in [3, max_events={self.max_events}]")
 
     def options(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from birdie.checks import check
 from birdie.harness.models import ScoringModel
 from birdie.harness.states import concat_states, state_row
 
@@ -52,10 +53,8 @@ class ScorerConfig:
     prefix_cache_size: int = 0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"ScorerConfig.batch_size={self.batch_size} must be >= 1")
-        if self.prefix_cache_size < 0:
-            raise ValueError(f"ScorerConfig.prefix_cache_size={self.prefix_cache_size} must be >= 0")
+        check(self, "batch_size", self.batch_size >= 1, "must be >= 1")
+        check(self, "prefix_cache_size", self.prefix_cache_size >= 0, "must be >= 0")
 
 
 @dataclass(frozen=True)

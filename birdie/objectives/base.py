@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 
+from birdie.checks import check, check_range
 from birdie.tokenizers import SpecialTokens, Tokenizer
 
 EMPTY = np.zeros(0, dtype=np.int32)
@@ -206,30 +207,6 @@ def too_short(need: int, got: int, ids: np.ndarray, budget: int) -> Skip:
     """The :class:`Skip` for a chunk of ``got`` tokens (capped by the document ``ids`` and ``budget``) when an
     example needs at least ``need``; the whole document stays as the leftover."""
     return Skip(f"needs >= {need} tokens, got {got} (document {len(ids)}, budget {budget})", ids)
-
-
-def check(config: object, field_name: str, ok: bool, requirement: str) -> None:
-    """Raise a ValueError naming the config class, the field, its value and the requirement when ``ok`` is false."""
-    if not ok:
-        value = getattr(config, field_name, None)
-        raise ValueError(f"{type(config).__name__}.{field_name}={value!r} {requirement}")
-
-
-def check_range(config: object, field_name: str, minimum: int, maximum: int | None = None) -> None:
-    """Validate an integer ``(lo, hi)`` field (a list or a single int is normalised to a tuple in place)."""
-    value = getattr(config, field_name)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    if isinstance(value, list):
-        value = tuple(value)
-    upper = f" <= {maximum}" if maximum is not None else ""
-    ok = (
-        isinstance(value, tuple) and len(value) == 2
-        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
-        and minimum <= value[0] <= value[1] and (maximum is None or value[1] <= maximum)
-    )
-    check(config, field_name, ok, f"must be a pair of integers (lo, hi) with {minimum} <= lo <= hi{upper}")
-    object.__setattr__(config, field_name, (int(value[0]), int(value[1])))
 
 
 def _format_value(value: Any) -> str:

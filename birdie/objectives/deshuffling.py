@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check
+from birdie.checks import check
+from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids
 from birdie.tokenizers import Tokenizer
 
 # Shuffled text usually encodes into more tokens than the original; shrink the chunk this many times at most.

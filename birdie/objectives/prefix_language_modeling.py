@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import Example, ObjectiveConfig, Skip, as_ids, check, too_short
+from birdie.checks import check
+from birdie.objectives.base import Example, ObjectiveConfig, Skip, as_ids, too_short
 from birdie.tokenizers import Tokenizer
 
 

@@ -20,7 +20,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, check, check_range, special_row
+from birdie.checks import check, check_range
+from birdie.objectives.base import Example, LengthRange, ObjectiveConfig, Skip, as_ids, special_row
 from birdie.objectives.spans import compiled_kernels, gather_segments
 from birdie.tokenizers import SELECTIVE_COPYING_MARKERS as MARKERS, SpecialTokens, Tokenizer
 

@@ -29,7 +29,8 @@ from typing import ClassVar, Literal, NamedTuple
 
 import numpy as np
 
-from birdie.objectives.base import ObjectiveConfig, Skip, check, ramp, special_row, too_short
+from birdie.checks import check
+from birdie.objectives.base import ObjectiveConfig, Skip, ramp, special_row, too_short
 from birdie.tokenizers import SpecialTokens, Tokenizer
 
 Output = Literal["infilling", "masked"]

@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from birdie.objectives.base import Example, ObjectiveConfig, ParadigmMode, Skip, as_ids, check
+from birdie.checks import check
+from birdie.objectives.base import Example, ObjectiveConfig, ParadigmMode, Skip, as_ids
 from birdie.tokenizers import Tokenizer
 
 
