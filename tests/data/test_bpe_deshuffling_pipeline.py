@@ -10,7 +10,7 @@ from birdie.data.pipeline import Pipeline
 from birdie.data.stories import generate_story
 from birdie.objectives import Deshuffling, NextTokenPrediction
 
-from conftest import assert_valid_batch
+from pipeline_checks import assert_valid_batch
 
 pytestmark = pytest.mark.multiprocess
 

@@ -11,7 +11,7 @@ from birdie.data.streams import PipelineDataError
 from birdie.objectives import NextTokenPrediction
 from birdie.tokenizers import ByteTokenizer
 
-from conftest import AlwaysSkips, LongPiecesOnly, Oversize, assert_valid_batch, word_docs
+from pipeline_checks import AlwaysSkips, LongPiecesOnly, Oversize, assert_valid_batch, word_docs
 
 
 def segment_kinds(batch, paradigm_id):

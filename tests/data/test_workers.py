@@ -13,7 +13,7 @@ from birdie.data.pipeline import Pipeline
 from birdie.data.workers import PipelineWorkerError
 from birdie.objectives import NextTokenPrediction
 
-from conftest import Oversize, word_docs
+from pipeline_checks import Oversize, word_docs
 
 pytestmark = pytest.mark.multiprocess
 
