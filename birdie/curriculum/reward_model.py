@@ -33,6 +33,7 @@ so its cost barely grows with N.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -338,8 +339,11 @@ def training_pass(model: RewardModel, grads: dict[Tensor, Tensor], length: int,
     """:func:`loss_and_gradients` for ``length``-row histories as a function of (normalized_rows, rewards).
 
     ``compiled``: use the numba kernels (:class:`birdie.curriculum.reward_kernels.CompiledTrainingPass`, buffers
-    allocated once); None: when numba is installed; False: the torch path.
+    allocated once); None: when numba is installed and ``BIRDIE_NO_NUMBA`` (the objectives' switch too) is unset;
+    False: the torch path.
     """
+    if compiled is None and os.environ.get("BIRDIE_NO_NUMBA", "") not in ("", "0"):
+        compiled = False
     if compiled is not False:
         try:
             from birdie.curriculum.reward_kernels import CompiledTrainingPass

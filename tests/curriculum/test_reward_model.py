@@ -230,3 +230,13 @@ def test_a_reused_training_pass_sees_in_place_parameter_updates(compiled):
     torch.testing.assert_close(loss, loss_and_gradients(model, rows, rewards, fresh, compiled=False))
     for parameter in model.parameters():
         torch.testing.assert_close(grads[parameter], fresh[parameter])
+
+
+def test_birdie_no_numba_switches_the_default_fit_to_the_torch_path(monkeypatch):
+    pytest.importorskip("numba")
+    model = RewardModel(3, SMALL)
+    grads = {parameter: torch.empty_like(parameter) for parameter in model.parameters()}
+    assert type(training_pass(model, grads, 4)).__name__ == "CompiledTrainingPass"
+    monkeypatch.setenv("BIRDIE_NO_NUMBA", "1")
+    assert type(training_pass(model, grads, 4)).__name__ == "function"  # the torch path's closure
+    assert type(training_pass(model, grads, 4, compiled=True)).__name__ == "CompiledTrainingPass"
