@@ -33,7 +33,6 @@ so its cost barely grows with N.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from birdie.checks import check
+from birdie.lazy import numba_disabled
 from birdie.models.scan import linear_scan
 
 #: The epsilon of every RMSNorm of the reward model.
@@ -342,7 +342,7 @@ def training_pass(model: RewardModel, grads: dict[Tensor, Tensor], length: int,
     allocated once); None: when numba is installed and ``BIRDIE_NO_NUMBA`` (the objectives' switch too) is unset;
     False: the torch path.
     """
-    if compiled is None and os.environ.get("BIRDIE_NO_NUMBA", "") not in ("", "0"):
+    if compiled is None and numba_disabled():
         compiled = False
     if compiled is not False:
         try:

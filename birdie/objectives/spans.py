@@ -21,7 +21,6 @@ compiled call (:func:`compiled_kernels`); the steps above are the fallback and t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -30,6 +29,7 @@ from typing import ClassVar, Literal, NamedTuple
 import numpy as np
 
 from birdie.checks import check
+from birdie.lazy import numba_disabled
 from birdie.objectives.base import ObjectiveConfig, Skip, ramp, special_row, too_short
 from birdie.tokenizers import SpecialTokens, Tokenizer
 
@@ -247,7 +247,7 @@ def layout(ids: np.ndarray, draw: SpanDraw) -> SpanLayout:
 
 #: Whether span corruption and selective copying run the compiled kernels when numba is importable (environment
 #: ``BIRDIE_NO_NUMBA=1`` turns them off; tests set it to False to run the numpy path, which gives identical examples).
-use_kernels = os.environ.get("BIRDIE_NO_NUMBA", "") in ("", "0")
+use_kernels = not numba_disabled()
 _kernels: ModuleType | None | bool = None  # None: not imported yet; False: numba is missing
 
 
