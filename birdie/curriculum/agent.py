@@ -12,11 +12,17 @@ it chose last time, and -- once the schedule lets it -- chooses the next mixture
 
 Under ``torch.distributed`` the losses are averaged over ranks and rank 0's decision is broadcast, so all ranks
 always train on the same mixture; only rank 0 trains the reward model (save the agent state from rank 0).
+
+An observation has two halves so that the decision can overlap training: :meth:`Agent.begin_observation` records
+the losses and rewards and starts the choice (at once, or on an executor such as a background thread), and
+:meth:`PendingDecision.finish` -- called on every rank at the same point -- waits for it and broadcasts it.
+:meth:`Agent.observe` is both at once.
 """
 
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +67,85 @@ class Decision:
     reward_model_loss: float | None
 
 
+#: Rank 0's choice at one evaluation: (action, explored, reward-model training loss).
+Outcome = tuple[np.ndarray, bool, float | None]
+
+
+class PendingDecision:
+    """An evaluation the agent has recorded (losses, rewards) whose new mixture may still be computing.
+
+    Made by :meth:`Agent.begin_observation`. While it is pending the agent's reward model, optimizer and random
+    generator belong to the computation: do not call the agent's ``predict``/``score``/``candidates`` meanwhile.
+    """
+
+    def __init__(self, agent: "Agent", step: int, losses: np.ndarray, rewards: np.ndarray | None, decides: bool,
+                 outcome: "Future[Outcome] | Outcome | None") -> None:
+        self.agent = agent
+        self.step = step
+        self.losses = losses
+        self.rewards = rewards
+        #: Whether this evaluation chooses a new mixture (the same on every rank).
+        self.decides = decides
+        self._outcome = outcome
+
+    def ready(self) -> bool:
+        """True when :meth:`finish` would not wait for the agent's computation."""
+        return not isinstance(self._outcome, Future) or self._outcome.done()
+
+    def outcome(self) -> Outcome | None:
+        """Rank 0's choice, waiting for it if it is still computing (re-raises its error); None on other ranks
+        and when this evaluation does not decide."""
+        if isinstance(self._outcome, Future):
+            self._outcome = self._outcome.result()
+        return self._outcome
+
+    def finish(self) -> Decision:
+        """Complete the evaluation on every rank at the same point: rank 0's choice becomes every rank's
+        ``agent.action``. If rank 0's computation failed, rank 0 re-raises its error and the other ranks raise
+        ``RuntimeError`` (nobody waits on a broadcast that never comes)."""
+        agent = self.agent
+        if agent.pending is not self:
+            raise RuntimeError(f"the decision of step {self.step} is not the agent's pending one (finished twice?)")
+        agent.pending = None
+        explored, fit_loss = False, None
+        if self.decides:
+            proposal = np.zeros(agent.num_configs + 1)
+            failure = None
+            if distributed.rank() == 0:
+                try:
+                    action, explored, fit_loss = self.outcome()
+                    proposal = np.append(action, float(explored))
+                except Exception as error:  # re-raised below, once the other ranks know
+                    failure, proposal = error, np.full(agent.num_configs + 1, np.nan)
+            proposal = distributed.broadcast_from_rank0(proposal)
+            if failure is not None:
+                raise failure
+            if not np.all(np.isfinite(proposal)):
+                raise RuntimeError(f"rank 0's agent failed to choose the mixture at step {self.step}; its error is "
+                                   "in rank 0's output")
+            agent.action, explored = proposal[:-1], bool(proposal[-1])
+        total = None if self.rewards is None else total_reward(self.rewards, agent.class_ids)
+        return Decision(self.step, self.losses, self.rewards, total, agent.action.copy(), self.decides, explored,
+                        fit_loss)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The evaluation with rank 0's finished choice (waits for it)."""
+        outcome = self.outcome()
+        if outcome is not None:
+            outcome = (outcome[0].copy(), outcome[1], outcome[2])
+        return {"step": self.step, "losses": self.losses.copy(), "decides": self.decides, "outcome": outcome,
+                "rewards": None if self.rewards is None else self.rewards.copy()}
+
+    @classmethod
+    def from_state(cls, agent: "Agent", state: dict[str, Any]) -> "PendingDecision":
+        rewards = None if state["rewards"] is None else np.asarray(state["rewards"], dtype=np.float64)
+        outcome = state["outcome"]
+        if outcome is not None:
+            outcome = (np.asarray(outcome[0], dtype=np.float64), bool(outcome[1]), outcome[2])
+        return cls(agent, state["step"], np.asarray(state["losses"], dtype=np.float64), rewards, state["decides"],
+                   outcome)
+
+
 def check_class_ids(class_ids: Any) -> np.ndarray:
     """Validate K class ids (every id in 0..C-1 used at least once) and return them as an int64 array."""
     ids = np.asarray(class_ids)
@@ -89,6 +174,8 @@ class Agent:
         self.last_step: int | None = None
         #: The objective configurations behind the K numbers, when known (set by ``make_agent``).
         self.configs: list[Any] | None = None
+        #: The evaluation begun but not yet finished, if any.
+        self.pending: PendingDecision | None = None
 
     @property
     def num_configs(self) -> int:
@@ -96,6 +183,16 @@ class Agent:
 
     def observe(self, step: int, losses: Any) -> Decision:
         """Record the K validation losses measured at ``step``; maybe choose a new mixture; return the decision."""
+        return self.begin_observation(step, losses).finish()
+
+    def begin_observation(self, step: int, losses: Any, executor: Executor | None = None) -> PendingDecision:
+        """The first half of :meth:`observe`: average ``losses`` over ranks, compute and remember the rewards of
+        the mixture in force, and -- when the schedule lets the agent decide -- start choosing the next mixture on
+        rank 0: on ``executor`` (e.g. a one-thread pool, so training goes on meanwhile) or here. The mixture in
+        force (:attr:`action`) changes only when the returned decision is finished."""
+        if self.pending is not None:
+            raise RuntimeError(f"the decision of the evaluation at step {self.pending.step} is still pending; "
+                               "finish() it before the next observation")
         losses = distributed.mean_over_ranks(np.asarray(losses, dtype=np.float64))
         if losses.shape != (self.num_configs,):
             raise ValueError(f"expected {self.num_configs} validation losses (one per configuration), got shape {losses.shape}")
@@ -105,18 +202,14 @@ class Agent:
         if self.last_losses is not None:
             rewards = compute_rewards(self.last_losses, losses, self.reward_fn)
             self._remember(self.last_losses, self.action, rewards)
-        decided = explored = False
-        fit_loss = None
-        if self.learns and self.schedule.agent_in_control(step) and self._can_decide():
-            proposal = np.zeros(self.num_configs + 1)
-            if distributed.rank() == 0:
-                action, explored, fit_loss = self._decide(step, losses)
-                proposal = np.append(action, float(explored))
-            proposal = distributed.broadcast_from_rank0(proposal)
-            self.action, explored, decided = proposal[:-1], bool(proposal[-1]), True
+        decides = self.learns and self.schedule.agent_in_control(step) and self._can_decide()
+        outcome: Future[Outcome] | Outcome | None = None
+        if decides and distributed.rank() == 0:
+            outcome = (self._decide(step, losses) if executor is None
+                       else executor.submit(self._decide, step, losses))
         self.last_losses, self.last_step = losses, step
-        total = None if rewards is None else total_reward(rewards, self.class_ids)
-        return Decision(step, losses, rewards, total, self.action.copy(), decided, explored, fit_loss)
+        self.pending = PendingDecision(self, step, losses, rewards, decides, outcome)
+        return self.pending
 
     def _remember(self, losses: np.ndarray, action: np.ndarray, rewards: np.ndarray) -> None:
         """Hook: the mixture ``action`` trained from losses ``losses`` earned ``rewards``."""
@@ -124,13 +217,15 @@ class Agent:
     def _can_decide(self) -> bool:
         return False
 
-    def _decide(self, step: int, losses: np.ndarray) -> tuple[np.ndarray, bool, float | None]:
+    def _decide(self, step: int, losses: np.ndarray) -> Outcome:
         raise TypeError(f"{type(self).__name__} does not choose mixtures")
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs to decide exactly as an uninterrupted one."""
+        """Everything a resumed run needs to decide exactly as an uninterrupted one (waits for a pending choice,
+        which is saved finished but not yet in force)."""
         return {"kind": self.kind, "action": self.action.copy(), "last_step": self.last_step,
-                "last_losses": None if self.last_losses is None else self.last_losses.copy()}
+                "last_losses": None if self.last_losses is None else self.last_losses.copy(),
+                "pending": None if self.pending is None else self.pending.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != self.kind:
@@ -138,6 +233,8 @@ class Agent:
         self.action = check_mixture(state["action"], self.num_configs)
         self.last_step = state["last_step"]
         self.last_losses = None if state["last_losses"] is None else np.asarray(state["last_losses"], dtype=np.float64)
+        pending = state.get("pending")
+        self.pending = None if pending is None else PendingDecision.from_state(self, pending)
 
 
 def check_mixture(mixture: Any, num_configs: int) -> np.ndarray:
@@ -213,7 +310,7 @@ class BirdieAgent(Agent):
     def _can_decide(self) -> bool:
         return len(self.history_rows) > 0
 
-    def _decide(self, step: int, losses: np.ndarray) -> tuple[np.ndarray, bool, float | None]:
+    def _decide(self, step: int, losses: np.ndarray) -> Outcome:
         rows = torch.as_tensor(np.stack(self.history_rows), dtype=torch.float32)
         rewards = torch.as_tensor(np.stack(self.history_rewards), dtype=torch.float32)
         fit_loss = fit_reward_model(self.model, self.optimizer, rows, rewards, self.model_config)
@@ -243,7 +340,7 @@ class BirdieAgent(Agent):
         return score_candidates(self.predict(losses, candidates), self.class_ids)
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
+        state = super().state_dict()  # first: it waits for a pending fit, which changes everything below
         state.update(
             history_rows=[row.copy() for row in self.history_rows],
             history_rewards=[reward.copy() for reward in self.history_rewards],

@@ -18,12 +18,19 @@
 The agent updates by itself as soon as every validation loss of an evaluation has been logged: it computes the
 rewards, chooses the next mixture (from the warm-up on), commands it to the pipeline and writes a decision record
 (``log_path``, see :mod:`birdie.curriculum.log`).
+
+Overlapping decisions with training. A decision (200 reward-model steps and the candidate scoring) takes about a
+second of CPU. Its mixture takes effect ``decision_delay_batches`` batches later than it could at once, so training
+does not wait for it: when batches go to an accelerator the decision is computed on a background thread meanwhile
+(``background_decisions``). The delay is a fixed number of batches, so the batch stream, the decisions and a resumed
+run never depend on where or how fast a decision was computed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -33,6 +40,9 @@ import torch
 from birdie.curriculum import class_ids_of, make_agent
 from birdie.curriculum.log import DecisionLog, decision_record
 from birdie.curriculum.reward import RewardFn
+
+#: The default decision delay in batches: ~1 s of decision at >= 35 ms per batch (capped at a quarter of the gap).
+DEFAULT_DECISION_DELAY = 32
 
 #: Seeds' alternative spellings -> the canonical key.
 ALIASES = {"pretraining_objectives": "objectives", "dataset": "ds", "max_sequence_length": "sequence_length",
@@ -63,6 +73,13 @@ class BirdieConfig:
         num_validation_batches, validation_batch_size: the held-out set per objective configuration.
         pipeline_options: extra :class:`birdie.data.PipelineConfig` fields (``num_streams``, ``prefetch``, ...).
         log_path: JSONL decision log (written on rank 0); None = no file.
+        decision_delay_batches: a new mixture takes effect this many training batches after it could at once (on
+            top of the pipeline's ``prefetch``), so that training need not wait for the decision. None: ``min(32,
+            gap // 4)`` for the schedule's shortest gap between a decision and the next evaluation; 0: at once (the
+            paper's timing). Must be smaller than that gap.
+        background_decisions: compute delayed decisions on a background thread. None: when batches go to an
+            accelerator (training leaves CPU cores free), not when training runs on the CPU (it uses every core).
+            The decisions are identical either way.
     """
 
     tokenizer: Any
@@ -87,6 +104,8 @@ class BirdieConfig:
     validation_batch_size: int | None = None
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     log_path: str | None = None
+    decision_delay_batches: int | None = None
+    background_decisions: bool | None = None
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> "BirdieConfig":
@@ -140,7 +159,15 @@ class Birdie:
             **cfg.pipeline_options,
         )
         self.pipeline.set_mixture(self.agent.action)
-        self.device = cfg.accelerator.device if cfg.accelerator is not None else torch.device(cfg.device or "cpu")
+        self.device = torch.device(cfg.accelerator.device if cfg.accelerator is not None else cfg.device or "cpu")
+        self.decision_delay = _decision_delay(cfg.decision_delay_batches, self.agent)
+        background = cfg.background_decisions
+        if background is None:
+            background = self.device.type != "cpu" or cfg.move_to_gpu_fn is not None
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="birdie-agent")
+                          if background and self.decision_delay > 0 and self.agent.learns else None)
+        #: The batch from which the agent's pending decision takes effect (None when nothing is pending).
+        self._decision_batch: int | None = None
         self.records: list[dict[str, Any]] = []
         self._log = DecisionLog(cfg.log_path) if cfg.log_path and rank == 0 else None
         self._pending: dict[str, list[float]] = defaultdict(list)
@@ -159,6 +186,8 @@ class Birdie:
         Log each batch's loss with :meth:`log_validation_loss`; after the last one the agent updates.
         """
         self._check_no_pending("measure_validation_losses")
+        if self.agent.pending is not None:
+            self._finish_decision()  # the next observation needs it (it normally finished many batches ago)
         for key, batches in self.pipeline.validation_batches().items():
             for batch in batches:
                 yield key, self._to_device(batch)
@@ -187,9 +216,21 @@ class Birdie:
         losses = np.array([np.mean(self._pending[key]) for key in self.keys])
         self._pending.clear()
         self._pending_step = None
-        decision = self.agent.observe(step, losses)
-        applies_from = self.pipeline.set_mixture(decision.action) if decision.decided else None
         self._last_eval_step = step
+        if self.agent.pending is not None:
+            self._finish_decision()
+        pending = self.agent.begin_observation(step, losses, self._executor)
+        if pending.decides and self.decision_delay > 0:
+            self._decision_batch = self.pipeline.first_uncommitted + self.decision_delay
+        else:
+            self._finish_decision()
+
+    def _finish_decision(self) -> None:
+        """Finish the agent's pending decision (on every rank), command its mixture from the batch fixed when the
+        evaluation ended, and record it."""
+        decision = self.agent.pending.finish()
+        applies_from = self.pipeline.set_mixture(decision.action, self._decision_batch) if decision.decided else None
+        self._decision_batch = None
         record = decision_record(decision, self.config.agent, self.keys, self.class_ids, self.class_names,
                                  applies_from)
         self.records.append(record)
@@ -209,10 +250,12 @@ class Birdie:
     def get_next_training_sample(self) -> dict[str, torch.Tensor]:
         """The next packed training batch (dict of (batch_size, sequence_length) int64 tensors, on the device)."""
         self._check_no_pending("get_next_training_sample")
+        if self._decision_batch is not None and self.pipeline.will_commit(self._decision_batch):
+            self._finish_decision()
         return self._to_device(next(self.pipeline))
 
     def get_current_action(self) -> dict[str, float]:
-        """The mixture in force: ``{objective_key: probability}``."""
+        """The latest commanded mixture (a pending decision's is not): ``{objective_key: probability}``."""
         return dict(zip(self.keys, self.agent.action.tolist()))
 
     def get_current_class_action(self) -> dict[str, float]:
@@ -228,21 +271,25 @@ class Birdie:
     # -- state and shutdown --------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Agent (history, reward model, optimizer, RNG) and pipeline state; call between evaluations."""
+        """Agent (history, reward model, optimizer, RNG, a pending decision) and pipeline state; call between
+        evaluations. It waits for a decision still computing, but talks to no other rank (rank 0 alone may call it)."""
         self._check_no_pending("state_dict")
         return {"agent": self.agent.state_dict(), "pipeline": self.pipeline.state_dict(),
-                "last_eval_step": self._last_eval_step}
+                "last_eval_step": self._last_eval_step, "decision_batch": self._decision_batch}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict` of a Birdie with the same configuration."""
         self.agent.load_state_dict(state["agent"])
         self.pipeline.load_state_dict(state["pipeline"])
         self._last_eval_step = state["last_eval_step"]
+        self._decision_batch = state.get("decision_batch")
         self._pending.clear()
         self._pending_step = None
 
     def close(self) -> None:
-        """Stop the pipeline's workers and close the decision log (idempotent)."""
+        """Stop the pipeline's workers and the decision thread, close the decision log (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         self.pipeline.close()
         if self._log is not None:
             self._log.close()
@@ -264,6 +311,22 @@ def _as_float(loss: float | torch.Tensor) -> float:
     if isinstance(loss, (tuple, list)):
         raise TypeError("log_validation_loss got a tuple/list; pass the loss itself (e.g. model(**batch)[1])")
     return float(loss)
+
+
+def _decision_delay(requested: int | None, agent: Any) -> int:
+    """The decision delay in batches (see :class:`BirdieConfig`), validated against the agent's schedule."""
+    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 0):
+        raise ValueError(f"decision_delay_batches must be an int >= 0 (or None for the default), got {requested!r}")
+    if not agent.learns:
+        return requested or 0
+    gap = agent.schedule.shortest_decision_gap()
+    if requested is None:
+        return min(DEFAULT_DECISION_DELAY, gap // 4)
+    if requested >= gap:
+        raise ValueError(f"decision_delay_batches={requested} must be smaller than {gap}, the fewest steps between a "
+                         "decision and the next evaluation (its mixture must train before it is judged); lower the "
+                         "delay or evaluate less often")
+    return requested
 
 
 def _rank_and_world_size(accelerator: Any) -> tuple[int, int]:

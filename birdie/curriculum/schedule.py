@@ -77,6 +77,15 @@ class Schedule:
         """True when an evaluation at ``step`` lets the agent choose a new mixture."""
         return step >= self.warmup_steps
 
+    def shortest_decision_gap(self) -> int:
+        """The fewest training steps between an evaluation where the agent decides and the next evaluation (a
+        decision must take effect within that gap)."""
+        if self.steps_between_evaluations is not None:
+            return self.steps_between_evaluations
+        deciding = [step for step in self.eval_steps if self.agent_in_control(step)]
+        gaps = [later - step for step, later in zip(self.eval_steps, self.eval_steps[1:]) if step in deciding]
+        return min([*gaps, self.eval_every])
+
     def explore_probability(self, step: int) -> float:
         """The exploration probability ``eps(step)`` of the module docstring."""
         span = self.explore_fraction * max(self.total_steps - self.warmup_steps, 1)

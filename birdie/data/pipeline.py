@@ -151,14 +151,24 @@ class Pipeline:
         return probs
 
     @property
+    def first_uncommitted(self) -> int:
+        """The first batch whose mixture can still change (:meth:`set_mixture`'s default ``start``)."""
+        return self._horizon
+
+    def will_commit(self, batch_index: int) -> bool:
+        """True when batch ``batch_index`` is committed by the next batch request (or already is), so its mixture
+        can no longer change after that request."""
+        return batch_index < max(self._horizon, self._next_index + self.config.prefetch)
+
+    @property
     def mixture(self) -> dict[str, float]:
         """The latest commanded mixture, ``{key: probability}``."""
         return dict(zip(self.keys, self._schedule[-1][1].tolist()))
 
-    def set_mixture(self, probs: Sequence[float] | np.ndarray | Mapping[str, float]) -> int:
+    def set_mixture(self, probs: Sequence[float] | np.ndarray | Mapping[str, float], start: int | None = None) -> int:
         """Command new probabilities (one per configuration, in ``keys`` order, or a ``{key: weight}`` dict
-        naming every key); they are normalised. Returns the batch index from which they apply (see the module
-        docstring)."""
+        naming every key); they are normalised. They apply from batch ``start`` (default: the first uncommitted
+        batch, see the module docstring), which must not be committed yet; returns it."""
         if isinstance(probs, Mapping):
             missing = sorted(set(self.keys) - set(probs))
             extra = sorted(set(probs) - set(self.keys))
@@ -170,7 +180,11 @@ class Pipeline:
             raise ValueError(f"set_mixture: got {len(weights)} probabilities for {len(self.keys)} configurations")
         if not np.all(np.isfinite(weights)) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"set_mixture: probabilities must be finite, >= 0 and not all 0, got {weights.tolist()}")
-        start = self._horizon
+        if start is None:
+            start = self._horizon
+        elif start < self._horizon:
+            raise ValueError(f"set_mixture: batch {start} is already committed (batches before {self._horizon} "
+                             "are); pass start >= that, or None for the first uncommitted batch")
         schedule = [(s, p) for s, p in self._schedule if s < start] + [(start, weights / weights.sum())]
         # Entries superseded before the next batch to return are never read again (not even after a resume).
         while len(schedule) > 1 and schedule[1][0] <= self._next_index:

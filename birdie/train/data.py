@@ -123,7 +123,8 @@ def build_curriculum(config: TrainConfig, tokenizer: Tokenizer, runtime: Runtime
         "log_path": log_path,
         "pipeline_options": {"prompt_key": config.data.prompt_key, "completion_key": config.data.completion_key},
     }
-    for key in ("warmup_steps", "steps_between_evaluations", "num_validation_batches", "validation_batch_size"):
+    for key in ("warmup_steps", "steps_between_evaluations", "num_validation_batches", "validation_batch_size",
+                "decision_delay_batches", "background_decisions"):
         if key in options:
             settings[key] = options.pop(key)
     try:

@@ -161,18 +161,15 @@ class Trainer:
         summary = RunSummary(self.out, self.step)
         progress = _progress_bar(cfg, self.runtime, self.step)
         tokens_per_step = cfg.train.batch_size * cfg.train.sequence_length
+        reported = len(self.curriculum.records)
         self.model.train()
         while self.step < cfg.train.steps:
             evaluated = self.curriculum.time_for_eval(self.step)
             if evaluated:
                 self.val_losses = self.evaluate()
-                line = _mixture_line(self.step, self.curriculum.get_current_class_action())
-                if progress is not None:
-                    progress.write(line)
-                elif self.runtime.is_main:
-                    print(line, flush=True)
             started = time.perf_counter()
             micro_batches = [self.curriculum.get_next_training_sample() for _ in range(cfg.train.grad_accum)]
+            reported = self._report_decisions(progress, reported)
             result = train_step(self.model, self.optimizer, micro_batches, self.runtime, z_loss=cfg.optimizer.z_loss,
                                 grad_clip=cfg.optimizer.grad_clip, bf16=self.bf16)
             if not math.isfinite(result.loss):
@@ -208,6 +205,18 @@ class Trainer:
 
             plot_run(self.out)
         return summary
+
+    def _report_decisions(self, progress: Any, reported: int) -> int:
+        """Print the mixture of every evaluation the curriculum recorded after the first ``reported`` (a decision
+        is recorded when it takes effect, some batches after its evaluation); returns the new count."""
+        records = self.curriculum.records
+        for record in records[reported:]:
+            line = _mixture_line(record["step"], record["class_mixture"])
+            if progress is not None:
+                progress.write(line)
+            elif self.runtime.is_main:
+                print(line, flush=True)
+        return len(records)
 
     def close(self) -> None:
         self.curriculum.close()

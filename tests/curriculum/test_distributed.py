@@ -2,6 +2,7 @@
 
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def local_losses(step: int, rank: int, num_configs: int) -> np.ndarray:
     return toy_losses(step, num_configs) * (1.0 + 0.1 * rank)
 
 
-def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world_size: int, port: int, out_dir: str, background: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -29,11 +30,38 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         # Different seeds per rank: without the broadcast the ranks' decisions would differ.
         agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, **{**FAST, "seed": rank})
         actions, losses = [], []
-        for step in agent.schedule.evaluation_steps():
-            decision = agent.observe(step, local_losses(step, rank, agent.num_configs))
-            actions.append(decision.action)
-            losses.append(decision.losses)
+        with ThreadPoolExecutor(1) as executor:
+            for step in agent.schedule.evaluation_steps():
+                losses_here = local_losses(step, rank, agent.num_configs)
+                decision = agent.begin_observation(step, losses_here, executor if background else None).finish()
+                actions.append(decision.action)
+                losses.append(decision.losses)
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), actions=np.stack(actions), losses=np.stack(losses))
+    finally:
+        dist.destroy_process_group()
+
+
+def _failing_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, warmup_steps=0, **FAST)
+
+        def broken(step, losses):
+            raise FloatingPointError("reward model diverged")
+
+        agent._decide = broken
+        agent.observe(0, local_losses(0, rank, agent.num_configs))
+        with ThreadPoolExecutor(1) as executor:
+            pending = agent.begin_observation(10, local_losses(10, rank, agent.num_configs), executor)
+            try:
+                pending.finish()
+                outcome = "finished"
+            except (FloatingPointError, RuntimeError) as error:
+                outcome = f"{type(error).__name__}: {error}"
+        with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as handle:
+            handle.write(outcome)
     finally:
         dist.destroy_process_group()
 
@@ -45,8 +73,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.multiprocess
-def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("background", [False, True])
+def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path, background):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), background), nprocs=2, join=True)
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
     np.testing.assert_array_equal(ranks[0]["actions"], ranks[1]["actions"])
     np.testing.assert_array_equal(ranks[0]["losses"], ranks[1]["losses"])
@@ -58,3 +87,10 @@ def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path):
         np.testing.assert_allclose(ranks[0]["losses"][index], mean, rtol=1e-12)
         np.testing.assert_allclose(ranks[0]["actions"][index], decision.action, rtol=1e-9, atol=1e-12)
     assert not np.allclose(ranks[0]["actions"][-1], ranks[0]["actions"][0])
+
+
+@pytest.mark.multiprocess
+def test_a_failed_decision_on_rank0_raises_on_every_rank_instead_of_hanging(tmp_path):
+    mp.spawn(_failing_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "rank0.txt").read_text() == "FloatingPointError: reward model diverged"
+    assert (tmp_path / "rank1.txt").read_text().startswith("RuntimeError: rank 0's agent failed to choose the mixture")

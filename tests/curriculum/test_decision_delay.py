@@ -1,0 +1,164 @@
+"""Decisions that overlap training: a fixed delay in batches, computed inline or on a background thread."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from birdie import Birdie
+from birdie.curriculum import Schedule, make_agent
+from birdie.objectives import resolve_mixture
+from birdie.tokenizers import ByteTokenizer
+
+from .helpers import FAST, toy_losses
+from .test_api import UserModel, readme_loop, small_config
+
+
+def evaluate(birdie, step, loss=None):
+    """Log a validation loss for every held-out batch (``loss(key)`` or a falling toy value)."""
+    for index, (key, _) in enumerate(birdie.measure_validation_losses()):
+        value = loss(key) if loss else float(toy_losses(step, 1)[0]) + 0.01 * index
+        birdie.log_validation_loss(key, value, step)
+
+
+def test_shortest_decision_gap_follows_the_schedule():
+    assert Schedule(total_steps=10_000).shortest_decision_gap() == 250  # decides at 250, evaluates again at 500
+    assert Schedule(total_steps=10_000, warmup_steps=0).shortest_decision_gap() == 40  # 10 -> 50
+    assert Schedule(total_steps=10_000, warmup_steps=3000).shortest_decision_gap() == 1000  # periodic part only
+    assert Schedule(total_steps=100, steps_between_evaluations=7).shortest_decision_gap() == 7
+
+
+def test_default_delay_and_bad_delays(tmp_path):
+    with Birdie(small_config(tmp_path, log_path=None)) as birdie:  # every 10 steps
+        assert birdie.decision_delay == 2
+    with Birdie(small_config(tmp_path, log_path=None, steps_between_evaluations=None, total_steps=5000,
+                                    warmup_steps=250)) as birdie:
+        assert birdie.decision_delay == 32  # the paper schedule's shortest gap is 250
+    with pytest.raises(ValueError, match="decision_delay_batches=10 must be smaller than 10"):
+        Birdie(small_config(tmp_path, decision_delay_batches=10))
+    with pytest.raises(ValueError, match="decision_delay_batches must be an int >= 0"):
+        Birdie(small_config(tmp_path, decision_delay_batches=-1))
+    with Birdie(small_config(tmp_path, log_path=None, agent="uniform", decision_delay_batches=50)) as birdie:
+        assert birdie.decision_delay == 50  # static agents never decide, so any delay is harmless
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_decision_applies_exactly_delay_batches_late(tmp_path, background):
+    delay, prefetch = 5, 8
+    config = small_config(tmp_path, log_path=None, decision_delay_batches=delay, background_decisions=background)
+    with Birdie(config) as birdie:
+        for step in range(16):  # the decision of step 10 is finished when batch 15 is requested
+            if birdie.time_for_eval(step):
+                evaluate(birdie, step)
+            birdie.get_next_training_sample()
+        first_decision = birdie.records[1]
+        assert first_decision["step"] == 10 and first_decision["decided"]
+        start = 10 + (prefetch - 1) + delay  # the first batch a decision at once would reach, plus the delay
+        assert first_decision["applies_from_batch"] == start
+        new = np.array(list(first_decision["mixture"].values()))
+        assert not np.allclose(birdie.pipeline.probs_at(start - 1), new)
+        np.testing.assert_allclose(birdie.pipeline.probs_at(start), new)
+
+
+def test_background_and_inline_decisions_give_the_same_run(tmp_path):
+    def run(background):
+        torch.manual_seed(0)
+        model = UserModel(ByteTokenizer().vocab_size)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        config = small_config(tmp_path, log_path=None, decision_delay_batches=4, background_decisions=background)
+        with Birdie(config) as birdie:
+            assert (birdie._executor is not None) == background
+            readme_loop(birdie, model, optimizer, range(40))
+            return birdie.records, birdie.get_next_training_sample()
+
+    (records, batch), (expected_records, expected_batch) = run(True), run(False)
+    assert [r["decided"] for r in records] == [False, True, True, True]
+    for record, expected in zip(records, expected_records):
+        assert record == expected
+    for name in expected_batch:
+        torch.testing.assert_close(batch[name], expected_batch[name])
+
+
+def test_training_goes_on_while_the_decision_computes(tmp_path):
+    release, started = threading.Event(), threading.Event()
+    config = small_config(tmp_path, log_path=None, decision_delay_batches=4, background_decisions=True)
+    with Birdie(config) as birdie:
+        decide = birdie.agent._decide
+
+        def slow_decide(step, losses):
+            started.set()
+            assert release.wait(timeout=30), "the test never released the decision"
+            return decide(step, losses)
+
+        birdie.agent._decide = slow_decide
+        for step in range(10):
+            if birdie.time_for_eval(step):
+                evaluate(birdie, step)
+            birdie.get_next_training_sample()
+        evaluate(birdie, 10)
+        pending = birdie.agent.pending
+        assert started.wait(timeout=30) and pending is not None and pending.decides
+        for _ in range(4):  # batches 10..13 do not need the new mixture: none of them waits
+            birdie.get_next_training_sample()
+        assert not pending.ready() and len(birdie.records) == 1
+        release.set()
+        birdie.get_next_training_sample()  # commits the delayed batch: waits for the decision and records it
+        assert birdie.agent.pending is None and birdie.records[-1]["decided"]
+
+
+def test_a_failed_background_decision_raises_in_the_training_loop(tmp_path):
+    config = small_config(tmp_path, log_path=None, decision_delay_batches=3, background_decisions=True)
+    with Birdie(config) as birdie:
+        def broken(step, losses):
+            raise FloatingPointError("reward model diverged")
+
+        birdie.agent._decide = broken
+        for step in range(10):
+            if birdie.time_for_eval(step):
+                evaluate(birdie, step)
+            birdie.get_next_training_sample()
+        evaluate(birdie, 10)
+        with pytest.raises(FloatingPointError, match="reward model diverged"):
+            for _ in range(4):
+                birdie.get_next_training_sample()
+
+
+@pytest.mark.parametrize("save_at", [21, 26])  # decision of step 20 still pending / already in force
+def test_resume_with_a_pending_decision_continues_like_an_uninterrupted_run(tmp_path, save_at):
+    def fresh():
+        torch.manual_seed(0)
+        model = UserModel(ByteTokenizer().vocab_size)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+    config = small_config(tmp_path, log_path=None, decision_delay_batches=4, background_decisions=True)
+    model, optimizer = fresh()
+    with Birdie(config) as birdie:
+        readme_loop(birdie, model, optimizer, range(40))
+        expected_records, expected_batch = birdie.records, birdie.get_next_training_sample()
+
+    model, optimizer = fresh()
+    with Birdie(config) as first:
+        readme_loop(first, model, optimizer, range(save_at))
+        assert (first.agent.pending is not None) == (save_at == 21)
+        state = first.state_dict()
+        head = list(first.records)
+    with Birdie(config) as resumed:
+        resumed.load_state_dict(state)
+        readme_loop(resumed, model, optimizer, range(save_at, 40))
+        records, batch = head + resumed.records, resumed.get_next_training_sample()
+    assert records == expected_records
+    for name in expected_batch:
+        torch.testing.assert_close(batch[name], expected_batch[name])
+
+
+def test_agent_refuses_a_new_observation_while_one_is_pending():
+    agent = make_agent("birdie", resolve_mixture("ntp") + resolve_mixture("ul2"), 1000, warmup_steps=0, **FAST)
+    agent.observe(0, toy_losses(0, agent.num_configs))
+    pending = agent.begin_observation(10, toy_losses(10, agent.num_configs))
+    with pytest.raises(RuntimeError, match="step 10 is still pending"):
+        agent.begin_observation(20, toy_losses(20, agent.num_configs))
+    decision = pending.finish()
+    assert decision.decided and agent.pending is None
+    with pytest.raises(RuntimeError, match="finished twice"):
+        pending.finish()
