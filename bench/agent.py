@@ -2,12 +2,14 @@
 (104 configurations) with a 40-evaluation history, against the training step of the demo model.
 
     python bench/agent.py [--repeats 5] [--preset hawk-tiny] [--batch-size 16] [--sequence-length 256]
-                          [--compare-with GIT_REV] [--whole-runs 16384 50000]
+                          [--compare-with GIT_REV] [--whole-runs 16384 50000] [--overlap]
 
 Prints the decision's cost split into fitting and scoring, the model's step time (forward + backward + AdamW at
-the demo's batch shape), and the agent's share of a run's wall time at the paper's default schedule:
-``decisions(N) * decision_time / (N * step_time)`` for run lengths N. A decision with a 40-evaluation history is
-the most expensive one of a 40k-step run, so the share is an upper bound for runs up to that length.
+the demo's batch shape) and the time of one evaluation, and the agent's share of a run at the paper's default
+schedule for run lengths N: of the training steps' time, ``decisions(N) * decision_time / (N * step_time)``, and of
+the run's wall time with its evaluations (each forwards 2 validation batches of every configuration, timed as
+no-grad forwards at the training shape; every agent kind runs them). A decision with a 40-evaluation history is the
+most expensive one of a 40k-step run, so the shares are upper bounds for runs up to that length.
 
 ``--whole-runs N ...`` also measures the agent's actual time over an N-step run: a fresh agent observes synthetic
 validation losses at every evaluation of the default schedule, so each update runs with the history it really has
@@ -20,6 +22,13 @@ on a shared machine move both alike. ``--compare-with REV`` also times, in the s
 reward model as ``birdie/curriculum/reward_model.py`` stood at git revision REV (before/after side by side), and
 the fit on the torch path (what runs without numba).
 
+``--overlap`` measures what a decision costs the training loop when it overlaps training (the default
+``decision_delay_batches`` = 32 with ``background_decisions``): per repeat, the wall time of 32 training steps
+alone, and of the same 32 steps while the agent decides on a background thread (``Agent.begin_observation`` with a
+one-thread executor, then ``finish()`` -- the code path of ``Birdie``), interleaved. The difference is the
+decision's cost to the run; it is near 0 when training leaves a core free (every accelerator run) and near the
+decision's own time when training already uses every core (run it with ``OMP_NUM_THREADS`` = 1 and = the cores).
+
 With numba installed the fit runs compiled kernels. Their one-time cost per training process (numba's import and
 loading the kernels from numba's on-disk cache; compiling them the first time on a machine) is measured in fresh
 processes and added to the share once per run.
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 import importlib.util
 import os
@@ -43,7 +53,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from birdie.curriculum import make_agent
+from birdie.curriculum import Schedule, make_agent
 from birdie.curriculum.reward_model import fit_reward_model, make_optimizer
 from birdie.objectives import resolve_mixture
 
@@ -60,6 +70,12 @@ def agent_with_history(num_evaluations: int, seed: int = 0):
         agent._remember(losses, action, rewards)
         losses = losses * rng.uniform(0.97, 1.0, agent.num_configs)
     return agent, losses
+
+
+def decisions_in(total_steps: int) -> int:
+    """Decisions of a ``total_steps`` run at the paper's default schedule."""
+    schedule = Schedule(total_steps=total_steps)
+    return sum(schedule.agent_in_control(step) for step in schedule.evaluation_steps())
 
 
 def whole_run_seconds(total_steps: int, seed: int = 0) -> tuple[float, int]:
@@ -126,8 +142,9 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def training_step(preset: str, batch_size: int, sequence_length: int) -> Callable[[], None]:
-    """One forward + backward + AdamW step of ``preset`` on fixed random tokens (warmed up twice)."""
+def training_step(preset: str, batch_size: int, sequence_length: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """One forward + backward + AdamW step of ``preset`` on fixed random tokens (warmed up twice), and one
+    validation forward (no gradients) at the same shape."""
     from birdie.models import create
 
     model = create(preset, max_seq_len=sequence_length)
@@ -142,8 +159,37 @@ def training_step(preset: str, batch_size: int, sequence_length: int) -> Callabl
         loss.backward()
         optimizer.step()
 
-    step(), step()
-    return step
+    def forward() -> None:
+        with torch.no_grad():
+            model(**batch)
+
+    step(), step(), forward()
+    return step, forward
+
+
+def overlap_costs(step: Callable[[], None], repeats: int, delay: int = 32) -> tuple[float, float, float]:
+    """Medians of (``delay`` training steps alone, the same steps while a decision runs in the background, that
+    decision's time alone) in seconds, each repeat on a fresh agent with a 40-evaluation history."""
+    alone, overlapped, decisions = [], [], []
+    with ThreadPoolExecutor(1, thread_name_prefix="birdie-agent") as executor:
+        for repeat in range(repeats):
+            agent, losses = agent_with_history(39, seed=repeat)  # the observation below adds the 40th row
+
+            def steps() -> None:
+                for _ in range(delay):
+                    step()
+
+            def overlapping() -> None:
+                pending = agent.begin_observation(10_000 + repeat, losses, executor)
+                assert pending.decides
+                steps()
+                pending.finish()  # waits here if the decision is not done yet, as the training loop would
+
+            alone.append(timed(steps))
+            overlapped.append(timed(overlapping))
+            agent, losses = agent_with_history(39, seed=repeat)
+            decisions.append(timed(lambda: agent.observe(10_000 + repeat, losses)))
+    return float(np.median(alone)), float(np.median(overlapped)), float(np.median(decisions))
 
 
 def decision_floor(agent, history_length: int, num_candidates: int) -> Callable[[], None]:
@@ -187,11 +233,13 @@ def main() -> None:
     parser.add_argument("--compare-with", metavar="REV", help="also time the reward-model fit at this git revision")
     parser.add_argument("--whole-runs", type=int, nargs="*", default=[], metavar="N",
                         help="also time every agent update of an N-step run at the default schedule")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also time a decision overlapping 32 training steps on a background thread")
     args = parser.parse_args()
 
     before = reward_model_at(args.compare_with) if args.compare_with else None
-    step = training_step(args.preset, args.batch_size, args.sequence_length)
-    fits, scores, steps, before_fits, torch_fits, floors = [], [], [], [], [], []
+    step, forward = training_step(args.preset, args.batch_size, args.sequence_length)
+    fits, scores, steps, forwards, before_fits, torch_fits, floors = [], [], [], [], [], [], []
     for repeat in range(args.repeats):
         agent, losses = agent_with_history(40, seed=repeat)
         rows = torch.as_tensor(np.stack(agent.history_rows), dtype=torch.float32)
@@ -212,6 +260,7 @@ def main() -> None:
         num_candidates = agent.config.num_candidates + agent.config.num_proposals
         floors.append(timed(decision_floor(agent, len(rows), num_candidates)))
         steps.extend(timed(step) for _ in range(5))
+        forwards.extend(timed(forward) for _ in range(5))
 
     fit, score, step_time = float(np.median(fits)), float(np.median(scores)), float(np.median(steps))
     decision = fit + score
@@ -232,26 +281,44 @@ def main() -> None:
               f"now {then / fit:.2f}x as fast; on the torch path {torch_path:.3f} s "
               f"({torch_path / train_steps * 1e3:.1f} ms/step, {then / torch_path:.2f}x as fast)")
     print(f"{args.preset} training step at ({args.batch_size}, {args.sequence_length}): {step_time * 1e3:.1f} ms")
+    # An evaluation forwards num_validation_batches (Birdie's default 2) batches of every configuration.
+    evaluation = 2 * agent.num_configs * float(np.median(forwards))
+    print(f"one evaluation (2 validation batches x {agent.num_configs} configurations, no-grad forwards at the same "
+          f"shape): {evaluation:.2f} s")
     floor = float(np.median(floors))
     print(f"one decision = {decision / step_time:.1f} training steps; its floor (GEMMs + AdamW only) {floor:.3f} s "
           f"= {floor / step_time:.1f} steps")
-    for total in (16_384, 50_000, 100_000):
-        schedule = type(agent.schedule)(total_steps=total)
-        decisions = sum(schedule.agent_in_control(s) for s in schedule.evaluation_steps())
-        share = (decisions * decision + setup) / (total * step_time)
-        floor_share = decisions * floor / (total * step_time)
+    run_lengths = (16_384, 50_000, 100_000)
+
+    def shares(total: int, agent_seconds: float) -> str:
+        """The agent's share of an N-step run: of its training steps' time, and of its wall time with the
+        evaluations (which every agent kind runs)."""
+        evaluations = len(Schedule(total_steps=total).evaluation_steps())
+        steps_only = agent_seconds / (total * step_time)
+        whole = agent_seconds / (total * step_time + evaluations * evaluation + agent_seconds)
+        return (f"{100 * steps_only:.2f}% of the training steps' time, {100 * whole:.2f}% of the run's wall time "
+                f"with its {evaluations} evaluations")
+
+    for total in run_lengths:
+        decisions = decisions_in(total)
         others = "" if before is None else (
             f"; with the fit at {args.compare_with} {100 * decisions * (then + score) / (total * step_time):.2f}%, "
             f"on the torch path {100 * decisions * (torch_path + score) / (total * step_time):.2f}%")
-        print(f"run of {total:>7} steps: {decisions:>3} decisions, agent share of wall time {100 * share:.2f}% "
-              f"(floor {100 * floor_share:.2f}%, target <= 1%{others})")
+        print(f"run of {total:>7} steps, {decisions:>3} decisions at once: {shares(total, decisions * decision + setup)}"
+              f" (floor {100 * decisions * floor / (total * step_time):.2f}% of the steps' time{others})")
+    if args.overlap:
+        delay = 32
+        alone, overlapped, inline = overlap_costs(step, args.repeats, delay)
+        cost = max(overlapped - alone, 0.0)
+        print(f"overlapped with training ({torch.get_num_threads()} training threads): {delay} steps {alone:.3f} s "
+              f"alone, {overlapped:.3f} s while the agent decides in the background: a decision costs the run "
+              f"{cost:.3f} s (inline {inline:.3f} s; {cost / inline:.0%} of it)")
+        for total in run_lengths:
+            print(f"run of {total:>7} steps, decisions overlapped: {shares(total, decisions_in(total) * cost + setup)}")
     for total in args.whole_runs:
         seconds, decisions = whole_run_seconds(total)
-        share = (seconds + setup) / (total * step_time)  # the interleaved step time: a load change moves both
         print(f"whole run of {total:>7} steps, every update timed at its real history: {decisions} decisions in "
-              f"{seconds:.1f} s (mean {seconds / max(decisions, 1):.3f} s); agent share {100 * share:.2f}% "
-              f"(target <= 1%)")
-
+              f"{seconds:.1f} s (mean {seconds / max(decisions, 1):.3f} s): {shares(total, seconds + setup)}")
 
 if __name__ == "__main__":
     main()
