@@ -24,10 +24,10 @@ the fit on the torch path (what runs without numba).
 
 ``--overlap`` measures what a decision costs the training loop when it overlaps training (the default
 ``decision_delay_batches`` = 32 with ``background_decisions``): per repeat, the wall time of 32 training steps
-alone, and of the same 32 steps while the agent decides on a background thread (``Agent.begin_observation`` with a
-one-thread executor, then ``finish()`` -- the code path of ``Birdie``), interleaved. The difference is the
-decision's cost to the run; it is near 0 when training leaves a core free (every accelerator run) and near the
-decision's own time when training already uses every core (run it with ``OMP_NUM_THREADS`` = 1 and = the cores).
+alone, after a decision made inline, and while the agent decides on a background thread (``Agent.begin_observation``
+with a one-thread executor, then ``finish()`` -- the code path of ``Birdie``), interleaved. The differences are a
+decision's cost to the run either way (run it with ``OMP_NUM_THREADS`` = 1, training leaving a core free as on
+an accelerator run, and = the number of cores).
 
 With numba installed the fit runs compiled kernels. Their one-time cost per training process (numba's import and
 loading the kernels from numba's on-disk cache; compiling them the first time on a machine) is measured in fresh
@@ -168,28 +168,37 @@ def training_step(preset: str, batch_size: int, sequence_length: int) -> tuple[C
 
 
 def overlap_costs(step: Callable[[], None], repeats: int, delay: int = 32) -> tuple[float, float, float]:
-    """Medians of (``delay`` training steps alone, the same steps while a decision runs in the background, that
-    decision's time alone) in seconds, each repeat on a fresh agent with a 40-evaluation history."""
-    alone, overlapped, decisions = [], [], []
+    """Medians of (``delay`` training steps alone, the same steps after a decision made inline, the same steps
+    while a decision runs on a background thread) in seconds; each decision on a fresh agent with a 40-evaluation
+    history. The three are timed interleaved, in rotating order."""
+    alone, inline, overlapped = [], [], []
+
+    def steps() -> None:
+        for _ in range(delay):
+            step()
+
     with ThreadPoolExecutor(1, thread_name_prefix="birdie-agent") as executor:
-        for repeat in range(repeats):
-            agent, losses = agent_with_history(39, seed=repeat)  # the observation below adds the 40th row
-
-            def steps() -> None:
-                for _ in range(delay):
-                    step()
-
-            def overlapping() -> None:
-                pending = agent.begin_observation(10_000 + repeat, losses, executor)
+        def decide(agent, losses, background: bool) -> Callable[[], None]:
+            def run() -> None:
+                pending = agent.begin_observation(10_000, losses, executor if background else None)
                 assert pending.decides
                 steps()
                 pending.finish()  # waits here if the decision is not done yet, as the training loop would
+            return run
 
-            alone.append(timed(steps))
-            overlapped.append(timed(overlapping))
-            agent, losses = agent_with_history(39, seed=repeat)
-            decisions.append(timed(lambda: agent.observe(10_000 + repeat, losses)))
-    return float(np.median(alone)), float(np.median(overlapped)), float(np.median(decisions))
+        def warm_agent(seed: int):
+            """An agent that has decided once (as every decision of a run but the first) and now holds a
+            39-evaluation history; the timed observation adds the 40th row. Built before timing."""
+            agent, losses = agent_with_history(38, seed=seed)
+            agent.observe(9_000, losses)
+            return agent, losses
+
+        for repeat in range(repeats):
+            runs = [(alone, steps), (inline, decide(*warm_agent(repeat), background=False)),
+                    (overlapped, decide(*warm_agent(repeat), background=True))]
+            for times, run in runs[repeat % 3:] + runs[:repeat % 3]:
+                times.append(timed(run))
+    return float(np.median(alone)), float(np.median(inline)), float(np.median(overlapped))
 
 
 def decision_floor(agent, history_length: int, num_candidates: int) -> Callable[[], None]:
@@ -308,11 +317,11 @@ def main() -> None:
               f" (floor {100 * decisions * floor / (total * step_time):.2f}% of the steps' time{others})")
     if args.overlap:
         delay = 32
-        alone, overlapped, inline = overlap_costs(step, args.repeats, delay)
-        cost = max(overlapped - alone, 0.0)
-        print(f"overlapped with training ({torch.get_num_threads()} training threads): {delay} steps {alone:.3f} s "
-              f"alone, {overlapped:.3f} s while the agent decides in the background: a decision costs the run "
-              f"{cost:.3f} s (inline {inline:.3f} s; {cost / inline:.0%} of it)")
+        alone, inline, overlapped = overlap_costs(step, args.repeats, delay)
+        cost, inline_cost = max(overlapped - alone, 0.0), inline - alone
+        print(f"{delay} training steps ({torch.get_num_threads()} threads): {alone:.3f} s alone, {inline:.3f} s after a "
+              f"decision made inline (+{inline_cost:.3f} s), {overlapped:.3f} s while the agent decides in the "
+              f"background (+{cost:.3f} s, {cost / inline_cost:.0%} of inline)")
         for total in run_lengths:
             print(f"run of {total:>7} steps, decisions overlapped: {shares(total, decisions_in(total) * cost + setup)}")
     for total in args.whole_runs:

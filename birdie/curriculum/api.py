@@ -20,10 +20,10 @@ rewards, chooses the next mixture (from the warm-up on), commands it to the pipe
 (``log_path``, see :mod:`birdie.curriculum.log`).
 
 Overlapping decisions with training. A decision (200 reward-model steps and the candidate scoring) takes about a
-second of CPU. Its mixture takes effect ``decision_delay_batches`` batches later than it could at once, so training
-does not wait for it: when batches go to an accelerator the decision is computed on a background thread meanwhile
-(``background_decisions``). The delay is a fixed number of batches, so the batch stream, the decisions and a resumed
-run never depend on where or how fast a decision was computed.
+second of CPU. Its mixture takes effect ``decision_delay_batches`` batches later than it could at once, and the
+decision is computed on a background thread meanwhile (``background_decisions``), so training does not wait for
+it. The delay is a fixed number of batches, so the batch stream, the decisions and a resumed run never depend on
+where or how fast a decision was computed.
 """
 
 from __future__ import annotations
@@ -77,9 +77,8 @@ class BirdieConfig:
             top of the pipeline's ``prefetch``), so that training need not wait for the decision. None: ``min(32,
             gap // 4)`` for the schedule's shortest gap between a decision and the next evaluation; 0: at once (the
             paper's timing). Must be smaller than that gap.
-        background_decisions: compute delayed decisions on a background thread. None: when batches go to an
-            accelerator (training leaves CPU cores free), not when training runs on the CPU (it uses every core).
-            The decisions are identical either way.
+        background_decisions: compute delayed decisions on a background thread (False: at the evaluation, for
+            debugging or profiling). The decisions are identical either way.
     """
 
     tokenizer: Any
@@ -105,7 +104,7 @@ class BirdieConfig:
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     log_path: str | None = None
     decision_delay_batches: int | None = None
-    background_decisions: bool | None = None
+    background_decisions: bool = True
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> "BirdieConfig":
@@ -151,6 +150,12 @@ class Birdie:
                                 warmup_steps=cfg.warmup_steps, **{"seed": cfg.seed, **cfg.agent_options})
         self.keys = [c.key for c in configs]
         self.class_ids, self.class_names = class_ids_of(configs)
+        self.device = torch.device(cfg.accelerator.device if cfg.accelerator is not None else cfg.device or "cpu")
+        self.decision_delay = _decision_delay(cfg.decision_delay_batches, self.agent)
+        if not isinstance(cfg.background_decisions, bool):
+            raise ValueError(f"background_decisions must be True or False, got {cfg.background_decisions!r}")
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="birdie-agent")
+                          if cfg.background_decisions and self.decision_delay > 0 and self.agent.learns else None)
         self.pipeline = Pipeline(
             cfg.tokenizer, configs, cfg.ds, validation_source=cfg.ds_validation,
             text_grabber_fn=cfg.text_grabber_fn, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
@@ -159,13 +164,6 @@ class Birdie:
             **cfg.pipeline_options,
         )
         self.pipeline.set_mixture(self.agent.action)
-        self.device = torch.device(cfg.accelerator.device if cfg.accelerator is not None else cfg.device or "cpu")
-        self.decision_delay = _decision_delay(cfg.decision_delay_batches, self.agent)
-        background = cfg.background_decisions
-        if background is None:
-            background = self.device.type != "cpu" or cfg.move_to_gpu_fn is not None
-        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="birdie-agent")
-                          if background and self.decision_delay > 0 and self.agent.learns else None)
         #: The batch from which the agent's pending decision takes effect (None when nothing is pending).
         self._decision_batch: int | None = None
         self.records: list[dict[str, Any]] = []
@@ -219,6 +217,8 @@ class Birdie:
         self._last_eval_step = step
         if self.agent.pending is not None:
             self._finish_decision()
+        if self._executor is not None:
+            self.pipeline.start_workers()  # forked workers must not copy the decision thread's state
         pending = self.agent.begin_observation(step, losses, self._executor)
         if pending.decides and self.decision_delay > 0:
             self._decision_batch = self.pipeline.first_uncommitted + self.decision_delay

@@ -125,11 +125,19 @@ class Pipeline:
             self._streams[stream] = self._factory.make(stream, self._states[stream])
         return self._streams[stream]
 
-    def _from_workers(self, index: int) -> tuple[np.ndarray, StreamState, BatchStats]:
-        if self._pool is None:
+    def start_workers(self) -> None:
+        """Start the worker processes now (idempotent; nothing to start with ``num_workers=0``). Otherwise the
+        first batch request starts them. Start them before this process runs threads of its own: ``fork`` copies
+        only the calling thread, and a lock another thread holds stays locked in the workers."""
+        if self._closed:
+            raise RuntimeError("the pipeline is closed; create a new one (or load_state_dict into a new one)")
+        if self.config.num_workers and self._pool is None:
             self._pool = WorkerPool(self._factory, copy.deepcopy(self._states), self.config.num_workers,
                                     self.config.start_method, self.config.batch_timeout_s)
-            self._submitted = index
+            self._submitted = self._next_index
+
+    def _from_workers(self, index: int) -> tuple[np.ndarray, StreamState, BatchStats]:
+        self.start_workers()
         while self._submitted < self._horizon:
             self._pool.submit(self._submitted, self.probs_at(self._submitted))
             self._submitted += 1

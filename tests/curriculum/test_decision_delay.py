@@ -39,6 +39,8 @@ def test_default_delay_and_bad_delays(tmp_path):
         Birdie(small_config(tmp_path, decision_delay_batches=10))
     with pytest.raises(ValueError, match="decision_delay_batches must be an int >= 0"):
         Birdie(small_config(tmp_path, decision_delay_batches=-1))
+    with pytest.raises(ValueError, match="background_decisions must be True or False"):
+        Birdie(small_config(tmp_path, background_decisions="yes"))
     with Birdie(small_config(tmp_path, log_path=None, agent="uniform", decision_delay_batches=50)) as birdie:
         assert birdie.decision_delay == 50  # static agents never decide, so any delay is harmless
 
@@ -162,3 +164,26 @@ def test_agent_refuses_a_new_observation_while_one_is_pending():
     assert decision.decided and agent.pending is None
     with pytest.raises(RuntimeError, match="finished twice"):
         pending.finish()
+
+
+def test_workers_start_before_a_decision_thread_exists(tmp_path):
+    """A run resumed at an evaluation decides before its first batch: the workers must be forked first."""
+    config = small_config(tmp_path, log_path=None, num_workers=1, decision_delay_batches=4, background_decisions=True)
+    torch.manual_seed(0)
+    model = UserModel(ByteTokenizer().vocab_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Birdie(config) as first:
+        readme_loop(first, model, optimizer, range(20))
+        state = first.state_dict()
+    with Birdie(config) as resumed:
+        resumed.load_state_dict(state)
+        decide = resumed.agent._decide
+        workers_at_decision = []
+
+        def checked_decide(step, losses):
+            workers_at_decision.append(resumed.pipeline._pool is not None)
+            return decide(step, losses)
+
+        resumed.agent._decide = checked_decide
+        readme_loop(resumed, model, optimizer, range(20, 30))
+    assert workers_at_decision == [True]
