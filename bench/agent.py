@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-from concurrent.futures import ThreadPoolExecutor
 import dataclasses
 import importlib.util
 import os
@@ -54,6 +53,7 @@ import numpy as np
 import torch
 
 from birdie.curriculum import Schedule, make_agent
+from birdie.curriculum.agent import decision_executor
 from birdie.curriculum.reward_model import fit_reward_model, make_optimizer
 from birdie.objectives import resolve_mixture
 
@@ -177,7 +177,7 @@ def overlap_costs(step: Callable[[], None], repeats: int, delay: int = 32) -> tu
         for _ in range(delay):
             step()
 
-    with ThreadPoolExecutor(1, thread_name_prefix="birdie-agent") as executor:
+    with decision_executor() as executor:
         def decide(agent, losses, background: bool) -> Callable[[], None]:
             def run() -> None:
                 pending = agent.begin_observation(10_000, losses, executor if background else None)

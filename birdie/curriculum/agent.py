@@ -22,7 +22,7 @@ the losses and rewards and starts the choice (at once, or on an executor such as
 from __future__ import annotations
 
 import copy
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,14 @@ class PendingDecision:
             outcome = (np.asarray(outcome[0], dtype=np.float64), bool(outcome[1]), outcome[2])
         return cls(agent, state["step"], np.asarray(state["losses"], dtype=np.float64), rewards, state["decides"],
                    outcome)
+
+
+def decision_executor() -> ThreadPoolExecutor:
+    """A one-thread pool for :meth:`Agent.begin_observation`. Its thread runs torch ops on one intra-op thread: a
+    second thread with its own multi-threaded pool of torch (OpenMP) workers slows multi-threaded CPU training in
+    the main thread by ~50% for as long as it lives (measured on 2 cores), and the reward model's small matrices
+    gain little from more threads anyway."""
+    return ThreadPoolExecutor(1, thread_name_prefix="birdie-agent", initializer=torch.set_num_threads, initargs=(1,))
 
 
 def check_class_ids(class_ids: Any) -> np.ndarray:

@@ -20,9 +20,9 @@ rewards, chooses the next mixture (from the warm-up on), commands it to the pipe
 (``log_path``, see :mod:`birdie.curriculum.log`).
 
 Overlapping decisions with training. A decision (200 reward-model steps and the candidate scoring) takes about a
-second of CPU. Its mixture takes effect ``decision_delay_batches`` batches later than it could at once, and the
-decision is computed on a background thread meanwhile (``background_decisions``), so training does not wait for
-it. The delay is a fixed number of batches, so the batch stream, the decisions and a resumed run never depend on
+second of CPU. Its mixture takes effect ``decision_delay_batches`` batches later than it could at once, and when
+training runs on an accelerator the decision is computed on a background thread meanwhile
+(``background_decisions``), so training does not wait for it. The delay is a fixed number of batches, so the batch stream, the decisions and a resumed run never depend on
 where or how fast a decision was computed.
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from birdie.curriculum import class_ids_of, make_agent
+from birdie.curriculum.agent import decision_executor
 from birdie.curriculum.log import DecisionLog, decision_record
 from birdie.curriculum.reward import RewardFn
 
@@ -77,8 +77,10 @@ class BirdieConfig:
             top of the pipeline's ``prefetch``), so that training need not wait for the decision. None: ``min(32,
             gap // 4)`` for the schedule's shortest gap between a decision and the next evaluation; 0: at once (the
             paper's timing). Must be smaller than that gap.
-        background_decisions: compute delayed decisions on a background thread (False: at the evaluation, for
-            debugging or profiling). The decisions are identical either way.
+        background_decisions: compute delayed decisions on a background thread (True) or at the evaluation
+            (False). None: in the background when batches go to an accelerator (training leaves CPU cores free), at
+            the evaluation when training runs on the CPU (training uses every core; a background decision would
+            only compete with it). The decisions are identical either way.
     """
 
     tokenizer: Any
@@ -104,7 +106,7 @@ class BirdieConfig:
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     log_path: str | None = None
     decision_delay_batches: int | None = None
-    background_decisions: bool = True
+    background_decisions: bool | None = None
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> "BirdieConfig":
@@ -152,10 +154,13 @@ class Birdie:
         self.class_ids, self.class_names = class_ids_of(configs)
         self.device = torch.device(cfg.accelerator.device if cfg.accelerator is not None else cfg.device or "cpu")
         self.decision_delay = _decision_delay(cfg.decision_delay_batches, self.agent)
-        if not isinstance(cfg.background_decisions, bool):
-            raise ValueError(f"background_decisions must be True or False, got {cfg.background_decisions!r}")
-        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="birdie-agent")
-                          if cfg.background_decisions and self.decision_delay > 0 and self.agent.learns else None)
+        background = cfg.background_decisions
+        if background not in (None, True, False):
+            raise ValueError(f"background_decisions must be True, False or None (automatic), got {background!r}")
+        if background is None:
+            background = self.device.type != "cpu" or cfg.move_to_gpu_fn is not None
+        self._executor = (decision_executor() if background and self.decision_delay > 0 and self.agent.learns
+                          else None)
         self.pipeline = Pipeline(
             cfg.tokenizer, configs, cfg.ds, validation_source=cfg.ds_validation,
             text_grabber_fn=cfg.text_grabber_fn, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,

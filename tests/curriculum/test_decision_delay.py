@@ -39,10 +39,21 @@ def test_default_delay_and_bad_delays(tmp_path):
         Birdie(small_config(tmp_path, decision_delay_batches=10))
     with pytest.raises(ValueError, match="decision_delay_batches must be an int >= 0"):
         Birdie(small_config(tmp_path, decision_delay_batches=-1))
-    with pytest.raises(ValueError, match="background_decisions must be True or False"):
+    with pytest.raises(ValueError, match="background_decisions must be True, False or None"):
         Birdie(small_config(tmp_path, background_decisions="yes"))
     with Birdie(small_config(tmp_path, log_path=None, agent="uniform", decision_delay_batches=50)) as birdie:
         assert birdie.decision_delay == 50  # static agents never decide, so any delay is harmless
+
+
+def test_decisions_run_in_the_background_by_default_only_when_training_is_off_the_cpu(tmp_path):
+    with Birdie(small_config(tmp_path, log_path=None)) as birdie:
+        assert birdie._executor is None
+    with Birdie(small_config(tmp_path, log_path=None, device="meta")) as birdie:
+        assert birdie._executor is not None
+    with Birdie(small_config(tmp_path, log_path=None, move_to_gpu_fn=lambda batch: batch)) as birdie:
+        assert birdie._executor is not None
+    with Birdie(small_config(tmp_path, log_path=None, device="meta", decision_delay_batches=0)) as birdie:
+        assert birdie._executor is None  # nothing to overlap
 
 
 @pytest.mark.parametrize("background", [False, True])

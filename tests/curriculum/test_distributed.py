@@ -2,7 +2,6 @@
 
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from birdie.curriculum import make_agent
+from birdie.curriculum.agent import decision_executor
 from birdie.objectives import resolve_mixture
 
 from .helpers import FAST, toy_losses
@@ -30,7 +30,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, background: boo
         # Different seeds per rank: without the broadcast the ranks' decisions would differ.
         agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, **{**FAST, "seed": rank})
         actions, losses = [], []
-        with ThreadPoolExecutor(1) as executor:
+        with decision_executor() as executor:
             for step in agent.schedule.evaluation_steps():
                 losses_here = local_losses(step, rank, agent.num_configs)
                 decision = agent.begin_observation(step, losses_here, executor if background else None).finish()
@@ -53,7 +53,7 @@ def _failing_worker(rank: int, world_size: int, port: int, out_dir: str) -> None
 
         agent._decide = broken
         agent.observe(0, local_losses(0, rank, agent.num_configs))
-        with ThreadPoolExecutor(1) as executor:
+        with decision_executor() as executor:
             pending = agent.begin_observation(10, local_losses(10, rank, agent.num_configs), executor)
             try:
                 pending.finish()
