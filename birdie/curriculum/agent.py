@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -146,6 +146,17 @@ class PendingDecision:
                    outcome)
 
 
+def _run_now(function: Callable[..., Outcome], *args: Any) -> Future[Outcome]:
+    """``function(*args)`` run here, as a finished future: an error reaches :meth:`PendingDecision.finish`, which
+    tells the other ranks before raising it."""
+    future: Future[Outcome] = Future()
+    try:
+        future.set_result(function(*args))
+    except Exception as error:  # re-raised by finish()
+        future.set_exception(error)
+    return future
+
+
 def decision_executor() -> ThreadPoolExecutor:
     """A one-thread pool for :meth:`Agent.begin_observation`. Its thread runs torch ops on one intra-op thread: a
     second thread with its own multi-threaded pool of torch (OpenMP) workers slows multi-threaded CPU training in
@@ -213,7 +224,7 @@ class Agent:
         decides = self.learns and self.schedule.agent_in_control(step) and self._can_decide()
         outcome: Future[Outcome] | Outcome | None = None
         if decides and distributed.rank() == 0:
-            outcome = (self._decide(step, losses) if executor is None
+            outcome = (_run_now(self._decide, step, losses) if executor is None
                        else executor.submit(self._decide, step, losses))
         self.last_losses, self.last_step = losses, step
         self.pending = PendingDecision(self, step, losses, rewards, decides, outcome)

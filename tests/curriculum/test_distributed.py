@@ -41,7 +41,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, background: boo
         dist.destroy_process_group()
 
 
-def _failing_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _failing_worker(rank: int, world_size: int, port: int, out_dir: str, background: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -54,7 +54,8 @@ def _failing_worker(rank: int, world_size: int, port: int, out_dir: str) -> None
         agent._decide = broken
         agent.observe(0, local_losses(0, rank, agent.num_configs))
         with decision_executor() as executor:
-            pending = agent.begin_observation(10, local_losses(10, rank, agent.num_configs), executor)
+            pending = agent.begin_observation(10, local_losses(10, rank, agent.num_configs),
+                                              executor if background else None)
             try:
                 pending.finish()
                 outcome = "finished"
@@ -90,7 +91,8 @@ def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path, background):
 
 
 @pytest.mark.multiprocess
-def test_a_failed_decision_on_rank0_raises_on_every_rank_instead_of_hanging(tmp_path):
-    mp.spawn(_failing_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("background", [False, True])
+def test_a_failed_decision_on_rank0_raises_on_every_rank_instead_of_hanging(tmp_path, background):
+    mp.spawn(_failing_worker, args=(2, _free_port(), str(tmp_path), background), nprocs=2, join=True)
     assert (tmp_path / "rank0.txt").read_text() == "FloatingPointError: reward model diverged"
     assert (tmp_path / "rank1.txt").read_text().startswith("RuntimeError: rank 0's agent failed to choose the mixture")
