@@ -104,27 +104,32 @@ def test_fixed_agent_kinds_switch_with_one_setting(tmp_path):
         assert birdie.get_current_class_action() == pytest.approx({"infilling": 0.8, "prefix_language_modeling": 0.2})
 
 
-def test_resumed_birdie_continues_like_an_uninterrupted_one(tmp_path):
+def interrupted_and_uninterrupted(config, save_at, total=40):
+    """The README loop over ``total`` steps in one Birdie, and stopped after ``save_at`` steps and continued in a
+    new one from ``state_dict()``: returns ((records, next batch) uninterrupted, the same resumed)."""
     def fresh():
         torch.manual_seed(0)
         model = UserModel(ByteTokenizer().vocab_size)
         return model, torch.optim.SGD(model.parameters(), lr=0.1)
 
-    config = small_config(tmp_path, log_path=None)
     model, optimizer = fresh()
     with Birdie(config) as birdie:
-        readme_loop(birdie, model, optimizer, range(40))
-        expected_records, expected_batch = birdie.records, birdie.get_next_training_sample()
+        readme_loop(birdie, model, optimizer, range(total))
+        uninterrupted = birdie.records, birdie.get_next_training_sample()
 
     model, optimizer = fresh()
     with Birdie(config) as first:
-        readme_loop(first, model, optimizer, range(25))
-        state, model_state, optimizer_state = first.state_dict(), model.state_dict(), optimizer.state_dict()
-        head = list(first.records)
+        readme_loop(first, model, optimizer, range(save_at))
+        state, head = first.state_dict(), list(first.records)
     with Birdie(config) as resumed:
         resumed.load_state_dict(state)
-        readme_loop(resumed, model, optimizer, range(25, 40))
-        records, batch = head + resumed.records, resumed.get_next_training_sample()
+        readme_loop(resumed, model, optimizer, range(save_at, total))
+        return uninterrupted, (head + resumed.records, resumed.get_next_training_sample())
+
+
+def test_resumed_birdie_continues_like_an_uninterrupted_one(tmp_path):
+    (expected_records, expected_batch), (records, batch) = interrupted_and_uninterrupted(
+        small_config(tmp_path, log_path=None), save_at=25)
     assert [r["mixture"] for r in records] == [r["mixture"] for r in expected_records]
     assert [r["losses"] for r in records] == [r["losses"] for r in expected_records]
     for name in expected_batch:

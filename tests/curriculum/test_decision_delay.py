@@ -12,14 +12,24 @@ from birdie.objectives import resolve_mixture
 from birdie.tokenizers import ByteTokenizer
 
 from .helpers import FAST, toy_losses
-from .test_api import UserModel, readme_loop, small_config
+from .test_api import UserModel, interrupted_and_uninterrupted, readme_loop, small_config
 
 
-def evaluate(birdie, step, loss=None):
-    """Log a validation loss for every held-out batch (``loss(key)`` or a falling toy value)."""
+def evaluate(birdie, step):
+    """Log a validation loss for every held-out batch (falling toy values)."""
     for index, (key, _) in enumerate(birdie.measure_validation_losses()):
-        value = loss(key) if loss else float(toy_losses(step, 1)[0]) + 0.01 * index
-        birdie.log_validation_loss(key, value, step)
+        birdie.log_validation_loss(key, float(toy_losses(step, 1)[0]) + 0.01 * index, step)
+
+
+def train_until(birdie, steps, evaluate_at_end=False):
+    """Take ``steps`` training batches, evaluating whenever the schedule says so (and, with ``evaluate_at_end``,
+    at step ``steps`` too)."""
+    for step in range(steps):
+        if birdie.time_for_eval(step):
+            evaluate(birdie, step)
+        birdie.get_next_training_sample()
+    if evaluate_at_end:
+        evaluate(birdie, steps)
 
 
 def test_shortest_decision_gap_follows_the_schedule():
@@ -61,10 +71,7 @@ def test_a_decision_applies_exactly_delay_batches_late(tmp_path, background):
     delay, prefetch = 5, 8
     config = small_config(tmp_path, log_path=None, decision_delay_batches=delay, background_decisions=background)
     with Birdie(config) as birdie:
-        for step in range(16):  # the decision of step 10 is finished when batch 15 is requested
-            if birdie.time_for_eval(step):
-                evaluate(birdie, step)
-            birdie.get_next_training_sample()
+        train_until(birdie, 16)  # the decision of step 10 is finished when batch 15 is requested
         first_decision = birdie.records[1]
         assert first_decision["step"] == 10 and first_decision["decided"]
         start = 10 + (prefetch - 1) + delay  # the first batch a decision at once would reach, plus the delay
@@ -105,11 +112,7 @@ def test_training_goes_on_while_the_decision_computes(tmp_path):
             return decide(step, losses)
 
         birdie.agent._decide = slow_decide
-        for step in range(10):
-            if birdie.time_for_eval(step):
-                evaluate(birdie, step)
-            birdie.get_next_training_sample()
-        evaluate(birdie, 10)
+        train_until(birdie, 10, evaluate_at_end=True)
         pending = birdie.agent.pending
         assert started.wait(timeout=30) and pending is not None and pending.decides
         for _ in range(4):  # batches 10..13 do not need the new mixture: none of them waits
@@ -127,39 +130,25 @@ def test_a_failed_background_decision_raises_in_the_training_loop(tmp_path):
             raise FloatingPointError("reward model diverged")
 
         birdie.agent._decide = broken
-        for step in range(10):
-            if birdie.time_for_eval(step):
-                evaluate(birdie, step)
-            birdie.get_next_training_sample()
-        evaluate(birdie, 10)
+        train_until(birdie, 10, evaluate_at_end=True)
         with pytest.raises(FloatingPointError, match="reward model diverged"):
             for _ in range(4):
                 birdie.get_next_training_sample()
 
 
 @pytest.mark.parametrize("save_at", [21, 26])  # decision of step 20 still pending / already in force
-def test_resume_with_a_pending_decision_continues_like_an_uninterrupted_run(tmp_path, save_at):
-    def fresh():
-        torch.manual_seed(0)
-        model = UserModel(ByteTokenizer().vocab_size)
-        return model, torch.optim.SGD(model.parameters(), lr=0.1)
-
+def test_resume_with_a_pending_decision_continues_like_an_uninterrupted_run(tmp_path, save_at, monkeypatch):
     config = small_config(tmp_path, log_path=None, decision_delay_batches=4, background_decisions=True)
-    model, optimizer = fresh()
-    with Birdie(config) as birdie:
-        readme_loop(birdie, model, optimizer, range(40))
-        expected_records, expected_batch = birdie.records, birdie.get_next_training_sample()
+    pending_at_save = []
+    original = Birdie.state_dict
 
-    model, optimizer = fresh()
-    with Birdie(config) as first:
-        readme_loop(first, model, optimizer, range(save_at))
-        assert (first.agent.pending is not None) == (save_at == 21)
-        state = first.state_dict()
-        head = list(first.records)
-    with Birdie(config) as resumed:
-        resumed.load_state_dict(state)
-        readme_loop(resumed, model, optimizer, range(save_at, 40))
-        records, batch = head + resumed.records, resumed.get_next_training_sample()
+    def state_dict(birdie):
+        pending_at_save.append(birdie.agent.pending is not None)
+        return original(birdie)
+
+    monkeypatch.setattr(Birdie, "state_dict", state_dict)
+    (expected_records, expected_batch), (records, batch) = interrupted_and_uninterrupted(config, save_at)
+    assert pending_at_save == [save_at == 21]
     assert records == expected_records
     for name in expected_batch:
         torch.testing.assert_close(batch[name], expected_batch[name])
