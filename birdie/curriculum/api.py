@@ -29,6 +29,7 @@ where or how fast a decision was computed.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
@@ -171,6 +172,10 @@ class Birdie:
         self.pipeline.set_mixture(self.agent.action)
         #: The batch from which the agent's pending decision takes effect (None when nothing is pending).
         self._decision_batch: int | None = None
+        #: Seconds ``get_next_training_sample`` has spent finishing delayed decisions: waiting for a decision still
+        #: computing, and the broadcast. If it grows by more than a step's time per decision, raise
+        #: ``decision_delay_batches``.
+        self.decision_wait_s = 0.0
         self.records: list[dict[str, Any]] = []
         self._log = DecisionLog(cfg.log_path) if cfg.log_path and rank == 0 else None
         self._pending: dict[str, list[float]] = defaultdict(list)
@@ -256,7 +261,9 @@ class Birdie:
         """The next packed training batch (dict of (batch_size, sequence_length) int64 tensors, on the device)."""
         self._check_no_pending("get_next_training_sample")
         if self._decision_batch is not None and self.pipeline.will_commit(self._decision_batch):
+            started = time.perf_counter()
             self._finish_decision()
+            self.decision_wait_s += time.perf_counter() - started
         return self._to_device(next(self.pipeline))
 
     def get_current_action(self) -> dict[str, float]:

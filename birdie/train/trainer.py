@@ -186,6 +186,7 @@ class Trainer:
                 self.metrics.log({"step": self.step, "loss": result.loss, "lr": lr, "grad_norm": result.grad_norm,
                                   "tokens_per_s": tokens_per_s, "target_tokens": result.target_tokens,
                                   "mixture": self.curriculum.get_current_action(),
+                                  "decision_wait_s": self.curriculum.decision_wait_s,
                                   **({"val_loss": self.val_losses} if evaluated else {})})
             if progress is not None:
                 progress.set_postfix(loss=f"{result.loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)

@@ -117,10 +117,11 @@ def test_training_goes_on_while_the_decision_computes(tmp_path):
         assert started.wait(timeout=30) and pending is not None and pending.decides
         for _ in range(4):  # batches 10..13 do not need the new mixture: none of them waits
             birdie.get_next_training_sample()
-        assert not pending.ready() and len(birdie.records) == 1
-        release.set()
+        assert not pending.ready() and len(birdie.records) == 1 and birdie.decision_wait_s == 0.0
+        threading.Timer(0.3, release.set).start()
         birdie.get_next_training_sample()  # commits the delayed batch: waits for the decision and records it
         assert birdie.agent.pending is None and birdie.records[-1]["decided"]
+        assert birdie.decision_wait_s >= 0.25  # the wait is counted
 
 
 def test_a_failed_background_decision_raises_in_the_training_loop(tmp_path):
