@@ -1,10 +1,10 @@
 """Special-token-aware tokenizers.
 
 Every tokenizer birdie uses follows one small protocol (:class:`Tokenizer`): ``encode(str) -> ndarray``,
-``decode(ids) -> str``, ``vocab_size`` and ``specials``, a :class:`SpecialTokens` table of single ids that
-encoding text can never produce (padding, end of text, the begin-generating token that separates an example's
-prefix from its target, sentinels for masked spans, one paradigm token per objective class and the
-selective-copying markers).
+``decode(ids) -> str``, ``vocab_size`` and ``specials``, a :class:`SpecialTokens` table
+(:mod:`birdie.special_tokens`) of single ids that encoding text can never produce (padding, end of text, the begin-
+generating token that separates an example's prefix from its target, sentinels for masked spans, one paradigm token
+per objective class and the selective-copying markers).
 
 Three implementations:
 
@@ -22,132 +22,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-#: Objective classes, in the order their paradigm tokens are allocated.
-OBJECTIVE_CLASSES: tuple[str, ...] = (
-    "next_token_prediction",
-    "prefix_language_modeling",
-    "copying",
-    "deshuffling",
-    "infilling",
-    "autoencoding",
-    "autoencoding_with_deshuffling",
-    "selective_copying",
+from birdie.special_tokens import (  # noqa: F401 -- re-exported: the tokenizers' public vocabulary
+    NUM_SENTINELS,
+    OBJECTIVE_CLASSES,
+    SELECTIVE_COPYING_MARKERS,
+    SpecialTokens,
+    special_token_names,
 )
-
-#: Selective-copying markers (paper Fig. 2): ``[CONTEXT] text [COPY] [START] a [END] b ... -> span [SEP] ... [DONE]``.
-SELECTIVE_COPYING_MARKERS: tuple[str, ...] = ("context", "copy", "start", "end", "sep", "done")
-
-NUM_SENTINELS = 128
-
-
-def _special_names(num_sentinels: int) -> list[str]:
-    names = ["<|pad|>", "<|eos|>", "<|bos|>", "<|begin_generating|>"]
-    names += [f"<|{name}|>" for name in OBJECTIVE_CLASSES]
-    names += [f"<|{name}|>" for name in SELECTIVE_COPYING_MARKERS]
-    names += [f"<|mask_{i}|>" for i in range(num_sentinels)]
-    return names
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """Ids of the special tokens. Each is a single id that no text encodes to.
-
-    Attributes:
-        names: special-token strings in id order; ``ids[i]`` is the id of ``names[i]``.
-        ids: the matching ids.
-    """
-
-    names: tuple[str, ...]
-    ids: tuple[int, ...]
-    _by_name: dict[str, int] = field(init=False, repr=False, compare=False)
-    _sentinels: np.ndarray = field(init=False, repr=False, compare=False)
-    _is_special_table: np.ndarray = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if len(self.names) != len(self.ids):
-            raise ValueError(f"SpecialTokens: {len(self.names)} names but {len(self.ids)} ids")
-        if len(set(self.ids)) != len(self.ids):
-            raise ValueError("SpecialTokens: ids must be distinct")
-        object.__setattr__(self, "_by_name", dict(zip(self.names, self.ids)))
-        sentinels = np.array([i for n, i in zip(self.names, self.ids) if n.startswith("<|mask_")], dtype=np.int64)
-        sentinels.flags.writeable = False  # shared by every call; objectives read it on their hot path
-        object.__setattr__(self, "_sentinels", sentinels)
-        # Indexed by id up to the largest special id: one gather instead of np.isin's sort on the hot path.
-        table = np.zeros(max(self.ids, default=0) + 1, dtype=bool)
-        table[list(self.ids)] = True
-        table.flags.writeable = False
-        object.__setattr__(self, "_is_special_table", table)
-
-    @classmethod
-    def contiguous(cls, first_id: int, num_sentinels: int = NUM_SENTINELS) -> "SpecialTokens":
-        """The standard table with ids ``first_id, first_id + 1, ...``."""
-        names = _special_names(num_sentinels)
-        return cls(tuple(names), tuple(range(first_id, first_id + len(names))))
-
-    def id(self, name: str) -> int:
-        """Id of a special token given as ``"<|eos|>"`` or ``"eos"``."""
-        key = name if name.startswith("<|") else f"<|{name}|>"
-        try:
-            return self._by_name[key]
-        except KeyError:
-            raise KeyError(f"unknown special token {name!r}; known: {', '.join(self.names[:20])}, ...") from None
-
-    @property
-    def pad(self) -> int:
-        return self._by_name["<|pad|>"]
-
-    @property
-    def eos(self) -> int:
-        return self._by_name["<|eos|>"]
-
-    @property
-    def bos(self) -> int:
-        return self._by_name["<|bos|>"]
-
-    @property
-    def begin_generating(self) -> int:
-        return self._by_name["<|begin_generating|>"]
-
-    @property
-    def sentinels(self) -> np.ndarray:
-        """Sentinel ids for masked spans, in order (int64; ``num_sentinels`` of them, 128 by default)."""
-        return self._sentinels
-
-    def paradigm(self, objective_class: str) -> int:
-        """Paradigm token of an objective class (one of :data:`OBJECTIVE_CLASSES`)."""
-        if objective_class not in OBJECTIVE_CLASSES:
-            raise KeyError(f"unknown objective class {objective_class!r}; valid: {', '.join(OBJECTIVE_CLASSES)}")
-        return self._by_name[f"<|{objective_class}|>"]
-
-    def marker(self, name: str) -> int:
-        """Selective-copying marker id (one of :data:`SELECTIVE_COPYING_MARKERS`)."""
-        if name not in SELECTIVE_COPYING_MARKERS:
-            raise KeyError(f"unknown marker {name!r}; valid: {', '.join(SELECTIVE_COPYING_MARKERS)}")
-        return self._by_name[f"<|{name}|>"]
-
-    @property
-    def min_id(self) -> int:
-        return min(self.ids)
-
-    def is_special(self, ids: np.ndarray) -> np.ndarray:
-        """Boolean mask of the special ids in ``ids``."""
-        ids = np.asarray(ids)
-        table = self._is_special_table
-        inside = (ids >= 0) & (ids < len(table))
-        return table[np.where(inside, ids, 0)] & inside
-
-    def name_of(self, token_id: int) -> str | None:
-        """The special-token string of ``token_id``, or None when it is not special."""
-        for n, i in zip(self.names, self.ids):
-            if i == token_id:
-                return n
-        return None
 
 
 @runtime_checkable
@@ -229,7 +115,7 @@ class HFTokenizer:
                     f"{type(tokenizer).__name__}; wrap other tokenizers with ExtendedTokenizer"
                 )
             tokenizer = RawTokenizer.from_str(backend.to_str())
-        names = _special_names(num_sentinels)
+        names = special_token_names(num_sentinels)
         missing = [n for n in names if tokenizer.token_to_id(n) is None]
         if missing:
             tokenizer.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
@@ -420,17 +306,17 @@ def train_bpe(files: Sequence[str | os.PathLike], vocab_size: int, min_frequency
     """Train a byte-level BPE on text files with HF ``tokenizers``; birdie's specials are reserved in it."""
     from tokenizers import ByteLevelBPETokenizer
 
-    if vocab_size < 256 + len(_special_names(NUM_SENTINELS)):
+    if vocab_size < 256 + len(special_token_names(NUM_SENTINELS)):
         raise ValueError(
             f"vocab_size={vocab_size} is too small: a byte-level BPE needs 256 byte tokens plus "
-            f"{len(_special_names(NUM_SENTINELS))} specials"
+            f"{len(special_token_names(NUM_SENTINELS))} specials"
         )
     missing = [str(f) for f in files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"tokenizer training files not found: {', '.join(missing)}")
     bpe = ByteLevelBPETokenizer()
     bpe.train([str(f) for f in files], vocab_size=vocab_size, min_frequency=min_frequency,
-              special_tokens=_special_names(NUM_SENTINELS), show_progress=False)
+              special_tokens=special_token_names(NUM_SENTINELS), show_progress=False)
     from tokenizers import Tokenizer as RawTokenizer
 
     return HFTokenizer(RawTokenizer.from_str(bpe.to_str()))
