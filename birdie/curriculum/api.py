@@ -22,8 +22,8 @@ rewards, chooses the next mixture (from the warm-up on), commands it to the pipe
 Overlapping decisions with training. A decision (200 reward-model steps and the candidate scoring) takes about a
 second of CPU. Its mixture takes effect ``decision_delay_batches`` batches later than it could at once, and when
 training runs on an accelerator the decision is computed on a background thread meanwhile
-(``background_decisions``), so training does not wait for it. The delay is a fixed number of batches, so the batch stream, the decisions and a resumed run never depend on
-where or how fast a decision was computed.
+(``background_decisions``), so training does not wait for it. The delay is a fixed number of batches, so the batch
+stream, the decisions and a resumed run never depend on where or how fast a decision was computed.
 """
 
 from __future__ import annotations
@@ -194,8 +194,6 @@ class Birdie:
         Log each batch's loss with :meth:`log_validation_loss`; after the last one the agent updates.
         """
         self._check_no_pending("measure_validation_losses")
-        if self.agent.pending is not None:
-            self._finish_decision()  # the next observation needs it (it normally finished many batches ago)
         for key, batches in self.pipeline.validation_batches().items():
             for batch in batches:
                 yield key, self._to_device(batch)
@@ -226,7 +224,7 @@ class Birdie:
         self._pending_step = None
         self._last_eval_step = step
         if self.agent.pending is not None:
-            self._finish_decision()
+            self._finish_decision()  # the observation below needs it (it normally finished many batches ago)
         if self._executor is not None:
             self.pipeline.start_workers()  # forked workers must not copy the decision thread's state
         pending = self.agent.begin_observation(step, losses, self._executor)

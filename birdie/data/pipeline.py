@@ -98,8 +98,7 @@ class Pipeline:
         return self
 
     def __next__(self) -> Batch:
-        if self._closed:
-            raise RuntimeError("the pipeline is closed; create a new one (or load_state_dict into a new one)")
+        self._check_open()
         index = self._next_index
         self._horizon = max(self._horizon, index + self.config.prefetch)
         try:
@@ -120,6 +119,10 @@ class Pipeline:
         self._next_index = index + 1
         return batch_to_torch(buffer)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the pipeline is closed; create a new one (or load_state_dict into a new one)")
+
     def _stream(self, stream: int) -> BatchStream:
         if stream not in self._streams:
             self._streams[stream] = self._factory.make(stream, self._states[stream])
@@ -129,8 +132,7 @@ class Pipeline:
         """Start the worker processes now (idempotent; nothing to start with ``num_workers=0``). Otherwise the
         first batch request starts them. Start them before this process runs threads of its own: ``fork`` copies
         only the calling thread, and a lock another thread holds stays locked in the workers."""
-        if self._closed:
-            raise RuntimeError("the pipeline is closed; create a new one (or load_state_dict into a new one)")
+        self._check_open()
         if self.config.num_workers and self._pool is None:
             self._pool = WorkerPool(self._factory, copy.deepcopy(self._states), self.config.num_workers,
                                     self.config.start_method, self.config.batch_timeout_s)
