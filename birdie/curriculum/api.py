@@ -296,6 +296,20 @@ class Birdie:
         self._pending.clear()
         self._pending_step = None
 
+    def load_agent_state(self, state: Mapping[str, Any]) -> None:
+        """Continue only the agent from a :meth:`state_dict` written with another data layout (another number of
+        processes): its history, reward model and mixture carry on, while the batch stream keeps its own position
+        and takes the agent's mixture from its first uncommitted batch (a decision still pending in ``state`` takes
+        effect there). Call it on every rank, with rank 0's state."""
+        self.agent.load_state_dict(state["agent"])
+        self._last_eval_step = state["last_eval_step"]
+        self._pending.clear()
+        self._pending_step = None
+        self._decision_batch = None
+        if self.agent.pending is not None:
+            self._finish_decision()
+        self.pipeline.set_mixture(self.agent.action)
+
     def close(self) -> None:
         """Stop the pipeline's workers and the decision thread, close the decision log (idempotent)."""
         if self._executor is not None:

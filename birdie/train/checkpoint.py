@@ -180,3 +180,10 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     same_layout = meta["world_size"] == runtime.world_size and rank_file.is_file()
     per_rank = torch.load(rank_file, weights_only=False) if same_layout else None
     return shared, per_rank
+
+
+def read_rank0_state(path: str | Path) -> dict[str, Any] | None:
+    """Rank 0's own state in the checkpoint at ``path`` (None when the file is missing): what every rank of a run
+    with another process count needs to continue the curriculum agent."""
+    rank_file = Path(path) / "rank_0.pt"
+    return torch.load(rank_file, weights_only=False) if rank_file.is_file() else None

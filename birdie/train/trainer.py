@@ -129,9 +129,14 @@ class Trainer:
         if own is not None:
             self.curriculum.load_state_dict(own["curriculum"])
             ckpt.set_rng_state(own["rng"])
-        elif self.runtime.is_main:
-            print(f"warning: {path} was written by a different number of processes; weights, optimizer and "
-                  "schedule resume, the data stream and the agent start afresh")
+        else:
+            rank0 = ckpt.read_rank0_state(path)
+            if rank0 is not None:
+                self.curriculum.load_agent_state(rank0["curriculum"])
+            if self.runtime.is_main:
+                agent = "the agent continues from rank 0's state" if rank0 is not None else "so does the agent"
+                print(f"warning: {path} was written by a different number of processes; weights, optimizer and "
+                      f"schedule resume, the data stream starts afresh and {agent}")
         if self.runtime.is_main:
             print(f"resumed from {path} at step {self.step}")
         return self.step

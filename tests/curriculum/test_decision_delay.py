@@ -188,3 +188,24 @@ def test_workers_start_before_a_decision_thread_exists(tmp_path):
         resumed.agent._decide = checked_decide
         readme_loop(resumed, model, optimizer, range(20, 30))
     assert workers_at_decision == [True]
+
+
+def test_agent_state_continues_under_another_data_layout(tmp_path):
+    """A run resumed with another process count keeps the agent (and its pending decision), not the data position."""
+    config = small_config(tmp_path, log_path=None, decision_delay_batches=4, background_decisions=True)
+    torch.manual_seed(0)
+    model = UserModel(ByteTokenizer().vocab_size)
+    with Birdie(config) as first:
+        readme_loop(first, model, torch.optim.SGD(model.parameters(), lr=0.1), range(21))
+        assert first.agent.pending is not None  # the decision of step 20
+        state = first.state_dict()
+        history = len(first.agent.history_rows)
+    with Birdie({**config, "pipeline_options": {"num_streams": 4}}) as other:
+        other.load_agent_state(state)
+        assert other.agent.pending is None and other.agent.last_step == 20
+        assert len(other.agent.history_rows) == history
+        decision = other.records[-1]
+        assert decision["step"] == 20 and decision["decided"] and decision["applies_from_batch"] == 0
+        assert other.pipeline.batch_index == 0
+        np.testing.assert_allclose(other.pipeline.probs_at(0), other.agent.action)
+        assert not other.time_for_eval(20) and other.time_for_eval(30)

@@ -32,3 +32,8 @@ def test_two_rank_sharded_run_shares_the_mixture_and_resumes_in_one_process(tmp_
     summary = train(tiny_config(out, **{"train.steps": 4, "train.batch_size": 4, "checkpoint.resume": "latest"}))
     assert summary.step == 4 and len(summary.losses) == 1
     assert "different number of processes" in capsys.readouterr().out
+    # The agent carried on from rank 0's state (its evaluation at step 2), though the data stream started afresh.
+    after = torch.load(out / "checkpoints" / "step_000004" / "rank_0.pt", weights_only=False)["curriculum"]
+    assert after["agent"]["last_step"] == ranks[0]["agent"]["last_step"] == 2
+    assert np.array_equal(after["agent"]["action"], ranks[0]["agent"]["action"])
+    assert len(after["agent"]["history_rows"]) == len(ranks[0]["agent"]["history_rows"]) == 1
