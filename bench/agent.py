@@ -54,6 +54,7 @@ import torch
 
 from birdie.curriculum import Schedule, make_agent
 from birdie.curriculum.agent import decision_executor
+from birdie.curriculum.api import DEFAULT_DECISION_DELAY
 from birdie.curriculum.reward_model import fit_reward_model, make_optimizer
 from birdie.objectives import resolve_mixture
 
@@ -167,10 +168,11 @@ def training_step(preset: str, batch_size: int, sequence_length: int) -> tuple[C
     return step, forward
 
 
-def overlap_costs(step: Callable[[], None], repeats: int, delay: int = 32) -> tuple[float, float, float]:
+def overlap_costs(step: Callable[[], None], repeats: int,
+                  delay: int = DEFAULT_DECISION_DELAY) -> tuple[float, float, float]:
     """Medians of (``delay`` training steps alone, the same steps after a decision made inline, the same steps
-    while a decision runs on a background thread) in seconds; each decision on a fresh agent with a 40-evaluation
-    history. The three are timed interleaved, in rotating order."""
+    while a decision runs on a background thread) in seconds; each decision by an agent that has decided once
+    before, at a 40-evaluation history. The three are timed interleaved, in rotating order."""
     alone, inline, overlapped = [], [], []
 
     def steps() -> None:
@@ -316,7 +318,7 @@ def main() -> None:
         print(f"run of {total:>7} steps, {decisions:>3} decisions at once: {shares(total, decisions * decision + setup)}"
               f" (floor {100 * decisions * floor / (total * step_time):.2f}% of the steps' time{others})")
     if args.overlap:
-        delay = 32
+        delay = DEFAULT_DECISION_DELAY
         alone, inline, overlapped = overlap_costs(step, args.repeats, delay)
         cost, inline_cost = max(overlapped - alone, 0.0), inline - alone
         print(f"{delay} training steps ({torch.get_num_threads()} threads): {alone:.3f} s alone, {inline:.3f} s after a "
@@ -328,6 +330,7 @@ def main() -> None:
         seconds, decisions = whole_run_seconds(total)
         print(f"whole run of {total:>7} steps, every update timed at its real history: {decisions} decisions in "
               f"{seconds:.1f} s (mean {seconds / max(decisions, 1):.3f} s): {shares(total, seconds + setup)}")
+
 
 if __name__ == "__main__":
     main()
