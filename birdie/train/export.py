@@ -20,6 +20,27 @@ from birdie.tokenizers import HFTokenizer, Tokenizer, load_tokenizer
 WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
+TRAINING_RECORD = "training.json"
+
+
+def write_training_record(directory: str | Path, record: dict[str, Any]) -> None:
+    """Write ``training.json``: how the exported model was trained, for tools that must behave accordingly.
+
+    Keys: ``sequence_length`` (int, the length trained at), ``objectives`` (list of ``{"name", "key",
+    "objective_class", "prob"}``: the mixture the run started from), ``agent`` (str: ``birdie``, ``ul2``,
+    ``ntp``, ``fixed``, ...), ``prefix_lm`` (bool: some objective trained with a bidirectional prefix and
+    ``<|begin_generating|>``), ``source`` (str: ``birdie train``, ``from-hf``, ``sft``, ...).
+    """
+    (Path(directory) / TRAINING_RECORD).write_text(json.dumps({"format_version": 1, **record}, indent=2))
+
+
+def read_training_record(path: str | Path) -> dict[str, Any] | None:
+    """The ``training.json`` of an export or checkpoint directory (see :func:`write_training_record`), or None
+    for a model exported before birdie recorded it (callers then say that they are guessing)."""
+    record_path = _model_dir(Path(path)) / TRAINING_RECORD
+    if not record_path.is_file():
+        return None
+    return json.loads(record_path.read_text())
 
 
 def write_model_files(directory: str | Path, model_config: dict[str, Any], tokenizer: Tokenizer) -> None:
