@@ -282,7 +282,11 @@ def load_tokenizer(spec: str | os.PathLike | dict[str, Any]) -> Tokenizer:
             return HFTokenizer(RawTokenizer.from_str(spec["json"]), num_sentinels)
         if kind == "tiktoken":
             return tiktoken_tokenizer(spec["name"], num_sentinels)
-        raise ValueError(f"unknown tokenizer spec kind {kind!r}; valid: bytes, hf, tiktoken")
+        if kind == "sentencepiece":
+            from birdie.tokenizer_sentencepiece import SentencePieceTokenizer
+
+            return SentencePieceTokenizer.from_spec(spec)
+        raise ValueError(f"unknown tokenizer spec kind {kind!r}; valid: bytes, hf, tiktoken, sentencepiece")
     text = str(spec)
     if text in ("bytes", "byte"):
         return ByteTokenizer()
@@ -294,7 +298,7 @@ def load_tokenizer(spec: str | os.PathLike | dict[str, Any]) -> Tokenizer:
     if path.is_file():
         if path.suffix == ".json":
             contents = json.loads(path.read_text())
-            if contents.get("kind") in ("bytes", "hf", "tiktoken"):  # a spec() written to a file
+            if contents.get("kind") in ("bytes", "hf", "tiktoken", "sentencepiece"):  # a spec() written to a file
                 return load_tokenizer(contents)
         return HFTokenizer.from_file(path)
     raise ValueError(

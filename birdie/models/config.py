@@ -16,6 +16,11 @@ NORMS = ("rmsnorm", "layernorm")
 MLP_ACTIVATIONS = ("silu", "gelu_tanh")
 BIDIRECTIONAL_PATTERNS = ("none", "all", "alternate")
 SUPRA_DECAYS = ("alibi", "retnet", "none")
+#: RoPE frequency scalings and the keys each needs (the names Hugging Face configs use).
+ROPE_SCALINGS: dict[str, tuple[str, ...]] = {
+    "linear": ("factor",),
+    "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class ModelConfig:
         norm: ``rmsnorm`` or ``layernorm`` (gain only, no bias; open_lm's ``gain_only_lp_layer_norm``).
         norm_eps: epsilon of every norm.
         rope_base: RoPE base frequency (10,000 open_lm; 250,000 the Birdie Transformer).
+        rope_scaling: ``None`` or ``{"rope_type": "linear" | "llama3", ...}`` (keys as in Hugging Face configs, see
+            :data:`ROPE_SCALINGS`): rescaled rotary frequencies of models converted from Llama 3 / linear scaling.
+        sliding_window: Transformer: a query attends to at most this many most recent keys (itself included;
+            Mistral's ``sliding_window``); ``None`` = unbounded.
         tie_embeddings: share the input embedding with the output head.
         bidirectional_layers: which layers give prefix positions (``attention_mask == 1``) a view of later prefix
             tokens: ``"none"`` (causal model), ``"all"`` (prefix-LM Transformer), ``"alternate"`` (layers 0, 2,
@@ -67,6 +76,8 @@ class ModelConfig:
     norm: str = "rmsnorm"
     norm_eps: float = 1e-6
     rope_base: float = 10_000.0
+    rope_scaling: Mapping[str, Any] | None = None
+    sliding_window: int | None = None
     tie_embeddings: bool = False
     bidirectional_layers: str | tuple[int, ...] = "none"
     qk_norm: bool = False
@@ -83,7 +94,7 @@ class ModelConfig:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_multiple_of", "conv_width", "chunk_size",
                      "max_seq_len"):
             _require_positive_int(name, getattr(self, name))
-        for name in ("n_kv_heads", "head_dim", "mlp_hidden", "state_dim"):
+        for name in ("n_kv_heads", "head_dim", "mlp_hidden", "state_dim", "sliding_window"):
             if getattr(self, name) is not None:
                 _require_positive_int(name, getattr(self, name))
         if self.n_heads % self.kv_heads:
@@ -106,7 +117,20 @@ class ModelConfig:
         if not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
             raise ValueError(f"ModelConfig.z_loss={self.z_loss!r} must be >= 0")
         self._validate_bidirectional()
+        self._validate_rope_scaling()
         object.__setattr__(self, "options", dict(self.options))
+
+    def _validate_rope_scaling(self) -> None:
+        scaling = self.rope_scaling
+        if scaling is None:
+            return
+        kind = dict(scaling).get("rope_type")
+        if kind not in ROPE_SCALINGS:
+            raise ValueError(f"ModelConfig.rope_scaling rope_type={kind!r} must be one of {list(ROPE_SCALINGS)}")
+        missing = [key for key in ROPE_SCALINGS[kind] if not isinstance(scaling.get(key), (int, float))]
+        if missing:
+            raise ValueError(f"ModelConfig.rope_scaling ({kind}) needs numeric {missing}")
+        object.__setattr__(self, "rope_scaling", dict(scaling))
 
     def _validate_bidirectional(self) -> None:
         pattern = self.bidirectional_layers

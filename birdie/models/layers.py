@@ -6,6 +6,9 @@ without renaming.
 
 from __future__ import annotations
 
+import math
+from typing import Any, Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,13 +63,38 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def apply_rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
+def rope_frequencies(dim: int, base: float, scaling: Mapping[str, Any] | None, device: torch.device,
+                     dtype: torch.dtype) -> Tensor:
+    """(dim / 2,) rotary inverse frequencies ``base ** (-2i / dim)``, rescaled as ``scaling`` says.
+
+    ``linear`` divides every frequency by ``factor``; ``llama3`` divides the low frequencies (wavelength above
+    ``original_max_position_embeddings / low_freq_factor``) by ``factor``, keeps the high ones and interpolates
+    in between (Llama 3.1's rule, as transformers computes it).
+    """
+    inv_freq = base ** (-torch.arange(0, dim, 2, device=device, dtype=dtype) / dim)
+    if scaling is None:
+        return inv_freq
+    factor = float(scaling["factor"])
+    if scaling["rope_type"] == "linear":
+        return inv_freq / factor
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    context = float(scaling["original_max_position_embeddings"])
+    wavelength = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelength > context / low, inv_freq / factor, inv_freq)
+    smooth = (context / wavelength - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelength >= context / high) & (wavelength <= context / low)
+    return torch.where(medium, smoothed, scaled)
+
+
+def apply_rope(x: Tensor, positions: Tensor, base: float, scaling: Mapping[str, Any] | None = None) -> Tensor:
     """Rotary position embedding in the rotate-half layout.
 
     Args:
         x: (B, T, H, d) with d even.
         positions: (B, T) integer positions of each token.
         base: RoPE base frequency.
+        scaling: optional frequency rescaling (``ModelConfig.rope_scaling``, see :func:`rope_frequencies`).
 
     Returns:
         (B, T, H, d), same dtype as ``x``; angles are computed in fp32 (fp64 for fp64 inputs) from the positions
@@ -74,7 +102,7 @@ def apply_rope(x: Tensor, positions: Tensor, base: float) -> Tensor:
     """
     dim = x.shape[-1]
     dtype = torch.promote_types(x.dtype, torch.float32)
-    inv_freq = base ** (-torch.arange(0, dim, 2, device=x.device, dtype=dtype) / dim)
+    inv_freq = rope_frequencies(dim, base, scaling, x.device, dtype)
     angles = positions.to(dtype)[..., None] * inv_freq  # (B, T, d/2)
     angles = torch.cat((angles, angles), dim=-1)[:, :, None, :]  # (B, T, 1, d)
     wide = x.to(dtype)

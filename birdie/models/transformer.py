@@ -27,11 +27,14 @@ from birdie.models.registry import register_family
 KVCache = tuple[Tensor, Tensor]  # keys, values: (B, kv_heads, T, head_dim), keys already rotated
 
 
-def attention_mask(info: SequenceInfo, bidirectional: bool) -> Tensor:
-    """(B, 1, T, T) boolean SDPA mask for ``info`` (True = attend)."""
+def attention_mask(info: SequenceInfo, bidirectional: bool, window: int | None = None) -> Tensor:
+    """(B, 1, T, T) boolean SDPA mask for ``info`` (True = attend); ``window`` bounds how far back a query sees."""
     length = info.segment_ids.shape[1]
     index = torch.arange(length, device=info.segment_ids.device)
-    allowed = (index[None, :] <= index[:, None])[None]  # (1, Tq, Tk)
+    allowed = index[None, :] <= index[:, None]  # (Tq, Tk)
+    if window is not None:
+        allowed = allowed & (index[None, :] > index[:, None] - window)
+    allowed = allowed[None]  # (1, Tq, Tk)
     if bidirectional:
         allowed = allowed | (info.prefix[:, :, None] & info.prefix[:, None, :])
     runs = info.segment_runs
@@ -48,6 +51,8 @@ class Attention(Mixer):
         self.kv_heads = config.kv_heads
         self.head_dim = config.head_size
         self.rope_base = config.rope_base
+        self.rope_scaling = config.rope_scaling
+        self.window = config.sliding_window
         self.bidirectional = config.is_bidirectional(layer_index)
         q_width, kv_width = self.n_heads * self.head_dim, self.kv_heads * self.head_dim
         self.in_proj = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=False)
@@ -62,8 +67,8 @@ class Attention(Mixer):
         # All heads, or this rank's share of them under tensor parallelism (same q : kv ratio).
         kv_width = qkv.shape[-1] * self.kv_heads // (self.n_heads + 2 * self.kv_heads)
         q, k, v = qkv.split([qkv.shape[-1] - 2 * kv_width, kv_width, kv_width], dim=-1)
-        q = apply_rope(q.view(batch, length, -1, self.head_dim), positions, self.rope_base)
-        k = apply_rope(k.view(batch, length, -1, self.head_dim), positions, self.rope_base)
+        q = apply_rope(q.view(batch, length, -1, self.head_dim), positions, self.rope_base, self.rope_scaling)
+        k = apply_rope(k.view(batch, length, -1, self.head_dim), positions, self.rope_base, self.rope_scaling)
         v = v.view(batch, length, -1, self.head_dim)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
@@ -78,16 +83,19 @@ class Attention(Mixer):
     def forward(self, x: Tensor, info: SequenceInfo) -> tuple[Tensor, KVCache]:
         q, k, v = self._project(x, info.position_ids)
         sees_prefix = self.bidirectional and bool(info.prefix.any())
-        plain_causal = not sees_prefix and bool((info.segment_ids == info.segment_ids[:, :1]).all())
+        unwindowed = self.window is None or x.shape[1] <= self.window
+        plain_causal = not sees_prefix and unwindowed and bool((info.segment_ids == info.segment_ids[:, :1]).all())
         if plain_causal:
             out = self._attend(q, k, v, None, is_causal=True)
         else:
-            out = self._attend(q, k, v, attention_mask(info, self.bidirectional), is_causal=False)
+            out = self._attend(q, k, v, attention_mask(info, self.bidirectional, self.window), is_causal=False)
         return self.out_proj(out), (k, v)
 
     def step(self, x: Tensor, position: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
         q, k, v = self._project(x[:, None], position[:, None])
         keys, values = torch.cat((state[0], k), dim=2), torch.cat((state[1], v), dim=2)
+        if self.window is not None:  # keys beyond the window are never seen again
+            keys, values = keys[:, :, -self.window:], values[:, :, -self.window:]
         out = self._attend(q, keys, values, None, is_causal=False)
         return self.out_proj(out[:, 0]), (keys, values)
 
