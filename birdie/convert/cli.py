@@ -1,4 +1,5 @@
-"""``birdie convert from-hf SRC OUT``: bring models from the Hugging Face format into birdie exports."""
+"""``birdie convert from-hf SRC OUT`` / ``to-hf SRC OUT``: models between Hugging Face directories and birdie
+exports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     from_hf.add_argument("out", help="new export directory (birdie.load / generate / train --pretrained read it)")
     from_hf.add_argument("--dtype", choices=DTYPES, default="keep", help="weight dtype (default: the source's)")
     from_hf.set_defaults(func=_from_hf)
+    to_hf = sub.add_parser("to-hf", help="a birdie export -> a Hugging Face directory (AutoModelForCausalLM)")
+    to_hf.add_argument("source", help="birdie export directory (model.safetensors, config.json, tokenizer.json)")
+    to_hf.add_argument("out", help="new Hugging Face directory")
+    to_hf.add_argument("--remote-code", action="store_true",
+                       help="write birdie's modeling file even for a model Llama expresses natively")
+    to_hf.set_defaults(func=_to_hf)
 
 
 def _from_hf(args: argparse.Namespace) -> int:
@@ -26,4 +33,14 @@ def _from_hf(args: argparse.Namespace) -> int:
     print(f"wrote {done.out}: {done.config.n_layers}-layer transformer, vocabulary {done.source_vocab} + "
           f"{len(done.special_ids)} birdie special tokens (ids {min(done.special_ids)}..{max(done.special_ids)}; "
           f"embedding rows {done.config.vocab_size})")
+    return 0
+
+
+def _to_hf(args: argparse.Namespace) -> int:
+    from birdie.convert.to_hf import convert_to_hf
+
+    done = convert_to_hf(args.source, args.out, args.remote_code)
+    how = "AutoModelForCausalLM.from_pretrained(OUT, trust_remote_code=True)" if done.remote_code \
+        else "AutoModelForCausalLM.from_pretrained(OUT)"
+    print(f"wrote {done.out} as {done.architecture}; load it with {how}")
     return 0
