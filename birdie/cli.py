@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("birdie.harness.serve_cli", "serve checkpoints over an OpenAI-compatible HTTP API"),
     "plot": ("birdie.curriculum.plot_cli", "plot the objective mixture and losses from a decision log"),
     "convert": ("birdie.convert.cli", "convert models from / to Hugging Face and open_lm formats"),
+    "linearize": ("birdie.convert.linearize_cli", "turn a softmax Transformer export into SUPRA for uptraining"),
 }
 
 

@@ -44,3 +44,4 @@ def _to_hf(args: argparse.Namespace) -> int:
         else "AutoModelForCausalLM.from_pretrained(OUT)"
     print(f"wrote {done.out} as {done.architecture}; load it with {how}")
     return 0
+
