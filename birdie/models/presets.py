@@ -3,7 +3,7 @@
 * The paper's ~1.4B models (Birdie Table 7): ``transformer-1.4b``, ``hawk-1.4b``, ``gated-ssm-1.4b``
   (LLaMA-2 32k vocabulary, 2048 context).
 * open_lm's softmax sizes ``open_lm_11m`` ... ``open_lm_7b`` and the SUPRA linear configs ``linear_tiny``,
-  ``linear_1b``, ``linear_7b``, ``mistral_7b_linear`` with upstream's names and shapes (GPT-NeoX 50432 vocabulary).
+  ``linear_1b``, ``linear_7b``, ``mistral_7b_linear``, ``llama2_7b_linear`` with upstream's names and shapes (GPT-NeoX 50432 vocabulary).
 * Tiny CPU presets for demos and tests: ``transformer-tiny``, ``hawk-tiny``, ``gated-ssm-tiny``, ``supra-tiny``
   (vocabulary 512, enough for the byte tokenizer's 402 ids).
 """
@@ -45,6 +45,9 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "linear_7b": dict(_LINEAR, d_model=4096, n_layers=32, n_heads=32),
     "mistral_7b_linear": dict(_LINEAR, vocab_size=32_000, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=8,
                               mlp_hidden=14_336, norm="rmsnorm"),
+    # Missing upstream; open_lm's llama2_7b with linear attention at SUPRA's 2048 context (models.md §1.10).
+    "llama2_7b_linear": dict(_LINEAR, vocab_size=32_000, d_model=4096, n_layers=32, n_heads=32, mlp_hidden=11_008,
+                             norm="rmsnorm"),
     "transformer-tiny": dict(_TINY, family="transformer", n_layers=2, bidirectional_layers="all"),
     "hawk-tiny": dict(_TINY, family="hawk", n_layers=2, state_dim=64, mlp_activation="gelu_tanh",
                       bidirectional_layers="alternate"),
