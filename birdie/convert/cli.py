@@ -21,6 +21,15 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     to_hf.add_argument("--remote-code", action="store_true",
                        help="write birdie's modeling file even for a model Llama expresses natively")
     to_hf.set_defaults(func=_to_hf)
+    open_lm = sub.add_parser("from-open-lm", help="an open_lm / linear_open_lm checkpoint -> a birdie export")
+    open_lm.add_argument("checkpoint", help="epoch_N.pt / checkpoint.pt (a state dict, or a dict with 'state_dict')")
+    open_lm.add_argument("out", help="new export directory")
+    open_lm.add_argument("--preset", required=True, help="the architecture the run used (birdie models list)")
+    open_lm.add_argument("--tokenizer", required=True,
+                         help="the tokenizer the run used: a tokenizer.json path (GPT-NeoX for open_lm), 'bytes', ...")
+    open_lm.add_argument("--trust-checkpoint", action="store_true",
+                         help="unpickle a checkpoint holding more than tensors (runs code: trusted files only)")
+    open_lm.set_defaults(func=_from_open_lm)
 
 
 def _from_hf(args: argparse.Namespace) -> int:
@@ -45,3 +54,11 @@ def _to_hf(args: argparse.Namespace) -> int:
     print(f"wrote {done.out} as {done.architecture}; load it with {how}")
     return 0
 
+
+
+def _from_open_lm(args: argparse.Namespace) -> int:
+    from birdie.convert.from_open_lm import convert_from_open_lm
+
+    convert_from_open_lm(args.checkpoint, args.out, args.preset, args.tokenizer, args.trust_checkpoint)
+    print(f"wrote {args.out}: {args.preset} from {args.checkpoint}")
+    return 0

@@ -91,8 +91,9 @@ def _check_tensors(reader: ShardedReader, hf: dict, source: Path) -> int:
     return rows
 
 
-def _grown(table: torch.Tensor, rows: int, own: int, new_ids: tuple[int, ...]) -> torch.Tensor:
-    """``table`` (V0, D) -> (rows, D): rows ``new_ids`` set to the mean of the first ``own`` rows."""
+def grow_embedding(table: torch.Tensor, rows: int, own: int, new_ids: tuple[int, ...]) -> torch.Tensor:
+    """``table`` (V0, D) -> (rows, D): the rows of ``table`` kept, rows ``new_ids`` (the special tokens) set to
+    the mean of the first ``own`` rows (the tokenizer's own tokens), any other new row zero."""
     out = torch.zeros(rows, table.shape[1], dtype=table.dtype)
     out[: table.shape[0]] = table
     out[list(new_ids)] = table[:own].float().mean(dim=0).to(table.dtype)
@@ -135,7 +136,7 @@ def _write_weights(reader: ShardedReader, hf: dict, config: ModelConfig, own: in
         return lambda: torch.cat([reader.get(name) for name in names], dim=0)
 
     def table(name: str) -> Callable[[], torch.Tensor]:
-        return lambda: _grown(reader.get(name), config.vocab_size, own, new_ids)
+        return lambda: grow_embedding(reader.get(name), config.vocab_size, own, new_ids)
 
     producers.append(("tok_embeddings.weight", (config.vocab_size, config.d_model), table("model.embed_tokens.weight")))
     for layer in range(config.n_layers):
