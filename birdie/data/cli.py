@@ -24,6 +24,11 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                           help="what one document of a .txt file is")
     tokenize.add_argument("--documents-per-shard", type=int, default=10_000)
     tokenize.add_argument("--workers", type=int, default=1, help="tokenizing processes")
+    tokenize.add_argument("--format", choices=("birdie", "open_lm"), default="birdie",
+                          help="birdie's .npy shards, or open_lm's webdataset tars of fixed-length sequences")
+    tokenize.add_argument("--seq-len", type=int, default=2048,
+                          help="--format open_lm: sequence length (each sample holds seq_len + 1 ids)")
+    tokenize.add_argument("--sequences-per-shard", type=int, default=8192, help="--format open_lm: tar size")
     tokenize.set_defaults(func=run_tokenize)
 
     inspect = commands.add_parser("inspect", help="print packed batches with their segments")
@@ -52,11 +57,35 @@ def run_tokenize(args: argparse.Namespace) -> int:
     else:
         corpus = files_source(args.inputs, txt_sample_by=args.txt_sample_by).dataset
     key = args.text_key
+    if args.format == "open_lm":
+        return _tokenize_open_lm(args, corpus, tokenizer)
     manifest = tokenize_to_shards(corpus, args.out, tokenizer, args.documents_per_shard, args.workers,
                                   text_grabber_fn=lambda item: item.get(key) if isinstance(item, dict) else item)
     tokens = sum(entry["num_tokens"] for entry in manifest)
     documents = sum(entry["num_sequences"] for entry in manifest)
     print(f"wrote {len(manifest)} shards, {documents} documents, {tokens} tokens to {args.out}")
+    return 0
+
+
+def _tokenize_open_lm(args: argparse.Namespace, corpus: Any, tokenizer: Any) -> int:
+    """Write open_lm tars: documents joined by the tokenizer's end-of-text id, cut into seq_len + 1 ids."""
+    from birdie.data.open_lm import write_open_lm_shards
+
+    skipped = [0]
+
+    def documents():
+        for item in corpus:
+            text = item.get(args.text_key) if isinstance(item, dict) else item
+            if isinstance(text, str) and text.strip():
+                yield tokenizer.encode(text)
+            else:
+                skipped[0] += 1
+
+    summary = write_open_lm_shards(documents(), args.out, tokenizer.specials.eos, args.seq_len,
+                                   args.sequences_per_shard)
+    print(f"wrote {summary['shards']} open_lm shards, {summary['sequences']} sequences of {args.seq_len + 1} ids to "
+          f"{args.out} ({summary['leftover_tokens']} ids after the last full sequence not written; {skipped[0]} empty "
+          "or non-text items skipped)")
     return 0
 
 

@@ -53,9 +53,9 @@ class ModelConfig(Section):
 @dataclass
 class DataConfig(Section):
     section: ClassVar[str] = "data"
-    source: Literal["synthetic", "files", "shards", "callable"] = option(
+    source: Literal["synthetic", "files", "shards", "callable", "open_lm"] = option(
         "synthetic", "synthetic stories | local text files (paths) | pre-tokenized shards (paths) | "
-        "a Python callable (callable)")
+        "a Python callable (callable) | open_lm webdataset tars (paths: brace globs or manifest.jsonl)")
     paths: list[str] = option(list, "files or globs (source=files: .txt/.jsonl/.json/.parquet) or shard dirs")
     callable: str | None = option(None, "source=callable: 'module:function' with the signature "
                                         "ds(split, worker_id, num_workers, rng_seed) -> iterable")
@@ -66,10 +66,11 @@ class DataConfig(Section):
                                            "loss) of a prompt/completion record")
     tokenizer: str = option("bytes", "tokenizer spec: bytes | tiktoken:NAME | path of a tokenizer.json")
     num_workers: int = option(0, "pipeline worker processes per rank (0 = in the training process)")
+    resampled: bool = option(False, "source=open_lm: draw shards with replacement (open_lm's --dataset-resampled)")
 
     def __post_init__(self) -> None:
         self.require("num_workers", self.num_workers >= 0, "must be >= 0")
-        if self.source in ("files", "shards"):
+        if self.source in ("files", "shards", "open_lm"):
             self.require("paths", bool(self.paths), f"must list at least one path when data.source={self.source}")
         if self.source == "callable":
             self.require("callable", bool(self.callable) and ":" in self.callable,

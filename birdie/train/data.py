@@ -43,6 +43,10 @@ def data_source(config: TrainConfig) -> Any:
         return None
     if data.source == "callable":
         return import_callable(data.callable)
+    if data.source == "open_lm":
+        from birdie.data.open_lm import OpenLMSource
+
+        return OpenLMSource(data.paths, resampled=data.resampled)
     if data.source == "shards":
         if len(data.paths) != 1:
             raise ConfigError(f"data.paths={data.paths!r} must name one shard directory (with manifest.jsonl) "
