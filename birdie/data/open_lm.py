@@ -12,7 +12,8 @@ are concatenated with an end-of-text id between them. Reading also accepts ``KEY
 :class:`OpenLMSource` reads such shards for birdie's pipeline, each sequence one document:
 
 * without replacement (``resampled=False``, open_lm's ``--dataset-manifest``): each epoch permutes the shards
-  with the seed and deals them round-robin to the streams, which read their shards' samples in order;
+  with the seed and deals them round-robin to the streams, which read their shards' samples in order (with
+  fewer shards than streams, every stream reads all shards and keeps every num_streams-th sample);
 * with replacement (``resampled=True``, open_lm's ``--dataset-resampled``): each stream draws shards i.i.d.
   and uniformly (``rng.choice``, open_lm's ``ResampledShards2``) from a generator seeded by (seed, epoch, stream)
   and reads each drawn shard's samples in order, without end.
@@ -143,18 +144,19 @@ class OpenLMSource(Source):
         self.validation_fraction = validation_fraction
 
     def shard_order(self, stream: int, num_streams: int, epoch: int, seed: int) -> Iterator[int]:
-        """Indices of the shards one stream reads, in order (endless when resampled)."""
+        """Indices of the shards one stream reads, in order (endless when resampled). With fewer shards than
+        streams every stream reads every shard (and keeps its share of the samples, see :meth:`documents`)."""
         if self.resampled:
             rng = np.random.default_rng(stream_seed(seed, epoch, stream))
             while True:
                 yield int(rng.choice(len(self.shards)))
-        if num_streams > len(self.shards):
-            raise ValueError(f"{len(self.shards)} open_lm shard(s) cannot feed {num_streams} streams (ranks x "
-                             "pipeline streams) without replacement; write more, smaller shards or set "
-                             "data.resampled")
         # One permutation per epoch shared by every stream, which then take every num_streams-th shard.
         order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(len(self.shards))
-        yield from (int(i) for i in order[stream::num_streams])
+        yield from (int(i) for i in (order if self._shared(num_streams) else order[stream::num_streams]))
+
+    def _shared(self, num_streams: int) -> bool:
+        """Whether the streams share the shards (fewer shards than streams, without replacement)."""
+        return not self.resampled and num_streams > len(self.shards)
 
     def _kept(self, shard: int, count: int, split: str) -> np.ndarray:
         """Which of a shard's ``count`` positions belong to ``split``."""
@@ -164,9 +166,10 @@ class OpenLMSource(Source):
 
     def documents(self, split, stream, num_streams, epoch, seed, start=0):
         check_split(split)
-        skip = start
+        shared = self._shared(num_streams)
+        skip, position = start, 0
         for shard in self.shard_order(stream, num_streams, epoch, seed):
-            if self.counts is not None and skip:
+            if self.counts is not None and skip and not shared:
                 # Skip a whole shard without reading it when its kept samples are all before ``start``.
                 kept = int(self._kept(shard, self.counts[shard], split).sum())
                 if kept <= skip:
@@ -176,6 +179,9 @@ class OpenLMSource(Source):
             for ids, keep in zip(sequences, self._kept(shard, len(sequences), split)):
                 if not keep:
                     continue
+                position += 1
+                if shared and (position - 1) % num_streams != stream:
+                    continue  # another stream's sample
                 if skip:
                     skip -= 1
                     continue

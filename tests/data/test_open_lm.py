@@ -102,13 +102,21 @@ def test_resume_is_exact(tmp_path, resampled):
     assert resumed == full[13:]
 
 
-def test_missing_shards_and_too_many_streams_fail_clearly(tmp_path):
+def test_missing_shards_fail_clearly(tmp_path):
     _write(tmp_path)
     with pytest.raises(FileNotFoundError, match="00000009.tar"):
         OpenLMSource([str(tmp_path / "shards" / "{00000001..00000009}.tar")])
-    source = OpenLMSource([str(tmp_path / "shards")])
-    with pytest.raises(ValueError, match="cannot feed 9 streams"):
-        next(source.documents("train", 0, 9, epoch=0, seed=0))
+
+
+def test_more_streams_than_shards_share_the_shards_disjointly(tmp_path):
+    _write(tmp_path)
+    source = OpenLMSource([str(tmp_path / "shards")], validation_fraction=0.0)
+    assert len(source.shards) < 9
+    per_stream = [[tuple(d.tolist()) for d in source.documents("train", s, 9, epoch=1, seed=0)] for s in range(9)]
+    everything = [tuple(s.tolist()) for path in source.shards for s in read_shard(path)]
+    assert sorted(sum(per_stream, [])) == sorted(everything) and all(per_stream)
+    resumed = [tuple(d.tolist()) for d in source.documents("train", 4, 9, epoch=1, seed=0, start=1)]
+    assert resumed == per_stream[4][1:]
 
 
 def test_tokenize_cli_then_pipeline_trains_on_it(tmp_path):

@@ -1,0 +1,129 @@
+"""Conversion cost and HF-exported generation speed.
+
+    python bench/convert.py [--layers 22] [--new-tokens 64] [--workdir /tmp/birdie-convert-bench]
+
+1. ``convert from-hf`` of a 1.1B-parameter random Llama (TinyLlama's shape: d 2048, 22 layers, 32 heads / 4 KV,
+   MLP 5632, vocabulary 32000; bf16, two safetensors shards), run in a child process: wall time and the child's
+   peak resident memory, against the model's size (streaming per tensor keeps the peak far below it).
+2. ``convert to-hf`` of the result back to a native Llama directory, timed the same way.
+3. Greedy generation tokens/s of a random hawk-tiny export: birdie's own cached ``generate`` vs the
+   ``trust_remote_code`` model ``to-hf`` writes, through ``transformers``' ``generate`` (no cache: it re-runs the
+   sequence at every step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from birdie.convert.safetensors_stream import StreamingWriter  # noqa: E402
+from tests.convert.hf_fixtures import bpe_tokenizer_json  # noqa: E402
+
+SHAPE = dict(hidden_size=2048, intermediate_size=5632, num_attention_heads=32, num_key_value_heads=4,
+             vocab_size=32000)
+
+
+def write_random_llama(out: Path, layers: int) -> int:
+    """A random bf16 Llama directory written tensor by tensor (two shards + index); returns its parameter count."""
+    out.mkdir(parents=True, exist_ok=True)
+    dim, hidden, vocab = SHAPE["hidden_size"], SHAPE["intermediate_size"], SHAPE["vocab_size"]
+    kv = SHAPE["num_key_value_heads"] * dim // SHAPE["num_attention_heads"]
+    shapes = {"model.embed_tokens.weight": (vocab, dim), "model.norm.weight": (dim,), "lm_head.weight": (vocab, dim)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": (dim,), p + "post_attention_layernorm.weight": (dim,),
+                       p + "self_attn.q_proj.weight": (dim, dim), p + "self_attn.k_proj.weight": (kv, dim),
+                       p + "self_attn.v_proj.weight": (kv, dim), p + "self_attn.o_proj.weight": (dim, dim),
+                       p + "mlp.gate_proj.weight": (hidden, dim), p + "mlp.up_proj.weight": (hidden, dim),
+                       p + "mlp.down_proj.weight": (dim, hidden)})
+    names = list(shapes)
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for file, part in halves.items():
+        with StreamingWriter(out / file, [(n, shapes[n], torch.bfloat16) for n in part]) as writer:
+            for name in part:
+                writer.write(name, (torch.randn(shapes[name]) * 0.02).to(torch.bfloat16))
+    weight_map = {name: file for file, part in halves.items() for name in part}
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    config = dict(SHAPE, model_type="llama", architectures=["LlamaForCausalLM"], num_hidden_layers=layers,
+                  rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=2048, tie_word_embeddings=False)
+    (out / "config.json").write_text(json.dumps(config))
+    bpe_tokenizer_json(out / "tokenizer.json")
+    return sum(torch.Size(s).numel() for s in shapes.values())
+
+
+def timed_child(code: str) -> tuple[float, float]:
+    """Run ``code`` in a fresh Python; (wall seconds, the child's peak RSS in GiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        raise RuntimeError("the child's peak RSS is not above an earlier child's; run each measurement in a fresh process")
+    return seconds, peak / 2**20
+
+
+def generation_speed(work: Path, new_tokens: int) -> tuple[float, float, bool]:
+    from transformers import AutoModelForCausalLM
+
+    from birdie.convert.to_hf import convert_to_hf
+    from birdie.models import create
+    from birdie.tokenizers import ByteTokenizer
+    from birdie.train.export import export_model
+
+    tokenizer = ByteTokenizer()
+    torch.manual_seed(0)
+    model = create("hawk-tiny", vocab_size=tokenizer.vocab_size).eval()
+    export_model(work / "hawk", model, model.config.to_dict(), tokenizer)
+    convert_to_hf(work / "hawk", work / "hawk-hf")
+    hf = AutoModelForCausalLM.from_pretrained(work / "hawk-hf", trust_remote_code=True, dtype=torch.float32).eval()
+    prompt = torch.as_tensor(tokenizer.encode("Once upon a time, a fox"), dtype=torch.long)[None]
+    rates, outputs = [], []
+    for run in (lambda: model.generate(prompt, new_tokens, temperature=0),
+                lambda: hf.generate(prompt, max_new_tokens=new_tokens, do_sample=False, min_new_tokens=new_tokens,
+                                    attention_mask=torch.ones_like(prompt))[:, prompt.shape[1]:]):
+        run()  # warm-up
+        start = time.perf_counter()
+        out = run()
+        rates.append(new_tokens / (time.perf_counter() - start))
+        outputs.append(out)
+    return rates[0], rates[1], torch.equal(outputs[0], outputs[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=22)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--workdir", default="/tmp/birdie-convert-bench")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    if work.exists():
+        raise SystemExit(f"{work} exists; pass a new --workdir")
+    params = write_random_llama(work / "llama-hf", args.layers)
+    size = params * 2 / 2**30
+    print(f"python {sys.version.split()[0]}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"random Llama: {params / 1e9:.2f}B parameters, bf16 {size:.2f} GiB in 2 shards")
+    seconds, peak = timed_child(f"from birdie.convert.from_hf import convert_from_hf; "
+                                f"convert_from_hf({str(work / 'llama-hf')!r}, {str(work / 'birdie')!r})")
+    print(f"from-hf: {seconds:6.1f} s, peak RSS {peak:.2f} GiB ({peak / size:.2f}x the model)")
+    seconds, peak = timed_child(f"from birdie.convert.to_hf import convert_to_hf; "
+                                f"convert_to_hf({str(work / 'birdie')!r}, {str(work / 'back-hf')!r})")
+    print(f"to-hf:   {seconds:6.1f} s, peak RSS {peak:.2f} GiB ({peak / size:.2f}x the model)")
+    ours, theirs, same = generation_speed(work, args.new_tokens)
+    print(f"hawk-tiny greedy, {args.new_tokens} new tokens: birdie generate {ours:7.1f} tok/s, HF generate "
+          f"(to-hf, trust_remote_code) {theirs:7.1f} tok/s ({ours / theirs:.1f}x); same tokens: {same}")
+
+
+if __name__ == "__main__":
+    main()
