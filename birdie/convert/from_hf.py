@@ -1,8 +1,8 @@
 """``birdie convert from-hf SRC OUT``: a local Llama / Mistral Hugging Face directory -> a birdie export.
 
-Weights are streamed: each output tensor is read from the source shards (``safe_open``), fused where birdie
-fuses (``in_proj`` = [q | k | v], ``w12`` = [gate | up]) and appended to ``model.safetensors`` before the next is
-read, so memory holds one tensor at a time, never the model.
+Weights are streamed: each output tensor is read from the source shards (by its offset in the header), fused
+where birdie fuses (``in_proj`` = [q | k | v], ``w12`` = [gate | up]) and appended to ``model.safetensors`` before
+the next is read, so memory holds one tensor at a time, never the model.
 
 The tokenizer keeps every id of the model's own; birdie's special tokens get new ids after them, and the
 embedding (and untied output head) grows to cover them. The new rows are the mean of the model's own rows:

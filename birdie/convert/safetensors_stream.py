@@ -54,7 +54,8 @@ class StreamingWriter:
             raise ValueError(f"{self.path}: expected {planned} {tuple(shape)} {dtype}, got {name} "
                              f"{tuple(tensor.shape)} {tensor.dtype}")
         data = tensor.detach().to("cpu").contiguous()
-        self._file.write(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        if data.numel():
+            self._file.write(data.reshape(-1).view(torch.uint8).numpy().data)  # a view: no copy of the tensor
         self._next += 1
 
     def __enter__(self) -> "StreamingWriter":
@@ -70,17 +71,31 @@ class StreamingWriter:
 
 
 class ShardedReader:
-    """Read tensors by name from one or several ``.safetensors`` files (a sharded checkpoint) lazily.
+    """Read tensors by name from one or several ``.safetensors`` files (a sharded checkpoint), one at a time.
 
-    Only headers are read up front; :meth:`get` reads one tensor. ``shape``/``dtype`` come from the headers.
+    Only the headers are read up front. :meth:`get` reads one tensor's bytes with plain file reads rather than
+    a memory map, so the process holds just the tensors the caller keeps (a memory map would leave every page
+    it touched resident until the file is closed).
     """
 
     def __init__(self, files: dict[str, Path]) -> None:
-        from safetensors import safe_open
-
         self._where = dict(files)  # tensor name -> file
-        self._handles = {path: safe_open(str(path), framework="pt") for path in set(files.values())}
-        self._slices = {name: self._handles[path].get_slice(name) for name, path in self._where.items()}
+        self._entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        dtypes = {name: dtype for dtype, name in DTYPE_NAMES.items()}
+        for path in sorted(set(self._where.values())):
+            with Path(path).open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length))
+            for name, entry in header.items():
+                if name == "__metadata__" or self._where.get(name) != path:
+                    continue
+                if entry["dtype"] not in dtypes:
+                    raise ValueError(f"{path}: {name} has dtype {entry['dtype']}, which birdie does not read")
+                begin, end = entry["data_offsets"]
+                self._entries[name] = (dtypes[entry["dtype"]], tuple(entry["shape"]), 8 + length + begin, end - begin)
+        missing = sorted(set(self._where) - set(self._entries))
+        if missing:
+            raise ValueError(f"{self._where[missing[0]]} does not hold {missing[:3]}, which its index places there")
 
     def names(self) -> list[str]:
         return list(self._where)
@@ -89,14 +104,21 @@ class ShardedReader:
         return self._where[name]
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._slices[name].get_shape())
+        return self._entries[name][1]
 
     def dtype(self, name: str) -> torch.dtype:
-        names = {value: key for key, value in DTYPE_NAMES.items()}
-        return names[self._slices[name].get_dtype()]
+        return self._entries[name][0]
 
     def get(self, name: str) -> torch.Tensor:
-        return self._handles[self._where[name]].get_tensor(name)
+        dtype, shape, offset, size = self._entries[name]
+        buffer = bytearray(size)
+        with self._where[name].open("rb") as handle:
+            handle.seek(offset)
+            if handle.readinto(buffer) != size:
+                raise ValueError(f"{self._where[name]} is truncated: {name} needs {size} bytes at offset {offset}")
+        if not size:
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
