@@ -79,8 +79,8 @@ def convert_from_open_lm(checkpoint: str | Path, out: str | Path, preset: str, t
     if config.tie_embeddings and "output.weight" not in state:
         state["output.weight"] = state["tok_embeddings.weight"]
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in sorted(set(expected) & set(state))
-                  if state[k].shape != expected[k].shape]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+                  for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
     if missing or unexpected or mismatched:
         details = "; ".join(f"{kind}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                             for kind, keys in (("missing", missing), ("unexpected", unexpected),

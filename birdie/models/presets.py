@@ -3,7 +3,8 @@
 * The paper's ~1.4B models (Birdie Table 7): ``transformer-1.4b``, ``hawk-1.4b``, ``gated-ssm-1.4b``
   (LLaMA-2 32k vocabulary, 2048 context).
 * open_lm's softmax sizes ``open_lm_11m`` ... ``open_lm_7b`` and the SUPRA linear configs ``linear_tiny``,
-  ``linear_1b``, ``linear_7b``, ``mistral_7b_linear``, ``llama2_7b_linear`` with upstream's names and shapes (GPT-NeoX 50432 vocabulary).
+  ``linear_1b``, ``linear_7b``, ``mistral_7b_linear`` with upstream's names and shapes (GPT-NeoX 50432
+  vocabulary), and ``llama2_7b_linear`` (missing upstream: Llama 2 7B's shape, 32000 vocabulary).
 * Tiny CPU presets for demos and tests: ``transformer-tiny``, ``hawk-tiny``, ``gated-ssm-tiny``, ``supra-tiny``
   (vocabulary 512, enough for the byte tokenizer's 402 ids).
 """
