@@ -45,11 +45,11 @@ class LinearizeReport:
 
 def supra_config(config: ModelConfig, qk_norm: bool = False, decay: str = "alibi") -> tuple[ModelConfig, dict]:
     """The SUPRA config sharing ``config``'s shapes, and ``{field: [before, after]}`` for the fields that change
-    (SUPRA layers are causal and have no sliding window or RoPE scaling)."""
+    (SUPRA layers are causal and have no sliding window)."""
     if config.family != "transformer":
         raise ValueError(f"linearize converts a softmax Transformer; this export's family is {config.family!r}")
     after = config.replace(family="supra", qk_norm=qk_norm, decay=decay, bidirectional_layers="none",
-                           sliding_window=None, rope_scaling=None)
+                           sliding_window=None)
     before_values, after_values = config.to_dict(), after.to_dict()
     changed = {key: [before_values[key], value] for key, value in after_values.items()
                if before_values[key] != value and key != "family"}

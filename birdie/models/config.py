@@ -118,6 +118,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.z_loss={self.z_loss!r} must be >= 0")
         self._validate_bidirectional()
         self._validate_rope_scaling()
+        if self.sliding_window is not None and self.family != "transformer":
+            raise ValueError(f"ModelConfig.sliding_window={self.sliding_window} is a Transformer option; family "
+                             f"{self.family!r} has no attention window (use None)")
         object.__setattr__(self, "options", dict(self.options))
 
     def _validate_rope_scaling(self) -> None:

@@ -65,6 +65,7 @@ class LinearAttention(Mixer):
             )
         self.n_heads, self.kv_heads, self.head_dim = config.n_heads, config.kv_heads, config.head_size
         self.rope_base = config.rope_base
+        self.rope_scaling = config.rope_scaling
         self.chunk_size = config.chunk_size
         q_width, kv_width = self.n_heads * self.head_dim, self.kv_heads * self.head_dim
         self.in_proj = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=False)
@@ -89,8 +90,9 @@ class LinearAttention(Mixer):
         k = F.relu(k_embed(k))
         if self._totrain_q_norm is not None:
             q, k = self._totrain_q_norm(q), self._totrain_k_norm(k)
-        q = apply_rope(q.view(batch, length, self.n_heads, self.head_dim), positions, self.rope_base)
-        k = apply_rope(k.view(batch, length, self.kv_heads, self.head_dim), positions, self.rope_base)
+        rope = (positions, self.rope_base, self.rope_scaling)
+        q = apply_rope(q.view(batch, length, self.n_heads, self.head_dim), *rope)
+        k = apply_rope(k.view(batch, length, self.kv_heads, self.head_dim), *rope)
         k = k * self.head_dim**-0.5
         v = v.view(batch, length, self.kv_heads, self.head_dim)
         groups = self.n_heads // self.kv_heads

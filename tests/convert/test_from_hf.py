@@ -164,3 +164,14 @@ def test_padded_embedding_keeps_every_row_the_tokenizer_reaches(tmp_path):
     assert np.array_equal(model.tok_embeddings.weight[:vocab].detach().numpy(),
                           hf.model.embed_tokens.weight[:vocab].detach().numpy())
     assert min(done.special_ids) == vocab
+
+
+def test_rope_scaling_and_window_are_validated():
+    from birdie.models import preset_config
+
+    with pytest.raises(ValueError, match="rope_type='yarn' must be one of"):
+        preset_config("transformer-tiny", rope_scaling={"rope_type": "yarn", "factor": 2.0})
+    with pytest.raises(ValueError, match=r"llama3\) needs numeric \['low_freq_factor'"):
+        preset_config("transformer-tiny", rope_scaling={"rope_type": "llama3", "factor": 8.0})
+    with pytest.raises(ValueError, match="sliding_window=8 is a Transformer option"):
+        preset_config("hawk-tiny", sliding_window=8)
