@@ -42,15 +42,20 @@ def byte_tokenizer_json(tokenizer: ByteTokenizer) -> str:
     return raw.to_str()
 
 
-def write_hf_tokenizer(directory: Path, tokenizer: Tokenizer, max_length: int) -> None:
-    """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` into ``directory``."""
-    if isinstance(tokenizer, HFTokenizer):
-        tokenizer.save(directory / "tokenizer.json")
-    elif isinstance(tokenizer, ByteTokenizer):
-        (directory / "tokenizer.json").write_text(byte_tokenizer_json(tokenizer))
-    else:
+def check_hf_tokenizer(tokenizer: Tokenizer) -> None:
+    """Raise ValueError unless :func:`write_hf_tokenizer` can write ``tokenizer``."""
+    if not isinstance(tokenizer, (HFTokenizer, ByteTokenizer)):
         raise ValueError(f"to-hf writes HF tokenizer.json files for byte and HF (tokenizer.json) tokenizers; "
                          f"{type(tokenizer).__name__} is neither: export the model with one of those")
+
+
+def write_hf_tokenizer(directory: Path, tokenizer: Tokenizer, max_length: int) -> None:
+    """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` into ``directory``."""
+    check_hf_tokenizer(tokenizer)
+    if isinstance(tokenizer, HFTokenizer):
+        tokenizer.save(directory / "tokenizer.json")
+    else:
+        (directory / "tokenizer.json").write_text(byte_tokenizer_json(tokenizer))
     specials = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
               "add_bos_token": False, "add_eos_token": False, "clean_up_tokenization_spaces": False, **specials}

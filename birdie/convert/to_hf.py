@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from birdie.convert.hf_tokenizer_files import write_hf_tokenizer
+from birdie.convert.hf_tokenizer_files import check_hf_tokenizer, write_hf_tokenizer
 from birdie.convert.safetensors_stream import ShardedReader, StreamingWriter
 from birdie.models.config import ModelConfig
 from birdie.models.registry import get_family
@@ -130,6 +130,7 @@ def convert_to_hf(source: str | Path, out: str | Path, remote_code: bool = False
                                     f"({MODEL_CONFIG}, {WEIGHTS}, {TOKENIZER})")
     config = ModelConfig.from_dict(json.loads((source / MODEL_CONFIG).read_text()))
     tokenizer = load_tokenizer(source / TOKENIZER)
+    check_hf_tokenizer(tokenizer)
     if (out / "config.json").exists():
         raise FileExistsError(f"{out / 'config.json'} exists; choose a new output directory")
     out.mkdir(parents=True, exist_ok=True)

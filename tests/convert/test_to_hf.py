@@ -100,3 +100,15 @@ def test_cli_to_hf(tmp_path, capsys):
     assert "trust_remote_code=True" in capsys.readouterr().out
     with pytest.raises(FileExistsError, match="config.json exists"):
         main(["convert", "to-hf", str(tmp_path / "export"), str(tmp_path / "hf")])
+
+
+def test_sentencepiece_export_is_refused_before_writing(tmp_path):
+    from tests.convert.hf_fixtures import sentencepiece_model
+
+    source = tmp_path / "src"
+    source.mkdir()
+    hf_model(source, vocab_size=sentencepiece_model(source / "tokenizer.model"))
+    convert_from_hf(source, tmp_path / "export")
+    with pytest.raises(ValueError, match="SentencePieceTokenizer is neither"):
+        convert_to_hf(tmp_path / "export", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
