@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("birdie.eval.cli", "phone-book retrieval, story infilling and SQuAD v2 evaluations"),
     "serve": ("birdie.harness.serve_cli", "serve checkpoints over an OpenAI-compatible HTTP API"),
     "plot": ("birdie.curriculum.plot_cli", "plot the objective mixture and losses from a decision log"),
+    "sft": ("birdie.finetune.sft_cli", "supervised chat fine-tuning of an export (Tulu format)"),
+    "dpo": ("birdie.finetune.dpo_cli", "direct preference optimisation of an export (DPO, cDPO, IPO)"),
+    "rm": ("birdie.finetune.rm_cli", "train a reward model (scalar head, Bradley-Terry loss) from an export"),
 }
 
 
