@@ -72,7 +72,7 @@ def main() -> None:
         sft = {mode: trainer("sft", base, tmp / mode, args, data={"packing": mode == "packing"})
                for mode in ("packing", "padding")}
         seconds = {mode: 0.0 for mode in sft}
-        tokens = fill = {}
+        tokens: dict[str, int] = {}
         for step in range(args.steps + 1):  # step 0 warms up
             for mode, t in sft.items():
                 elapsed = timed_step(t, step)
@@ -82,9 +82,10 @@ def main() -> None:
                         for i in global_batch(t.objective.num_examples, args.batch_size, step, 0)]
             real = sum(len(e.ids) - 1 for e in examples)
             rows = (pack if mode == "packing" else pad)(examples, args.sequence_length, 0)["input_ids"].numel()
-            tokens, fill = {**tokens, mode: real}, {**fill, mode: real / rows}
-            print(f"SFT {mode:<8} {tokens[mode] / seconds[mode]:9.0f} real tokens/s   fill {fill[mode]:.2f}")
-        print(f"SFT packing speed-up: {tokens['packing'] / seconds['packing'] / (tokens['padding'] / seconds['padding']):.2f}x")
+            tokens[mode] = real
+            print(f"SFT {mode:<8} {real / seconds[mode]:9.0f} real tokens/s   fill {real / rows:.2f}")
+        rates = {mode: tokens[mode] / seconds[mode] for mode in sft}
+        print(f"SFT packing speed-up: {rates['packing'] / rates['padding']:.2f}x")
 
         started = time.perf_counter()
         dpo = {"cached": trainer("dpo", base, tmp / "cached", args, dpo={"reference": "cached"})}

@@ -64,20 +64,22 @@ def _rows(layout: list[list[Example]], length: int, pad_id: int) -> dict[str, to
 
 
 def pack(examples: Sequence[Example], length: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Greedy packing in order: each example goes into the current row if it fits, else starts a new one.
+    """First-fit packing: each example, in order, goes into the first row with room for it, else a new row.
     Every example must fill at most ``length`` positions."""
-    layout: list[list[Example]] = [[]]
-    used = 0
+    layout: list[list[Example]] = []
+    free: list[int] = []
     for example in examples:
         n = len(example.ids) - 1
         if n > length:
             raise ValueError(f"an example of {n + 1} tokens does not fit rows of {length} positions")
-        if used + n > length:
+        row = next((r for r, room in enumerate(free) if room >= n), None)
+        if row is None:
             layout.append([])
-            used = 0
-        layout[-1].append(example)
-        used += n
-    return _rows([row for row in layout if row], length, pad_id)
+            free.append(length)
+            row = len(layout) - 1
+        layout[row].append(example)
+        free[row] -= n
+    return _rows(layout, length, pad_id)
 
 
 def pad(examples: Sequence[Example], length: int | None, pad_id: int) -> dict[str, torch.Tensor]:

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"birdie demo finetune: {error}", file=sys.stderr)
         return 2
-    print(f"\nheld-out answer accuracy (right answer preferred to a corrupted one), {time.perf_counter() - started:.0f} s:")
+    elapsed = time.perf_counter() - started
+    print(f"\nheld-out answer accuracy (right answer preferred to a corrupted one), {elapsed:.0f} s:")
     for command, summary in results:
         before, after = summary.eval_before.get("answer_accuracy"), summary.eval_after.get("answer_accuracy")
         what = "reward model ranks" if command == "rm" else "policy prefers"

@@ -32,7 +32,8 @@ class RewardModel(nn.Module):
         self.lm = lm
         self.lm.output = nn.Identity()  # the vocabulary head is unused (DDP requires every parameter to be used)
         self.score_head = nn.Linear(lm.config.d_model, 1, bias=False)
-        nn.init.zeros_(self.score_head.weight)  # every text starts at score 0: the BT loss starts at log 2
+        # small random init (as HF's score heads): a zero head would pass no gradient to the trunk at first
+        nn.init.normal_(self.score_head.weight, std=lm.config.init_std)
         self.config = lm.config
         self.tokenizer: Any = None
 
