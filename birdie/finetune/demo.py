@@ -17,6 +17,8 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/finetune", help="output directory (default: runs/finetune)")
     parser.add_argument("--pretrained", default=None, help="base export (default: runs/demo/export or a quick base)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps of every stage (default: each command's own, sized for a CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for command, pretrained, stage_out in stages:
             pretrained = pretrained if command == "sft" else str(out / "sft" / "export")
-            values = {"train": {"out": str(stage_out), "device": "cpu"},
+            values = {"train": {"out": str(stage_out), "device": "cpu",
+                                **({"steps": args.steps} if args.steps else {})},
                       "logging": {"progress": not args.no_progress}}
             if pretrained:
                 values["model"] = {"pretrained": pretrained}
