@@ -17,6 +17,26 @@ from typing import Any, Sequence
 from birdie.finetune.chat import ChatFormatError, Segment
 
 
+#: The Tulu format (:mod:`birdie.finetune.chat`) as a Jinja chat template: what fine-tuned exports ship in their
+#: ``tokenizer_config.json``, for tools that apply a tokenizer's chat template (lm-eval ``--apply_chat_template``).
+TULU_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set newline = '\n' if not loop.last or add_generation_prompt else '' %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|assistant|>\n' + message['content'] | trim + eos_token + ('\n' if not loop.last else '') }}"
+    "{% elif message['role'] in ['system', 'user'] %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] | trim + newline }}"
+    "{% else %}{{ raise_exception('unknown role ' + message['role']) }}{% endif %}"
+    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    "{% endfor %}")
+
+
+def write_tokenizer_config(directory: str | Path, bos_token: str = "<|bos|>", eos_token: str = "<|eos|>") -> None:
+    """Write ``tokenizer_config.json`` with the Tulu chat template and birdie's BOS/EOS names."""
+    config = {"chat_template": TULU_TEMPLATE, "bos_token": bos_token, "eos_token": eos_token}
+    (Path(directory) / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
 def _token_text(value: Any) -> str:
     """A special token in tokenizer_config.json: a string or ``{"content": str, ...}``."""
     if isinstance(value, dict):

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from birdie.finetune.base import heldout_pairs, load_base, load_data
 from birdie.finetune.batches import pack, pad
+from birdie.finetune.chat_template import write_tokenizer_config
 from birdie.finetune.config import FinetuneConfig
 from birdie.finetune.evaluate import pair_accuracy
 from birdie.finetune.losses import dpo_loss, reward_model_loss, sequence_logps
@@ -69,6 +70,8 @@ class _Base:
         export_model(directory, model, self.lm.config.to_dict(), self.tokenizer, is_main)
         if is_main:
             write_training_record(directory, record)
+            if not self.config.data.chat_template:
+                write_tokenizer_config(directory)
         return directory
 
 

@@ -105,6 +105,24 @@ def test_jinja_template_from_tokenizer_config_matches_builtin(tmp_path):
     np.testing.assert_array_equal(mask, builtin_mask[1:])
 
 
+@pytest.mark.parametrize("train_on", ["all_assistant", "last_assistant"])
+def test_exported_tulu_template_renders_like_render_chat(tmp_path, train_on):
+    pytest.importorskip("jinja2")
+    from birdie.finetune.chat_template import write_tokenizer_config
+
+    write_tokenizer_config(tmp_path)
+    template = ChatTemplate.from_tokenizer_config(tmp_path)
+    tokenizer = ByteTokenizer()
+    for messages in (CONVERSATION, CONVERSATION[1:3]):
+        ids, mask = render_chat(messages, tokenizer, train_on, template=template)
+        builtin_ids, builtin_mask = render_chat(messages, tokenizer, train_on)
+        np.testing.assert_array_equal(ids, builtin_ids)
+        np.testing.assert_array_equal(mask, builtin_mask)
+    prompt = template.render(CONVERSATION[1:4], add_generation_prompt=True)
+    assert prompt == "<|bos|><|user|>\nu1\n<|assistant|>\na1<|eos|>\n<|user|>\nu2\n<|assistant|>\n"
+    assert template.render(CONVERSATION[1:4]) == render_chat_text(CONVERSATION[1:4], "<|bos|>", "<|eos|>")
+
+
 def test_jinja_template_that_is_not_prefix_stable_is_an_error(tmp_path):
     pytest.importorskip("jinja2")
     template = ChatTemplate("{{ messages | length }}{% for m in messages %}{{ m['content'] }}{% endfor %}")
