@@ -97,8 +97,13 @@ class SFT(_Base):
         return token_loss_sum(logits, labels), {"accuracy": correct.sum()}
 
 
+#: EasyLM's names for TRL's DPO metrics (logged as aliases).
+EASYLM_ALIASES = {"rewards/accuracies": "reward_accuracy", "rewards/chosen": "score_chosen",
+                  "rewards/rejected": "score_rejected", "rewards/margins": "score_margin"}
+
+
 class DPO(_Base):
-    aliases = property(lambda self: EASYLM_ALIASES)
+    aliases = EASYLM_ALIASES
 
     def __init__(self, config: FinetuneConfig, runtime: Runtime) -> None:
         super().__init__(config, runtime)
@@ -135,11 +140,6 @@ class DPO(_Base):
                  "rewards/accuracies": (chosen > rejected).sum(), "rewards/margins": (chosen - rejected).sum(),
                  "logps/chosen": policy[:n].detach().sum(), "logps/rejected": policy[n:].detach().sum()}
         return losses.sum(), stats
-
-
-#: EasyLM's names for TRL's DPO metrics (logged as aliases).
-EASYLM_ALIASES = {"rewards/accuracies": "reward_accuracy", "rewards/chosen": "score_chosen",
-                  "rewards/rejected": "score_rejected", "rewards/margins": "score_margin"}
 
 
 class RewardModelling(_Base):
