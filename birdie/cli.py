@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("birdie.curriculum.plot_cli", "plot the objective mixture and losses from a decision log"),
     "convert": ("birdie.convert.cli", "convert models from / to Hugging Face and open_lm formats"),
     "linearize": ("birdie.convert.linearize_cli", "turn a softmax Transformer export into SUPRA for uptraining"),
+    "sft": ("birdie.finetune.sft_cli", "supervised chat fine-tuning of an export (Tulu format)"),
+    "dpo": ("birdie.finetune.dpo_cli", "direct preference optimisation of an export (DPO, cDPO, IPO)"),
+    "rm": ("birdie.finetune.rm_cli", "train a reward model (scalar head, Bradley-Terry loss) from an export"),
 }
 
 

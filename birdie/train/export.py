@@ -132,10 +132,16 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], strict: boo
 
 
 def load(path: str | Path) -> tuple[nn.Module, Tokenizer]:
-    """Load an exported (or checkpointed) model and its tokenizer: ``model, tokenizer = birdie.load(path)``."""
+    """Load an exported (or checkpointed) model and its tokenizer: ``model, tokenizer = birdie.load(path)``.
+
+    A reward model exported by ``birdie rm`` loads as a :class:`birdie.finetune.reward_model.RewardModel`."""
     from birdie.models import LanguageModel, ModelConfig
 
     directory = _model_dir(Path(path))
+    if (read_training_record(directory) or {}).get("head") == "reward":  # written by birdie rm
+        from birdie.finetune.reward_model import load_reward_model
+
+        return load_reward_model(directory)
     config = ModelConfig.from_dict(json.loads((directory / MODEL_CONFIG).read_text()))
     model = LanguageModel(config)
     try:

@@ -1,0 +1,166 @@
+"""Configuration of ``birdie sft``, ``birdie dpo`` and ``birdie rm``: ``birdie train``'s sections plus the
+fine-tuning ones, read the same way (defaults < the command's defaults < a YAML/TOML file < ``--section.field``).
+
+Sections reused from :mod:`birdie.train.config`: ``model`` (``model.pretrained`` is the base export),
+``optimizer``, ``checkpoint``, ``logging``, ``distributed``; extended: ``train`` (``num_epochs``), ``schedule``
+(``warmup_ratio``); new: ``data`` (chat/preference files, packing), ``dpo`` and ``rm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal, Mapping
+
+from birdie.train.config import (CheckpointConfig, ConfigError, DistributedConfig, LoggingConfig, ModelConfig,
+                                 OptimizerConfig, ScheduleConfig, Section, TrainLoopConfig, option, section_fields)
+from birdie.train.config_io import _describe, _hints, coerce
+
+COMMANDS = ("sft", "dpo", "rm")
+
+
+@dataclass
+class FinetuneLoopConfig(TrainLoopConfig):
+    num_epochs: int = option(0, "train for this many epochs over the data instead of train.steps (0 = use steps); "
+                                "EasyLM's --num_epochs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("num_epochs", self.num_epochs >= 0, "must be >= 0")
+
+
+@dataclass
+class FinetuneScheduleConfig(ScheduleConfig):
+    warmup_ratio: float = option(0.0, "warm up over this fraction of the steps (ceil), replacing "
+                                      "schedule.warmup_steps when > 0; EasyLM's --warmup_ratio")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)")
+
+
+@dataclass
+class FinetuneDataConfig(Section):
+    section: ClassVar[str] = "data"
+    paths: list[str] = option(list, "JSONL files (SFT: messages or prompt/completion rows; dpo/rm: chosen/rejected "
+                                    "rows); empty = the embedded story questions")
+    embedded_examples: int = option(2000, "with no paths: training rows generated from the embedded stories")
+    heldout_examples: int = option(200, "held-out story questions for the accuracy evaluation")
+    packing: bool = option(True, "SFT: pack conversations into rows with per-conversation resets (false: one "
+                                 "padded row each, as EasyLM)")
+    drop_truncated: bool = option(False, "skip rows longer than train.sequence_length tokens (default: truncate "
+                                         "them; both are counted)")
+    chat_template: str | None = option(None, "render with the chat_template of this tokenizer_config.json (file or "
+                                             "dir) instead of the Tulu format; needs jinja2")
+
+    def __post_init__(self) -> None:
+        self.require("embedded_examples", self.embedded_examples >= 1, "must be >= 1")
+        self.require("heldout_examples", self.heldout_examples >= 0, "must be >= 0")
+
+
+@dataclass
+class DPOConfig(Section):
+    section: ClassVar[str] = "dpo"
+    beta: float = option(0.1, "DPO temperature beta")
+    label_smoothing: float = option(0.0, "conservative DPO epsilon (0 = plain DPO)")
+    loss_type: Literal["sigmoid", "ipo"] = option("sigmoid", "sigmoid (DPO/cDPO) or ipo (on summed log-probs)")
+    reference: Literal["live", "cached"] = option(
+        "cached", "reference log-probs: live (a frozen copy runs every step) or cached (computed once before "
+                  "training and stored under OUT, keyed by the data and weights hash)")
+
+    def __post_init__(self) -> None:
+        self.require("beta", math.isfinite(self.beta) and self.beta > 0, "must be > 0")
+        self.require("label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)")
+
+
+@dataclass
+class RMConfig(Section):
+    section: ClassVar[str] = "rm"
+    use_margin: bool = option(False, "subtract each row's 'margin' inside the Bradley-Terry loss")
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "model": ModelConfig, "data": FinetuneDataConfig, "train": FinetuneLoopConfig, "optimizer": OptimizerConfig,
+    "schedule": FinetuneScheduleConfig, "checkpoint": CheckpointConfig, "logging": LoggingConfig,
+    "distributed": DistributedConfig, "dpo": DPOConfig, "rm": RMConfig,
+}
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run; ``command`` is sft, dpo or rm."""
+
+    command: str = "sft"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
+    train: FinetuneLoopConfig = field(default_factory=FinetuneLoopConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: FinetuneScheduleConfig = field(default_factory=FinetuneScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Each command's defaults (sized for a CPU in a few minutes on the embedded data); files and flags override them.
+COMMAND_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "sft": {"train": {"steps": 150, "batch_size": 16, "sequence_length": 256, "out": "runs/sft"},
+            "optimizer": {"lr": 1e-3, "weight_decay": 0.0}, "schedule": {"warmup_steps": 10, "decay": "linear"},
+            "logging": {"log_every": 10}},
+    "dpo": {"train": {"steps": 60, "batch_size": 16, "sequence_length": 256, "out": "runs/dpo"},
+            "optimizer": {"lr": 3e-4, "weight_decay": 0.0}, "schedule": {"warmup_steps": 5, "decay": "linear"},
+            "logging": {"log_every": 5}},
+    "rm": {"train": {"steps": 100, "batch_size": 16, "sequence_length": 256, "out": "runs/rm"},
+           "optimizer": {"lr": 1e-3, "weight_decay": 0.0}, "schedule": {"warmup_steps": 10, "decay": "linear"},
+           "logging": {"log_every": 10}},
+}
+
+#: EasyLM flags that map one to one onto a field.
+ALIASES = {"mesh_dim": "distributed.mesh", "num_epochs": "train.num_epochs", "warmup_ratio": "schedule.warmup_ratio"}
+
+
+def build_finetune_config(command: str, values: Mapping[str, Any] | None = None) -> FinetuneConfig:
+    """A validated config for ``command`` from nested ``{section: {field: value}}`` over the command defaults."""
+    if command not in COMMANDS:
+        raise ConfigError(f"unknown fine-tuning command {command!r}; valid: {', '.join(COMMANDS)}")
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in COMMAND_DEFAULTS[command].items()}
+    for name, given in (values or {}).items():
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown config section {name!r}; valid: {', '.join(SECTIONS)}")
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"config section {name!r} must be a mapping of fields, got {given!r}")
+        merged.setdefault(name, {}).update(given)
+    sections = {}
+    for name, cls in SECTIONS.items():
+        given, hints = merged.get(name, {}), _hints(cls)
+        valid = [f.name for f in section_fields(cls)]
+        bad = sorted(set(given) - set(valid))
+        if bad:
+            raise ConfigError(f"unknown field(s) {', '.join(f'{name}.{b}' for b in bad)}; valid: "
+                              f"{', '.join(f'{name}.{v}' for v in valid)}")
+        sections[name] = cls(**{k: coerce(f"{name}.{k}", hints[k], v) for k, v in given.items()})
+    return FinetuneConfig(command=command, **sections)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--section.field`` option per field, and the EasyLM aliases."""
+    for name, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{name} (--{name}.FIELD)")
+        hints = _hints(cls)
+        for f in section_fields(cls):
+            group.add_argument(f"--{name}.{f.name}", dest=f"{name}.{f.name}", default=argparse.SUPPRESS,
+                               metavar=_describe(hints[f.name]).split(" ")[0].upper(),
+                               help=f.metadata["help"].replace("%", "%%"))
+    aliases = parser.add_argument_group("EasyLM aliases")
+    for flag, target in ALIASES.items():
+        aliases.add_argument(f"--{flag}", dest=target, default=argparse.SUPPRESS, help=f"= --{target}")
+
+
+def dotted_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--section.field`` values (and aliases) given on the command line."""
+    return {k: v for k, v in vars(args).items() if "." in k and k.split(".", 1)[0] in SECTIONS}

@@ -1,0 +1,11 @@
+"""``birdie rm``: reward-model training (see :mod:`birdie.finetune.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser(parser: argparse.ArgumentParser) -> None:
+    from birdie.finetune.cli import build_parser as build
+
+    build(parser, "rm")
