@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from birdie import Birdie
 from birdie.tokenizers import ByteTokenizer
 
-from .helpers import FAST
+from .helpers import FAST_SECTIONS
 
 OBJECTIVES = [{"name": "next_token_prediction"}, {"name": "infilling"}, {"name": "copying"}]
 
@@ -32,7 +32,7 @@ def small_config(tmp_path, **overrides):
     config = {
         "tokenizer": ByteTokenizer(), "pretraining_objectives": OBJECTIVES, "batch_size": 2,
         "max_sequence_length": 128, "num_workers": 0, "total_steps": 40, "steps_between_evaluations": 10,
-        "warmup_steps": 10, "seed": 0, "agent_options": dict(FAST), "log_path": str(tmp_path / "decisions.jsonl"),
+        "warmup_steps": 10, "seed": 0, **FAST_SECTIONS, "log_path": str(tmp_path / "decisions.jsonl"),
     }
     config.update(overrides)
     return config
