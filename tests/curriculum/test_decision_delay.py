@@ -12,7 +12,8 @@ from birdie.objectives import resolve_mixture
 from birdie.tokenizers import ByteTokenizer
 
 from .helpers import FAST, toy_losses
-from .test_api import UserModel, interrupted_and_uninterrupted, readme_loop, small_config
+from .helpers import readme_loop
+from .test_api import UserModel, interrupted_and_uninterrupted, small_config
 
 
 def evaluate(birdie, step):

@@ -10,7 +10,7 @@ from birdie import Birdie
 from birdie.data.packing import IGNORE_INDEX
 from birdie.tokenizers import ByteTokenizer
 
-from .helpers import FAST_SECTIONS
+from .helpers import FAST_SECTIONS, readme_loop
 
 SEPARATOR = "\n<|assistant|>\n"  # the seeds' README value (and their default)
 
@@ -45,19 +45,8 @@ def test_a_four_argument_model_runs_the_seeds_loop_unchanged():
     model = SeedModel(ByteTokenizer().vocab_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     with Birdie(config) as birdie:
-        # The seeds' README loop, verbatim (plus the optimizer step).
-        for step in range(config["num_steps"]):
-            if birdie.time_for_eval(step):
-                model.eval()
-                for (objective_name, batch) in birdie.measure_validation_losses():
-                    loss = model(**batch)
-                    birdie.log_validation_loss(key=objective_name, loss=loss, step_idx=step)
-                model.train()
-            batch = birdie.get_next_training_sample()
-            loss = model(**batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        readme_loop(birdie, model, optimizer, range(config["num_steps"]))  # the seeds' README loop, verbatim
+        batch = birdie.get_next_training_sample()
         assert set(batch) == {"input_ids", "label_ids", "segment_ids", "attention_mask"}
         assert [r["step"] for r in birdie.records][:2] == [0, 4]
         assert [r["decided"] for r in birdie.records][:2] == [False, True]
