@@ -11,8 +11,7 @@ from birdie.curriculum import Schedule, make_agent
 from birdie.objectives import resolve_mixture
 from birdie.tokenizers import ByteTokenizer
 
-from .helpers import FAST, toy_losses
-from .helpers import readme_loop
+from .helpers import FAST, readme_loop, toy_losses
 from .test_api import UserModel, interrupted_and_uninterrupted, small_config
 
 
