@@ -76,7 +76,7 @@ def make_agent(kind: str, configs: Sequence[Any] | None, total_steps: int, *, sc
 
 
 __all__ = [
-    "AGENT_KINDS", "Agent", "BirdieAgent", "BirdieAgentConfig", "CurriculumConfig", "Decision", "FixedAgent", "RewardFn",
-    "RewardModel", "RewardModelConfig", "Schedule", "birdie_reward", "class_ids_of", "class_rewards",
+    "AGENT_KINDS", "Agent", "BirdieAgent", "BirdieAgentConfig", "CurriculumConfig", "Decision", "FixedAgent",
+    "RewardFn", "RewardModel", "RewardModelConfig", "Schedule", "birdie_reward", "class_ids_of", "class_rewards",
     "compute_rewards", "make_agent", "total_reward",
 ]

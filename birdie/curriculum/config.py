@@ -70,15 +70,15 @@ class CurriculumConfig:
               "for the decision (default: min(32, a quarter of the shortest decision gap); 0 = at once)")
     background_decisions: bool | None = option(
         None, "compute delayed decisions on a background thread (default: on an accelerator, not on the CPU)")
-    schedule: Schedule = option(Schedule, "")
-    birdie_agent: BirdieAgentConfig = option(BirdieAgentConfig, "")
-    reward_model: RewardModelConfig = option(RewardModelConfig, "")
+    schedule: Schedule = option(Schedule, "when the curriculum evaluates, takes control and explores")
+    birdie_agent: BirdieAgentConfig = option(BirdieAgentConfig, "agent=birdie: the candidate search")
+    reward_model: RewardModelConfig = option(RewardModelConfig, "agent=birdie: the reward model's size and fit")
 
     def __post_init__(self) -> None:
         check(self, "agent", self.agent in AGENT_KINDS, f"must be one of {', '.join(AGENT_KINDS)}")
-        check(self, "ratios", isinstance(self.ratios, dict) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in self.ratios.values()),
-              "must map objective classes or configuration keys to weights >= 0")
+        weights = isinstance(self.ratios, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in self.ratios.values())
+        check(self, "ratios", weights, "must map objective classes or configuration keys to weights >= 0")
         check(self, "ratios", not self.ratios or self.agent == "fixed", "is only read with agent=fixed")
         check(self, "num_validation_batches", is_int(self.num_validation_batches) and self.num_validation_batches >= 1,
               "must be >= 1: the agent learns from validation losses")

@@ -91,7 +91,8 @@ class ModelConfig:
               f"must divide n_heads={self.n_heads} (grouped-query attention)")
         check(self, "d_model", self.head_dim is not None or self.d_model % self.n_heads == 0,
               f"is not divisible by n_heads={self.n_heads}; set head_dim explicitly")
-        check(self, "head_dim", self.head_size % 2 == 0, f"gives head size {self.head_size}, which must be even for RoPE")
+        check(self, "head_dim", self.head_size % 2 == 0,
+              f"gives head size {self.head_size}, which must be even for RoPE")
         for name, choices in (("mlp_activation", MLP_ACTIVATIONS), ("norm", NORMS), ("decay", SUPRA_DECAYS)):
             check(self, name, getattr(self, name) in choices, f"must be one of {list(choices)}")
         for name in ("norm_eps", "rope_base", "init_std"):

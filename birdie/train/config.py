@@ -59,7 +59,7 @@ class DataConfig:
             check(self, "paths", bool(self.paths), f"must list at least one path when data.source={self.source}")
         if self.source == "callable":
             check(self, "callable", bool(self.callable) and ":" in self.callable,
-                         "must be 'module:function' when data.source=callable")
+                  "must be 'module:function' when data.source=callable")
 
 
 @dataclass
@@ -81,7 +81,7 @@ class TrainLoopConfig:
         check(self, "batch_size", self.batch_size >= 1, "must be >= 1")
         check(self, "grad_accum", self.grad_accum >= 1, "must be >= 1")
         check(self, "batch_size", self.batch_size % self.grad_accum == 0,
-                     f"must be divisible by train.grad_accum={self.grad_accum}")
+              f"must be divisible by train.grad_accum={self.grad_accum}")
 
 
 @dataclass
@@ -96,7 +96,7 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         check(self, "lr", math.isfinite(self.lr) and self.lr > 0, "must be > 0")
         check(self, "betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-                     "must be two numbers in [0, 1)")
+              "must be two numbers in [0, 1)")
         check(self, "eps", self.eps > 0, "must be > 0")
         check(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
         check(self, "grad_clip", self.grad_clip >= 0, "must be >= 0")
@@ -155,7 +155,7 @@ class DistributedConfig:
         check(self, "mesh", ok, "must be three integers 'dp,fsdp,tp', e.g. '-1,1,1' or '1,-1,1'")
         sizes = [int(p) for p in parts]
         check(self, "mesh", sizes.count(-1) <= 1 and all(s == -1 or s >= 1 for s in sizes),
-                     "entries must be >= 1, with at most one -1")
+              "entries must be >= 1, with at most one -1")
 
 
 SECTIONS: dict[str, type] = {
