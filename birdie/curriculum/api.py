@@ -73,6 +73,8 @@ class Birdie:
         self.agent = make_agent(curriculum.agent, configs, cfg.num_steps, schedule=curriculum.schedule,
                                 birdie_agent=curriculum.birdie_agent, reward_model=curriculum.reward_model,
                                 reward_fn=cfg.reward_fn, ratios=curriculum.ratios or None, seed=cfg.seed)
+        #: The resolved objective configurations (``ObjectiveConfig``; ``prob`` = the starting mixture), in key order.
+        self.objectives = configs
         self.keys = [c.key for c in configs]
         self.class_ids, self.class_names = class_ids_of(configs)
         self.device = torch.device(cfg.accelerator.device if cfg.accelerator is not None else cfg.device or "cpu")

@@ -42,6 +42,8 @@ def config_leaves(cls: type = TrainConfig, path: str = "") -> Iterator[tuple[str
 
 
 def _describe(tp: Any) -> str:
+    if tp is type(None) or tp is Any:
+        return "None" if tp is type(None) else "entries"
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return "|".join(str(a) for a in args)
