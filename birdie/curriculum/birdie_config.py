@@ -133,7 +133,14 @@ def _curriculum(given: Any, flat: dict[str, Any], schedule: dict[str, Any]) -> C
             raise ConfigError(f"Birdie config gives 'curriculum' and curriculum keys {sorted({*flat, *schedule})}; "
                               "set them inside the CurriculumConfig")
         return given
-    values = {**dict(given or {}), **flat}
+    given = dict(given or {})
+    values = {**given, **flat}
+    twice = set(given) & set(flat)
+    if isinstance(values.get("schedule"), Mapping):
+        twice |= set(schedule) & set(values["schedule"])
+    if twice:
+        raise ConfigError(f"Birdie config gives {', '.join(map(repr, sorted(twice)))} twice (flat and in a "
+                          "section); keep one")
     for name, kind in _NESTED.items():
         section = values.get(name)
         if isinstance(section, Mapping):

@@ -120,3 +120,5 @@ def test_agent_options_is_an_error_naming_the_typed_sections():
         Birdie(seed_readme_config(agent_options={"train_steps": 5}))
     with pytest.raises(ValueError, match="'reward_model' has unknown key.*widht"):
         Birdie(seed_readme_config(reward_model={"widht": 8}))
+    with pytest.raises(ValueError, match="gives 'warmup_steps' twice"):
+        Birdie(seed_readme_config(schedule={"warmup_steps": 2}))
