@@ -18,7 +18,7 @@ from birdie.objectives import resolve_mixture
 from birdie.tokenizers import ByteTokenizer
 from birdie.train.config import OptimizerConfig
 from birdie.train.config_io import build_config, merge, read_config_file
-from birdie.train.data import DEMO_MIXTURE, objective_entries
+from birdie.curriculum.config import DEMO_MIXTURE, mixture_spec
 from birdie.train.demo import DEMO_CONFIG
 from birdie.train.distributed import Runtime
 from birdie.train.optim import build_optimizer
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
     tokens = args.steps * 8 * 256
-    with Pipeline(ByteTokenizer(), resolve_mixture(objective_entries("demo")), batch_size=8,
+    with Pipeline(ByteTokenizer(), resolve_mixture(mixture_spec("demo", "birdie")), batch_size=8,
                   sequence_length=256) as pipeline:
         batches = [next(pipeline) for _ in range(args.steps)]
     plain = timed(plain_loop, args.preset, batches)

@@ -12,10 +12,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Birdie": "birdie.curriculum.api",
+    "BirdieConfig": "birdie.curriculum.birdie_config",
+    "CurriculumConfig": "birdie.curriculum.config",
     "load": "birdie.train.export",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-__all__ = ["Birdie", "load", "__version__"]
+__all__ = ["Birdie", "BirdieConfig", "CurriculumConfig", "load", "__version__"]

@@ -6,17 +6,16 @@ setting; ``from birdie import Birdie`` gives the seeds' API (:mod:`birdie.curric
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from birdie.curriculum.agent import Agent, BirdieAgent, BirdieAgentConfig, Decision, FixedAgent
+from birdie.curriculum.config import AGENT_KINDS, SELF_MIXTURE_AGENTS, CurriculumConfig
 from birdie.curriculum.reward import RewardFn, birdie_reward, class_rewards, compute_rewards, total_reward
 from birdie.curriculum.reward_model import RewardModel, RewardModelConfig
 from birdie.curriculum.schedule import Schedule
-
-AGENT_KINDS = ("birdie", "ul2", "ntp", "uniform", "fixed")
 
 
 def class_ids_of(configs: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
@@ -28,64 +27,56 @@ def class_ids_of(configs: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
     return np.array([names.index(c.objective_class) for c in configs], dtype=np.int64), names
 
 
-def _split_options(options: dict[str, Any], target: type) -> dict[str, Any]:
-    return {f.name: options.pop(f.name) for f in fields(target) if f.name in options}
-
-
-def make_agent(kind: str, configs: Sequence[Any] | None, total_steps: int, **options: Any) -> Agent:
+def make_agent(kind: str, configs: Sequence[Any] | None, total_steps: int, *, schedule: Schedule | None = None,
+               birdie_agent: BirdieAgentConfig | None = None, reward_model: RewardModelConfig | None = None,
+               reward_fn: RewardFn | None = None, ratios: Sequence[float] | Mapping[str, float] | None = None,
+               seed: int = 0) -> Agent:
     """An agent of ``kind`` over the objective configurations ``configs`` (from ``resolve_mixture``).
 
     Kinds:
         ``birdie``: the learned curriculum (:class:`BirdieAgent`), starting uniform over classes.
         ``uniform``: every class the same share, split equally inside the class.
-        ``fixed``: the configs' own ``prob`` ratios, or ``ratios=[...]`` (one weight per config).
-        ``ul2``, ``ntp``: the named mixture at its published ratios; ``configs`` must be that mixture (pass None
-            to use ``resolve_mixture(kind)``); the agent's ``configs`` attribute holds it.
+        ``fixed``: the configs' own ``prob`` ratios, or ``ratios`` (one weight per config, or
+            ``{class or configuration key: weight}``).
+        ``ul2``, ``ntp``: the named mixture at its published ratios; ``configs`` must be that mixture or None
+            (:func:`~birdie.curriculum.config.resolve_curriculum_mixture` decides); the agent's ``configs``
+            attribute holds it.
 
-    Options (all keyword): :class:`Schedule` fields (``warmup_steps``, ``eval_steps``, ``eval_every``,
-    ``steps_between_evaluations``, ``explore_start``, ``explore_end``, ``explore_fraction``), ``reward_fn``,
-    :class:`BirdieAgentConfig` fields (``num_candidates``, ``num_proposals``, ``top_k``, ``proposal_floor``,
-    ``seed``), :class:`RewardModelConfig` fields (``width``, ``num_layers``, ``train_steps``, ``lr``, ...), and
-    ``ratios`` for ``fixed``. Static kinds validate and ignore the learning options, so one configuration serves
-    every kind. Unknown options raise ``ValueError`` listing the valid ones.
+    ``schedule`` (default the paper's) gets ``total_steps`` unless it sets its own; ``birdie_agent`` and
+    ``reward_model`` configure ``kind="birdie"`` (the static kinds ignore them); ``seed`` seeds the Birdie agent
+    when ``birdie_agent.seed`` is None.
     """
-    from birdie.objectives import mixture_probabilities, resolve_mixture
+    from birdie.curriculum.config import fixed_ratios, resolve_curriculum_mixture
+    from birdie.objectives import mixture_probabilities
 
     if kind not in AGENT_KINDS:
         raise ValueError(f"unknown agent kind {kind!r}; valid kinds: {', '.join(AGENT_KINDS)}")
-    if kind in ("ul2", "ntp"):
-        named = resolve_mixture(kind)
-        if configs is not None and [c.key for c in configs] != [c.key for c in named]:
-            raise ValueError(f"agent kind {kind!r} trains on the {kind!r} mixture; pass objectives={kind!r} "
-                             "(or configs=None), or use kind='fixed' for your own objectives")
-        configs = named
+    if configs is None or kind in SELF_MIXTURE_AGENTS:
+        configs = resolve_curriculum_mixture(configs, kind)
     if not configs:
         raise ValueError(f"agent kind {kind!r} needs a non-empty list of objective configurations")
-    options = dict(options)
-    schedule = Schedule(total_steps=total_steps, **_split_options(options, Schedule))
-    reward_fn = options.pop("reward_fn", None)
+    if ratios is not None and kind != "fixed":
+        raise ValueError(f"ratios are read by kind 'fixed' only, not {kind!r}")
+    schedule = (schedule or Schedule()).for_run(total_steps)
     class_ids, _ = class_ids_of(configs)
-    agent_config = BirdieAgentConfig(**_split_options(options, BirdieAgentConfig))
-    model_config = RewardModelConfig(**_split_options(options, RewardModelConfig))
     if kind == "birdie":
-        agent: Agent = BirdieAgent(class_ids, schedule, reward_fn, agent_config, model_config)
+        birdie_agent = birdie_agent or BirdieAgentConfig()
+        if birdie_agent.seed is None:
+            birdie_agent = replace(birdie_agent, seed=seed)
+        agent: Agent = BirdieAgent(class_ids, schedule, reward_fn, birdie_agent, reward_model or RewardModelConfig())
     elif kind == "uniform":
         agent = FixedAgent(class_ids, schedule, None, reward_fn)
     else:
-        ratios = options.pop("ratios", None) if kind == "fixed" else None
+        if isinstance(ratios, Mapping):
+            ratios = fixed_ratios(dict(ratios), configs)
         agent = FixedAgent(class_ids, schedule, mixture_probabilities(configs) if ratios is None else ratios,
                            reward_fn)
-    if options:
-        valid = sorted({f.name for t in (Schedule, BirdieAgentConfig, RewardModelConfig) for f in fields(t)}
-                       - {"total_steps"} | {"reward_fn", "ratios"})
-        raise ValueError(f"unknown agent option(s) {', '.join(sorted(options))} for kind {kind!r}; "
-                         f"valid: {', '.join(valid)}")
     agent.configs = list(configs)
     return agent
 
 
 __all__ = [
-    "AGENT_KINDS", "Agent", "BirdieAgent", "BirdieAgentConfig", "Decision", "FixedAgent", "RewardFn",
-    "RewardModel", "RewardModelConfig", "Schedule", "birdie_reward", "class_ids_of", "class_rewards",
+    "AGENT_KINDS", "Agent", "BirdieAgent", "BirdieAgentConfig", "CurriculumConfig", "Decision", "FixedAgent",
+    "RewardFn", "RewardModel", "RewardModelConfig", "Schedule", "birdie_reward", "class_ids_of", "class_rewards",
     "compute_rewards", "make_agent", "total_reward",
 ]

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from birdie.checks import check, option
 from birdie.curriculum import distributed
 from birdie.curriculum.candidates import (
     class_proposals,
@@ -284,22 +285,23 @@ class BirdieAgentConfig:
         num_proposals: class-concentrated proposals added to them (also the exploration actions).
         top_k: the action is the mean of this many best-scoring candidates (paper: 8).
         proposal_floor: mass left to the classes a proposal does not focus on.
-        seed: seeds the reward model's initialization and the agent's random generator.
+        seed: seeds the reward model's initialization and the agent's random generator; None: the run's seed
+            (``Birdie``'s ``seed``, ``train.seed``), 0 when the agent is built alone.
     """
 
-    num_candidates: int = 2048
-    num_proposals: int = 256
-    top_k: int = 8
-    proposal_floor: float = 0.05
-    seed: int = 0
+    num_candidates: int = option(2048, "random simplex candidates scored per decision (paper: 2048)")
+    num_proposals: int = option(256, "class-concentrated proposals added to them (also the exploration actions)")
+    top_k: int = option(8, "the new mixture is the mean of this many best-scoring candidates (paper: 8)")
+    proposal_floor: float = option(0.05, "mass a proposal leaves to the classes it does not focus on")
+    seed: int | None = option(None, "seed of the reward model's init and the agent's generator (default: the "
+                                    "run's seed)")
 
     def __post_init__(self) -> None:
-        if self.num_candidates < 1 or self.num_proposals < 1:
-            raise ValueError(f"BirdieAgentConfig needs num_candidates >= 1 and num_proposals >= 1, got {self}")
-        if not 1 <= self.top_k <= self.num_candidates + self.num_proposals:
-            raise ValueError(f"BirdieAgentConfig.top_k={self.top_k} must be in [1, num_candidates + num_proposals]")
-        if not 0.0 <= self.proposal_floor < 1.0:
-            raise ValueError(f"BirdieAgentConfig.proposal_floor={self.proposal_floor} must be in [0, 1)")
+        check(self, "num_candidates", self.num_candidates >= 1, "must be >= 1")
+        check(self, "num_proposals", self.num_proposals >= 1, "must be >= 1")
+        check(self, "top_k", 1 <= self.top_k <= self.num_candidates + self.num_proposals,
+              f"must be in [1, num_candidates + num_proposals = {self.num_candidates + self.num_proposals}]")
+        check(self, "proposal_floor", 0.0 <= self.proposal_floor < 1.0, "must be in [0, 1)")
 
 
 class BirdieAgent(Agent):
@@ -314,11 +316,12 @@ class BirdieAgent(Agent):
         super().__init__(class_ids, schedule, reward_fn)
         self.config = config
         self.model_config = model_config
+        self.seed = 0 if config.seed is None else config.seed
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+            torch.manual_seed(self.seed)
             self.model = RewardModel(self.num_configs, model_config).eval()
         self.optimizer = make_optimizer(self.model, model_config)
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(self.seed)
         self.history_rows: list[np.ndarray] = []
         self.history_rewards: list[np.ndarray] = []
 

@@ -4,6 +4,7 @@
 
     birdie = Birdie({"tokenizer": tokenizer, "ds": data_generator, "batch_size": 8, "sequence_length": 2048,
                      "num_steps": 4096, "objectives": "birdie"})
+    # or, typed: Birdie(BirdieConfig(tokenizer, ds=data_generator, ..., curriculum=CurriculumConfig(...)))
     for step_idx in range(4096):
         if birdie.time_for_eval(step_idx):
             model.eval()
@@ -14,6 +15,9 @@
         batch = birdie.get_next_training_sample()
         ...
     birdie.close()
+
+Batches hold the seeds' four keys (``input_ids``, ``label_ids``, ``segment_ids``, ``attention_mask``), so a model
+written for the seeds runs ``model(**batch)``; ``batch_keys`` adds ``position_ids``.
 
 The agent updates by itself as soon as every validation loss of an evaluation has been logged: it computes the
 rewards, chooses the next mixture (from the warm-up on), commands it to the pipeline and writes a decision record
@@ -28,146 +32,68 @@ stream, the decisions and a resumed run never depend on where or how fast a deci
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
+from birdie.checks import ConfigError
 from birdie.curriculum import class_ids_of, make_agent
 from birdie.curriculum.agent import decision_executor
+from birdie.curriculum.birdie_config import SEED_BATCH_KEYS, BirdieConfig
+from birdie.curriculum.config import CurriculumConfig, resolve_curriculum_mixture
 from birdie.curriculum.log import DecisionLog, decision_record
-from birdie.curriculum.reward import RewardFn
 
 #: The default decision delay in batches: ~1 s of decision at >= 35 ms per batch (capped at a quarter of the gap).
 DEFAULT_DECISION_DELAY = 32
-
-#: Seeds' alternative spellings -> the canonical key.
-ALIASES = {"pretraining_objectives": "objectives", "dataset": "ds", "max_sequence_length": "sequence_length",
-           "total_steps": "num_steps"}
-
-
-@dataclass
-class BirdieConfig:
-    """The configuration keys of :class:`Birdie` (seeds' names; aliases in :data:`ALIASES`).
-
-    Attributes:
-        tokenizer: any tokenizer with ``encode``/``decode`` or a birdie tokenizer spec such as ``"bytes"``.
-        objectives: a mixture name (``birdie``, ``ul2``, ``ul2_decoder``, ``ntp``) or a list of objective entries;
-            default ``birdie``, or the agent's own mixture for ``agent="ul2"``/``"ntp"``.
-        ds: training documents: ``ds(split, worker_id, num_workers, rng_seed) -> iterable``, paths, a HF dataset;
-            default the embedded synthetic stories. ``ds_validation``: validation documents (default ``ds``).
-        text_grabber_fn: ``item -> text`` (default ``item["text"]`` or the item itself).
-        batch_size, sequence_length: batch shape. num_workers: pipeline worker processes (0 = in-process).
-        num_steps: training steps in the run (the schedule's and the exploration's horizon).
-        steps_between_evaluations: evaluate every this many steps; None = the paper schedule.
-        warmup_steps: the mixture stays uniform over classes before this step.
-        reward_fn: ``reward_fn(old_losses, new_losses) -> rewards`` (numpy (K,) arrays); default the paper's.
-        agent: ``birdie``, ``uniform``, ``fixed``, ``ul2`` or ``ntp``. agent_options: extra ``make_agent`` options.
-        accelerator: optional HF ``accelerate.Accelerator``: gives the device, rank and world size.
-        device: where batches go when there is no accelerator (default CPU). move_to_gpu_fn: custom
-            ``batch -> batch`` transfer, used instead of ``.to(device)``.
-        seed: fixes the batch stream, the validation set and the agent.
-        num_validation_batches, validation_batch_size: the held-out set per objective configuration.
-        pipeline_options: extra :class:`birdie.data.PipelineConfig` fields (``num_streams``, ``prefetch``, ...).
-        log_path: JSONL decision log (written on rank 0); None = no file.
-        decision_delay_batches: a new mixture takes effect this many training batches after it could at once (on
-            top of the pipeline's ``prefetch``), so that training need not wait for the decision. None: ``min(32,
-            gap // 4)`` for the schedule's shortest gap between a decision and the next evaluation; 0: at once (the
-            paper's timing). Must be smaller than that gap.
-        background_decisions: compute delayed decisions on a background thread (True) or at the evaluation
-            (False). None: in the background when batches go to an accelerator (training leaves CPU cores free), at
-            the evaluation when training runs on the CPU (training uses every core; a background decision would
-            only compete with it). The decisions are identical either way.
-    """
-
-    tokenizer: Any
-    objectives: Any = None
-    ds: Any = None
-    ds_validation: Any = None
-    text_grabber_fn: Callable[[Any], Any] | None = None
-    batch_size: int = 8
-    sequence_length: int = 2048
-    num_workers: int = 1
-    num_steps: int = 16384
-    steps_between_evaluations: int | None = None
-    warmup_steps: int = 250
-    reward_fn: RewardFn | None = None
-    agent: str = "birdie"
-    agent_options: dict[str, Any] = field(default_factory=dict)
-    accelerator: Any = None
-    device: Any = None
-    move_to_gpu_fn: Callable[[dict[str, torch.Tensor]], Any] | None = None
-    seed: int = 0
-    num_validation_batches: int = 2
-    validation_batch_size: int | None = None
-    pipeline_options: dict[str, Any] = field(default_factory=dict)
-    log_path: str | None = None
-    decision_delay_batches: int | None = None
-    background_decisions: bool | None = None
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> "BirdieConfig":
-        """Build from a seeds-style dict; unknown keys (or a key given under two names) raise ``ValueError``."""
-        if isinstance(config, BirdieConfig):
-            return config
-        valid = {f.name for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in config.items():
-            name = ALIASES.get(key, key)
-            if name not in valid:
-                names = sorted(valid | set(ALIASES))
-                raise ValueError(f"unknown Birdie config key {key!r}; valid keys: {', '.join(names)}")
-            if name in values:
-                raise ValueError(f"Birdie config gives {name!r} twice (as {key!r} and another spelling); keep one")
-            values[name] = value
-        if "tokenizer" not in values:
-            raise ValueError("Birdie config needs 'tokenizer' (any object with encode/decode, or 'bytes')")
-        return cls(**values)
 
 
 class Birdie:
     """Training batches under a mixture that the configured agent chooses from validation losses.
 
     Args:
-        config: a dict with the keys of :class:`BirdieConfig` (or a ``BirdieConfig``).
+        config: a seeds-style dict (:meth:`BirdieConfig.from_mapping`) or a :class:`BirdieConfig`, whose
+            ``curriculum`` is the :class:`~birdie.curriculum.config.CurriculumConfig` that the training config's
+            ``curriculum`` section holds.
+
+    The seeds' older method names are kept as thin aliases: :meth:`get_validation_samples`, :meth:`update`,
+    :meth:`get_validation_losses`, and :meth:`time_for_eval` without a step.
     """
 
     def __init__(self, config: Mapping[str, Any] | BirdieConfig) -> None:
         from birdie.data.pipeline import Pipeline
-        from birdie.objectives import resolve_mixture
+        from birdie.tokenizers import as_tokenizer
 
         self.config = cfg = BirdieConfig.from_mapping(config)
-        if cfg.num_validation_batches < 1:
-            raise ValueError("Birdie needs num_validation_batches >= 1: the agent learns from validation losses")
-        objectives = cfg.objectives
-        if objectives is None:
-            objectives = cfg.agent if cfg.agent in ("ul2", "ntp") else "birdie"
-        configs = resolve_mixture(objectives)
+        curriculum = cfg.curriculum
+        configs = resolve_curriculum_mixture(curriculum.mixture, curriculum.agent)
         rank, world_size = _rank_and_world_size(cfg.accelerator)
-        self.agent = make_agent(cfg.agent, configs, cfg.num_steps, reward_fn=cfg.reward_fn,
-                                steps_between_evaluations=cfg.steps_between_evaluations,
-                                warmup_steps=cfg.warmup_steps, **{"seed": cfg.seed, **cfg.agent_options})
+        self.agent = make_agent(curriculum.agent, configs, cfg.num_steps, schedule=curriculum.schedule,
+                                birdie_agent=curriculum.birdie_agent, reward_model=curriculum.reward_model,
+                                reward_fn=cfg.reward_fn, ratios=curriculum.ratios or None, seed=cfg.seed)
+        #: The resolved objective configurations (``ObjectiveConfig``; ``prob`` = the starting mixture), in key order.
+        self.objectives = configs
         self.keys = [c.key for c in configs]
         self.class_ids, self.class_names = class_ids_of(configs)
         self.device = torch.device(cfg.accelerator.device if cfg.accelerator is not None else cfg.device or "cpu")
-        self.decision_delay = _decision_delay(cfg.decision_delay_batches, self.agent)
-        background = cfg.background_decisions
-        if background not in (None, True, False):
-            raise ValueError(f"background_decisions must be True, False or None (automatic), got {background!r}")
+        self.decision_delay = _decision_delay(curriculum.decision_delay_batches, self.agent)
+        background = curriculum.background_decisions
         if background is None:
             background = self.device.type != "cpu" or cfg.move_to_gpu_fn is not None
         self._executor = (decision_executor() if background and self.decision_delay > 0 and self.agent.learns
                           else None)
+        tokenizer = as_tokenizer(cfg.tokenizer)
+        separator = (None if cfg.start_generating_paradigm is None
+                     else _separator_ids(tokenizer, cfg.start_generating_paradigm))
         self.pipeline = Pipeline(
-            cfg.tokenizer, configs, cfg.ds, validation_source=cfg.ds_validation,
+            tokenizer, configs, cfg.ds, validation_source=cfg.ds_validation,
             text_grabber_fn=cfg.text_grabber_fn, batch_size=cfg.batch_size, sequence_length=cfg.sequence_length,
             num_workers=cfg.num_workers, seed=cfg.seed, rank=rank, world_size=world_size,
-            num_validation_batches=cfg.num_validation_batches, validation_batch_size=cfg.validation_batch_size,
-            **cfg.pipeline_options,
+            num_validation_batches=curriculum.num_validation_batches,
+            validation_batch_size=curriculum.validation_batch_size,
+            **({"start_generating_ids": separator} if separator is not None else {}), **cfg.pipeline_options,
         )
         self.pipeline.set_mixture(self.agent.action)
         #: The batch from which the agent's pending decision takes effect (None when nothing is pending).
@@ -181,11 +107,19 @@ class Birdie:
         self._pending: dict[str, list[float]] = defaultdict(list)
         self._pending_step: int | None = None
         self._last_eval_step: int | None = None
+        self._last_losses: dict[str, float] | None = None
+        self._batches_taken = 0
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
-    def time_for_eval(self, step: int) -> bool:
-        """True when the schedule measures validation losses before training step ``step`` (once per step)."""
+    def time_for_eval(self, step: int | None = None) -> bool:
+        """True when the schedule measures validation losses before training step ``step`` (once per step).
+
+        Without ``step`` (the seeds' older form) the step is the number of training batches taken so far, which
+        is the training step of a loop that takes one batch per step.
+        """
+        if step is None:
+            step = self._batches_taken
         return self.agent.schedule.is_eval_step(step) and step != self._last_eval_step
 
     def measure_validation_losses(self) -> Iterator[tuple[str, dict[str, torch.Tensor]]]:
@@ -209,7 +143,7 @@ class Birdie:
         if self._pending_step is not None and step_idx != self._pending_step:
             raise ValueError(f"log_validation_loss: step_idx {step_idx} differs from {self._pending_step} used earlier "
                              "in this evaluation; log every loss of one evaluation with the same step")
-        expected = self.config.num_validation_batches
+        expected = self.config.curriculum.num_validation_batches
         if len(self._pending[key]) >= expected:
             raise ValueError(f"log_validation_loss: {key!r} already has {expected} losses at step {step_idx} "
                              f"(num_validation_batches={expected})")
@@ -220,6 +154,7 @@ class Birdie:
 
     def _update(self, step: int) -> None:
         losses = np.array([np.mean(self._pending[key]) for key in self.keys])
+        self._last_losses = dict(zip(self.keys, losses.tolist()))
         self._pending.clear()
         self._pending_step = None
         self._last_eval_step = step
@@ -239,7 +174,7 @@ class Birdie:
         decision = self.agent.pending.finish()
         applies_from = self.pipeline.set_mixture(decision.action, self._decision_batch) if decision.decided else None
         self._decision_batch = None
-        record = decision_record(decision, self.config.agent, self.keys, self.class_ids, self.class_names,
+        record = decision_record(decision, self.config.curriculum.agent, self.keys, self.class_ids, self.class_names,
                                  applies_from)
         self.records.append(record)
         if self._log is not None:
@@ -247,11 +182,30 @@ class Birdie:
 
     def _check_no_pending(self, caller: str) -> None:
         if self._pending:
-            missing = {k: self.config.num_validation_batches - len(self._pending[k]) for k in self.keys
-                       if len(self._pending[k]) < self.config.num_validation_batches}
+            missing = {k: self.config.curriculum.num_validation_batches - len(self._pending[k]) for k in self.keys
+                       if len(self._pending[k]) < self.config.curriculum.num_validation_batches}
             raise RuntimeError(f"{caller}: the evaluation at step {self._pending_step} is incomplete, losses still "
                                f"missing for {len(missing)} configuration(s) (e.g. {next(iter(missing))!r}); call "
                                "log_validation_loss for every (key, batch) that measure_validation_losses() yields")
+
+    # -- the seeds' older names -----------------------------------------------------------------------------
+
+    def get_validation_samples(self) -> list[tuple[str, dict[str, torch.Tensor]]]:
+        """The seeds' name for the held-out batches: ``list(measure_validation_losses())``."""
+        return list(self.measure_validation_losses())
+
+    def update(self, step_idx: int | None = None) -> bool:
+        """The seeds' explicit agent update (``update`` / ``_maybe_update_reward_model``). Birdie updates by
+        itself once the last validation loss of an evaluation is logged, so this only reports whether the
+        evaluation at ``step_idx`` (default: the latest) is complete and observed; it never decides twice."""
+        if self._pending:
+            return False
+        return self._last_eval_step is not None and step_idx in (None, self._last_eval_step)
+
+    def get_validation_losses(self) -> dict[str, float] | None:
+        """The seeds' name for the latest evaluation's mean validation loss per objective key (None before the
+        first complete evaluation)."""
+        return None if self._last_losses is None else dict(self._last_losses)
 
     # -- training ------------------------------------------------------------------------------------------
 
@@ -262,7 +216,9 @@ class Birdie:
             started = time.perf_counter()
             self._finish_decision()
             self.decision_wait_s += time.perf_counter() - started
-        return self._to_device(next(self.pipeline))
+        batch = self._to_device(next(self.pipeline))
+        self._batches_taken += 1
+        return batch
 
     def get_current_action(self) -> dict[str, float]:
         """The latest commanded mixture (a pending decision's is not): ``{objective_key: probability}``."""
@@ -274,6 +230,7 @@ class Birdie:
         return dict(zip(self.class_names, totals.tolist()))
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> Any:
+        batch = {key: batch[key] for key in self.config.batch_keys}
         if self.config.move_to_gpu_fn is not None:
             return self.config.move_to_gpu_fn(batch)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -337,17 +294,23 @@ def _as_float(loss: float | torch.Tensor) -> float:
     return float(loss)
 
 
+def _separator_ids(tokenizer: Any, text: str) -> tuple[int, ...]:
+    """The token ids of ``start_generating_paradigm``."""
+    ids = tuple(int(i) for i in tokenizer.encode(text))
+    if not ids:
+        raise ConfigError(f"start_generating_paradigm={text!r} encodes to no tokens; give visible text or None")
+    return ids
+
+
 def _decision_delay(requested: int | None, agent: Any) -> int:
-    """The decision delay in batches (see :class:`BirdieConfig`), validated against the agent's schedule."""
-    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 0):
-        raise ValueError(f"decision_delay_batches must be an int >= 0 (or None for the default), got {requested!r}")
+    """The decision delay in batches (see :class:`CurriculumConfig`), validated against the agent's schedule."""
     if not agent.learns:
         return requested or 0
     gap = agent.schedule.shortest_decision_gap()
     if requested is None:
         return min(DEFAULT_DECISION_DELAY, gap // 4)
     if requested >= gap:
-        raise ValueError(f"decision_delay_batches={requested} must be smaller than {gap}, the fewest steps between a "
+        raise ConfigError(f"decision_delay_batches={requested} must be smaller than {gap}, the fewest steps between a "
                          "decision and the next evaluation (its mixture must train before it is judged); lower the "
                          "delay or evaluate less often")
     return requested
@@ -361,3 +324,6 @@ def _rank_and_world_size(accelerator: Any) -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+__all__ = ["Birdie", "BirdieConfig", "CurriculumConfig", "DEFAULT_DECISION_DELAY", "SEED_BATCH_KEYS"]

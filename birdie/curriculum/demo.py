@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from birdie.curriculum import class_ids_of, make_agent
+from birdie.curriculum import BirdieAgentConfig, RewardModelConfig, class_ids_of, make_agent
 from birdie.curriculum.log import DecisionLog, decision_record
 
 
@@ -57,10 +57,12 @@ class ToyEnvironment:
 
 def run_agent_demo(total_steps: int = 8192, helpful_class: str = "selective_copying", seed: int = 0,
                    log_path: str | None = None, report: Callable[[dict[str, Any]], None] | None = None,
-                   **agent_options: Any) -> list[dict[str, Any]]:
+                   birdie_agent: BirdieAgentConfig | None = None,
+                   reward_model: RewardModelConfig | None = None) -> list[dict[str, Any]]:
     """Run the Birdie agent against :class:`ToyEnvironment` and return one decision record per evaluation.
 
-    ``report`` is called with every record as it is made; ``agent_options`` go to :func:`make_agent`.
+    ``report`` is called with every record as it is made; ``birdie_agent`` and ``reward_model`` configure the agent
+    (:func:`make_agent`).
     """
     from birdie.objectives import resolve_mixture
 
@@ -69,7 +71,8 @@ def run_agent_demo(total_steps: int = 8192, helpful_class: str = "selective_copy
     if helpful_class not in class_names:
         raise ValueError(f"unknown class {helpful_class!r}; classes: {', '.join(class_names)}")
     environment = ToyEnvironment(class_ids, class_names.index(helpful_class))
-    agent = make_agent("birdie", configs, total_steps, seed=seed, **agent_options)
+    agent = make_agent("birdie", configs, total_steps, birdie_agent=birdie_agent, reward_model=reward_model,
+                       seed=seed)
     rng = np.random.default_rng(seed + 1)
     losses = environment.initial_losses(rng)
     keys = [c.key for c in configs]
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         records = run_agent_demo(args.steps, helpful, args.seed, args.log, report=show,
-                                 num_candidates=args.candidates, train_steps=args.train_steps)
+                                 birdie_agent=BirdieAgentConfig(num_candidates=args.candidates),
+                                 reward_model=RewardModelConfig(train_steps=args.train_steps))
     except ValueError as error:
         print(f"birdie demo agent: {error}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from birdie.checks import check
+from birdie.checks import check, option
 from birdie.lazy import numba_disabled
 from birdie.models.scan import linear_scan
 
@@ -61,13 +61,13 @@ class RewardModelConfig:
         lr, weight_decay, grad_clip: AdamW learning rate, weight decay and gradient-norm clip.
     """
 
-    width: int = 256
-    num_layers: int = 4
-    state_expansion: int = 1
-    train_steps: int = 200
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    width: int = option(256, "reward model residual width (paper: 256)")
+    num_layers: int = option(4, "reward model Gated SSM blocks (paper: 4)")
+    state_expansion: int = option(1, "reward model recurrent state width = state_expansion * width")
+    train_steps: int = option(200, "AdamW steps on the whole history at every decision (paper: 200)")
+    lr: float = option(1e-3, "reward model AdamW learning rate")
+    weight_decay: float = option(0.1, "reward model AdamW weight decay")
+    grad_clip: float = option(1.0, "reward model gradient-norm clip")
 
     def __post_init__(self) -> None:
         for name in ("width", "num_layers", "state_expansion"):

@@ -17,9 +17,9 @@ so it starts at ``explore_start`` (0.5) when the agent takes control, decays alo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from birdie.checks import check
+from birdie.checks import check, is_int, option
 
 PAPER_EVAL_STEPS = (10, 50, 250, 500, 1000, 1500, 2000)
 
@@ -29,7 +29,8 @@ class Schedule:
     """Evaluation steps, warm-up and exploration for a run of ``total_steps`` training steps.
 
     Attributes:
-        total_steps: training steps in the run (the exploration horizon is tied to it).
+        total_steps: training steps in the run (the exploration horizon is tied to it); None in a configuration
+            means the run's own length (:meth:`for_run` fills it in).
         warmup_steps: the agent keeps the initial mixture before this step.
         eval_steps: explicit early evaluation steps (paper: 10, 50, 250, 500, 1000, 1500, 2000).
         eval_every: after the last of ``eval_steps``, evaluate every this many steps.
@@ -38,27 +39,44 @@ class Schedule:
         explore_fraction: fraction of the post-warm-up run over which exploration decays.
     """
 
-    total_steps: int
-    warmup_steps: int = 250
-    eval_steps: tuple[int, ...] = PAPER_EVAL_STEPS
-    eval_every: int = 1000
-    steps_between_evaluations: int | None = None
-    explore_start: float = 0.5
-    explore_end: float = 0.0
-    explore_fraction: float = 0.5
+    total_steps: int | None = option(None, "exploration horizon in steps (default: the run's steps)")
+    warmup_steps: int = option(250, "the mixture stays uniform over classes before this step (the agent's "
+                                    "warm-up, not the learning rate's)")
+    eval_steps: tuple[int, ...] = option(PAPER_EVAL_STEPS, "early evaluation steps (the paper's: 10, 50, 250, "
+                                                           "500, 1000, 1500, 2000)")
+    eval_every: int = option(1000, "after the last of eval_steps, evaluate every this many steps")
+    steps_between_evaluations: int | None = option(
+        None, "evaluate at every multiple of this instead of eval_steps/eval_every (the seeds' schedule)")
+    explore_start: float = option(0.5, "exploration probability when the agent takes control")
+    explore_end: float = option(0.0, "exploration probability at the end of its cosine decay")
+    explore_fraction: float = option(0.5, "fraction of the post-warm-up run over which exploration decays")
 
     def __post_init__(self) -> None:
-        check(self, "total_steps", self.total_steps >= 1, "must be >= 1")
-        check(self, "warmup_steps", self.warmup_steps >= 0, "must be >= 0")
-        check(self, "eval_every", self.eval_every >= 1, "must be >= 1")
-        check(self, "eval_steps", all(s >= 0 for s in self.eval_steps)
+        object.__setattr__(self, "eval_steps", tuple(self.eval_steps))
+        check(self, "total_steps", self.total_steps is None or (is_int(self.total_steps) and self.total_steps >= 1),
+              "must be >= 1 (or None for the run's steps)")
+        check(self, "warmup_steps", is_int(self.warmup_steps) and self.warmup_steps >= 0, "must be >= 0")
+        check(self, "eval_every", is_int(self.eval_every) and self.eval_every >= 1, "must be >= 1")
+        check(self, "eval_steps", all(is_int(s) and s >= 0 for s in self.eval_steps)
               and list(self.eval_steps) == sorted(set(self.eval_steps)), "must be distinct, increasing and >= 0")
         check(self, "steps_between_evaluations",
-              self.steps_between_evaluations is None or self.steps_between_evaluations >= 1,
+              self.steps_between_evaluations is None
+              or (is_int(self.steps_between_evaluations) and self.steps_between_evaluations >= 1),
               "must be >= 1 (or None for the paper schedule)")
         check(self, "explore_start", 0.0 <= self.explore_start <= 1.0, "must be in [0, 1]")
         check(self, "explore_end", 0.0 <= self.explore_end <= 1.0, "must be in [0, 1]")
         check(self, "explore_fraction", 0.0 < self.explore_fraction <= 1.0, "must be in (0, 1]")
+
+    def for_run(self, total_steps: int) -> "Schedule":
+        """This schedule for a run of ``total_steps`` steps (an explicit ``total_steps`` is kept)."""
+        return self if self.total_steps is not None else replace(self, total_steps=total_steps)
+
+    @property
+    def horizon(self) -> int:
+        """``total_steps``; raises when the schedule was not given a run length."""
+        if self.total_steps is None:
+            raise ValueError("Schedule.total_steps is None: call schedule.for_run(num_steps) first")
+        return self.total_steps
 
     def is_eval_step(self, step: int) -> bool:
         """True when validation losses are measured before training step ``step``."""
@@ -71,7 +89,7 @@ class Schedule:
 
     def evaluation_steps(self) -> list[int]:
         """Every evaluation step in ``[0, total_steps)``."""
-        return [step for step in range(self.total_steps) if self.is_eval_step(step)]
+        return [step for step in range(self.horizon) if self.is_eval_step(step)]
 
     def agent_in_control(self, step: int) -> bool:
         """True when an evaluation at ``step`` lets the agent choose a new mixture."""
@@ -88,7 +106,7 @@ class Schedule:
 
     def explore_probability(self, step: int) -> float:
         """The exploration probability ``eps(step)`` of the module docstring."""
-        span = self.explore_fraction * max(self.total_steps - self.warmup_steps, 1)
+        span = self.explore_fraction * max(self.horizon - self.warmup_steps, 1)
         progress = min(max((step - self.warmup_steps) / span, 0.0), 1.0)
         cosine = (1.0 + math.cos(math.pi * progress)) / 2.0
         return self.explore_end + (self.explore_start - self.explore_end) * cosine

@@ -33,6 +33,9 @@ class PipelineConfig:
             long (a stuck source); None waits forever.
         prompt_key, completion_key: with a ``supervised`` objective in the mixture, a mapping item holding both
             keys is a prompt/completion pair (:mod:`birdie.data.pairs`).
+        start_generating_ids: the separator between an example's prefix and target (the seeds'
+            ``start_generating_paradigm``, encoded); None: the tokenizer's ``<|begin_generating|>`` id. A separator
+            of ``s`` tokens makes every segment ``s - 1`` positions longer (:mod:`birdie.data.packing`).
     """
 
     batch_size: int = 8
@@ -53,6 +56,7 @@ class PipelineConfig:
     batch_timeout_s: float | None = 300.0
     prompt_key: str = "prefix"
     completion_key: str = "target"
+    start_generating_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "num_streams", "prefetch", "min_segment_tokens", "max_consecutive_skips",
@@ -73,3 +77,8 @@ class PipelineConfig:
             value = getattr(self, name)
             check(self, name, isinstance(value, str) and value != "", "must be a non-empty string")
         check(self, "completion_key", self.prompt_key != self.completion_key, "must differ from prompt_key")
+        if self.start_generating_ids is not None:
+            object.__setattr__(self, "start_generating_ids", tuple(int(i) for i in self.start_generating_ids))
+        check(self, "start_generating_ids", self.start_generating_ids is None
+              or 1 <= len(self.start_generating_ids) < self.sequence_length - self.min_segment_tokens,
+              "must be None or a non-empty tuple of token ids leaving room for examples in a row")

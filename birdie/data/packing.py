@@ -8,6 +8,11 @@ An example ``(prefix, target)`` becomes one segment of ``len(prefix) + len(targe
     segment_ids     [k] * (len(prefix) + len(target))        k = 1, 2, ... within the row
     position_ids    0, 1, ..., len(prefix) + len(target) - 1
 
+A separator of ``s`` tokens ``[g_1 .. g_s]`` in place of the one ``begin_generating`` id (the seeds'
+``start_generating_paradigm``) lengthens the segment by ``s - 1``: ``input_ids = prefix + [g_1 .. g_s] +
+target[:-1]``, ``label_ids = [-100] * (len(prefix) + s - 1) + target``; the separator is causal and ``g_s``
+predicts ``target[0]``, as the paper's begin-generating token does.
+
 Padding is ``input_ids = specials.pad``, ``label_ids = -100`` and 0 for the other three keys. ``attention_mask``
 is 1 exactly on bidirectional (prefix) positions: a position may attend to every position of its own segment
 whose mask is 1 and, causally, to every earlier position of its own segment. Nothing crosses a segment boundary.
@@ -18,6 +23,8 @@ assignments (no per-token Python).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -34,17 +41,24 @@ class BatchBuilder:
         batch_size: rows of the batch.
         sequence_length: positions per row.
         pad_id: ``input_ids`` value on padding (``tokenizer.specials.pad``).
-        begin_generating_id: the id placed between prefix and target (``tokenizer.specials.begin_generating``).
+        begin_generating_id: the id placed between prefix and target (``tokenizer.specials.begin_generating``),
+            or a sequence of ids (a multi-token separator; see the module docstring).
     """
 
-    def __init__(self, batch_size: int, sequence_length: int, pad_id: int, begin_generating_id: int) -> None:
+    def __init__(self, batch_size: int, sequence_length: int, pad_id: int,
+                 begin_generating_id: int | Sequence[int]) -> None:
         if batch_size < 1 or sequence_length < 2:
             raise ValueError(f"BatchBuilder needs batch_size >= 1 and sequence_length >= 2, got "
                              f"{batch_size} and {sequence_length}")
         self.batch_size = batch_size
         self.sequence_length = sequence_length
         self.pad_id = pad_id
-        self.begin_generating_id = begin_generating_id
+        self.separator = np.atleast_1d(np.asarray(begin_generating_id, dtype=np.int64))
+        if self.separator.ndim != 1 or len(self.separator) == 0:
+            raise ValueError(f"BatchBuilder needs a begin-generating id or a non-empty sequence of ids, got "
+                             f"{begin_generating_id!r}")
+        #: Positions a segment takes beyond ``len(prefix) + len(target)``.
+        self.extra = len(self.separator) - 1
         self._positions = np.arange(sequence_length, dtype=np.int64)
         self.buffer = np.zeros((len(BATCH_KEYS), batch_size, sequence_length), dtype=np.int64)
         self.buffer[0] = pad_id
@@ -92,19 +106,20 @@ class BatchBuilder:
         n, m = len(prefix), len(target)
         if m == 0:
             raise ValueError("cannot pack an example with an empty target")
-        length = n + m
+        extra = self.extra
+        length = n + m + extra
         if row is None:
             row = self.best_fit_row(length)
         start = self._used[row] if row >= 0 else 0
         if row < 0 or start + length > self.sequence_length:
             raise ValueError(f"an example of {length} positions does not fit: rows have {self.remaining.tolist()} free")
-        begin, end = start + n, start + length
+        begin, end = start + n + extra, start + length
         buffer = self.buffer
-        buffer[0, row, start:begin] = prefix
-        buffer[0, row, begin] = self.begin_generating_id
+        buffer[0, row, start:start + n] = prefix
+        buffer[0, row, start + n:begin + 1] = self.separator
         buffer[0, row, begin + 1:end] = target[:-1]
         buffer[1, row, begin:end] = target
-        buffer[2, row, start:begin] = 1
+        buffer[2, row, start:start + n] = 1
         self._segments[row] += 1
         buffer[3, row, start:end] = self._segments[row]
         buffer[4, row, start:end] = self._positions[:length]
@@ -129,7 +144,7 @@ def batch_to_torch(buffer: np.ndarray) -> dict[str, torch.Tensor]:
 
 def pack_examples(
     examples: list[tuple[np.ndarray, np.ndarray]], batch_size: int, sequence_length: int, pad_id: int,
-    begin_generating_id: int,
+    begin_generating_id: int | Sequence[int],
 ) -> dict[str, torch.Tensor]:
     """Pack ``(prefix, target)`` pairs in order with best fit into one batch (a convenience for tests and tools).
 

@@ -8,7 +8,7 @@ pipeline can ship it between processes, checkpoint it and resume from it exactly
 
 Per batch, until no row has ``min_segment_tokens`` free positions: take the rest of the current document (or
 read and tokenize the next one), draw an objective from the mixture, call it with ``budget`` = the largest free
-space of any row, and put the example in the row it fits most tightly (best fit). The document's leftover ids
+space of any row (less the positions a multi-token separator adds), and put the example in the row it fits most tightly (best fit). The document's leftover ids
 continue in the next segment, with a freshly drawn objective, and never get re-tokenized.
 
 Failures: an objective returning :class:`~birdie.objectives.base.Skip` is counted; after ``max_draws_per_piece``
@@ -160,14 +160,15 @@ class BatchStream:
         config = self.config
         rng = np.random.default_rng([*self.rng_key, batch_index])
         text_cdf, pair_cdf = (_cdf(np.where(self._serves_pairs == pairs, probs, 0.0)) for pairs in (False, True))
-        builder = BatchBuilder(config.batch_size, config.sequence_length, self.tokenizer.specials.pad,
-                               self.tokenizer.specials.begin_generating)
+        separator = config.start_generating_ids or self.tokenizer.specials.begin_generating
+        builder = BatchBuilder(config.batch_size, config.sequence_length, self.tokenizer.specials.pad, separator)
+        row_budget = config.sequence_length - builder.extra  # an example's positions in an empty row
         stats = BatchStats.zeros(len(self.objectives))
         counts = stats.objectives
         state = self.state
         skips = state.consecutive_skips
         failed_draws = unserved = 0
-        while (budget := builder.max_remaining) >= config.min_segment_tokens:
+        while (budget := builder.max_remaining - builder.extra) >= config.min_segment_tokens:
             if not len(state.carry):
                 self._next_document(stats)
             ids = state.carry
@@ -182,7 +183,7 @@ class BatchStream:
                 result = objective(ids, rng, budget, self.tokenizer)
             else:
                 result = objective.pair_example(state.prompt, ids, budget, self.tokenizer)
-                if isinstance(result, Skip) and objective.positions(state.prompt, ids) <= config.sequence_length:
+                if isinstance(result, Skip) and objective.positions(state.prompt, ids) <= row_budget:
                     builder.close_row(builder.roomiest_row())  # no row has room: the pair waits, whole
                     continue
             counts[k, 0] += 1
@@ -215,7 +216,7 @@ class BatchStream:
             failed_draws += 1
             if failed_draws >= config.max_draws_per_piece:
                 failed_draws = 0
-                if len(state.carry) <= budget or budget == config.sequence_length:
+                if len(state.carry) <= budget or budget == row_budget:
                     stats.dropped_tokens += len(state.carry)  # it had room: the piece itself is unusable
                     state.carry = EMPTY
                 else:

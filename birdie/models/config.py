@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from birdie.checks import check, is_int
+
 NORMS = ("rmsnorm", "layernorm")
 MLP_ACTIVATIONS = ("silu", "gelu_tanh")
 BIDIRECTIONAL_PATTERNS = ("none", "all", "alternate")
@@ -89,38 +91,29 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.family, str) or not self.family:
-            raise ValueError(f"ModelConfig.family={self.family!r} must be a non-empty family name")
+        check(self, "family", isinstance(self.family, str) and self.family != "", "must be a non-empty family name")
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_multiple_of", "conv_width", "chunk_size",
                      "max_seq_len"):
-            _require_positive_int(name, getattr(self, name))
+            check(self, name, _positive_int(getattr(self, name)), "must be a positive integer")
         for name in ("n_kv_heads", "head_dim", "mlp_hidden", "state_dim", "sliding_window"):
-            if getattr(self, name) is not None:
-                _require_positive_int(name, getattr(self, name))
-        if self.n_heads % self.kv_heads:
-            raise ValueError(
-                f"ModelConfig.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (grouped-query attention)"
-            )
-        if self.head_dim is None and self.d_model % self.n_heads:
-            raise ValueError(
-                f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
-                "set head_dim explicitly"
-            )
-        if self.head_size % 2:
-            raise ValueError(f"ModelConfig head size {self.head_size} must be even for RoPE")
-        _require_choice("mlp_activation", self.mlp_activation, MLP_ACTIVATIONS)
-        _require_choice("norm", self.norm, NORMS)
-        _require_choice("decay", self.decay, SUPRA_DECAYS)
+            value = getattr(self, name)
+            check(self, name, value is None or _positive_int(value), "must be a positive integer (or None)")
+        check(self, "n_kv_heads", self.n_heads % self.kv_heads == 0,
+              f"must divide n_heads={self.n_heads} (grouped-query attention)")
+        check(self, "d_model", self.head_dim is not None or self.d_model % self.n_heads == 0,
+              f"is not divisible by n_heads={self.n_heads}; set head_dim explicitly")
+        check(self, "head_dim", self.head_size % 2 == 0,
+              f"gives head size {self.head_size}, which must be even for RoPE")
+        for name, choices in (("mlp_activation", MLP_ACTIVATIONS), ("norm", NORMS), ("decay", SUPRA_DECAYS)):
+            check(self, name, getattr(self, name) in choices, f"must be one of {list(choices)}")
         for name in ("norm_eps", "rope_base", "init_std"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r} must be a positive number")
-        if not (isinstance(self.z_loss, (int, float)) and self.z_loss >= 0):
-            raise ValueError(f"ModelConfig.z_loss={self.z_loss!r} must be >= 0")
+            value = getattr(self, name)
+            check(self, name, isinstance(value, (int, float)) and value > 0, "must be a positive number")
+        check(self, "z_loss", isinstance(self.z_loss, (int, float)) and self.z_loss >= 0, "must be >= 0")
         self._validate_bidirectional()
         self._validate_rope_scaling()
-        if self.sliding_window is not None and self.family != "transformer":
-            raise ValueError(f"ModelConfig.sliding_window={self.sliding_window} is a Transformer option; family "
-                             f"{self.family!r} has no attention window (use None)")
+        check(self, "sliding_window", self.sliding_window is None or self.family == "transformer",
+              f"is a Transformer option; family {self.family!r} has no attention window (use None)")
         object.__setattr__(self, "options", dict(self.options))
 
     def _validate_rope_scaling(self) -> None:
@@ -128,28 +121,20 @@ class ModelConfig:
         if scaling is None:
             return
         kind = dict(scaling).get("rope_type")
-        if kind not in ROPE_SCALINGS:
-            raise ValueError(f"ModelConfig.rope_scaling rope_type={kind!r} must be one of {list(ROPE_SCALINGS)}")
+        check(self, "rope_scaling", kind in ROPE_SCALINGS, f"has rope_type={kind!r}; it must be one of {list(ROPE_SCALINGS)}")
         missing = [key for key in ROPE_SCALINGS[kind] if not isinstance(scaling.get(key), (int, float))]
-        if missing:
-            raise ValueError(f"ModelConfig.rope_scaling ({kind}) needs numeric {missing}")
+        check(self, "rope_scaling", not missing, f"({kind}) needs numeric {missing}")
         object.__setattr__(self, "rope_scaling", dict(scaling))
 
     def _validate_bidirectional(self) -> None:
         pattern = self.bidirectional_layers
         if isinstance(pattern, str):
-            if pattern not in BIDIRECTIONAL_PATTERNS:
-                raise ValueError(
-                    f"ModelConfig.bidirectional_layers={pattern!r} must be one of {list(BIDIRECTIONAL_PATTERNS)} "
-                    "or a tuple of layer indices"
-                )
+            check(self, "bidirectional_layers", pattern in BIDIRECTIONAL_PATTERNS,
+                  f"must be one of {list(BIDIRECTIONAL_PATTERNS)} or a tuple of layer indices")
             return
         layers = tuple(pattern)
-        bad = [i for i in layers if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.n_layers]
-        if bad:
-            raise ValueError(
-                f"ModelConfig.bidirectional_layers has {bad}, not layer indices in [0, {self.n_layers})"
-            )
+        bad = [i for i in layers if not is_int(i) or not 0 <= i < self.n_layers]
+        check(self, "bidirectional_layers", not bad, f"has {bad}, not layer indices in [0, {self.n_layers})")
         object.__setattr__(self, "bidirectional_layers", tuple(sorted(set(layers))))
 
     @property
@@ -213,11 +198,5 @@ class ModelConfig:
         return cls(**values)
 
 
-def _require_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"ModelConfig.{name}={value!r} must be a positive integer")
-
-
-def _require_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"ModelConfig.{name}={value!r} must be one of {list(choices)}")
+def _positive_int(value: Any) -> bool:
+    return is_int(value) and value > 0

@@ -1,45 +1,32 @@
 """The training configuration: nested dataclasses that validate their own fields.
 
-A :class:`TrainConfig` has one section per concern (``model``, ``data``, ``objectives``, ``train``,
-``optimizer``, ``schedule``, ``checkpoint``, ``logging``, ``distributed``). Every field carries a ``help`` text in
-its metadata; ``birdie train --help`` is generated from it, and every field can be set from a YAML/TOML file or with
-``--section.field value`` on the command line (see :mod:`birdie.train.config_io`).
+A :class:`TrainConfig` has one section per concern (``model``, ``data``, ``curriculum``, ``train``,
+``optimizer``, ``schedule``, ``checkpoint``, ``logging``, ``distributed``); a section may nest further dataclasses
+(``curriculum.schedule``, ``curriculum.birdie_agent``, ``curriculum.reward_model``: the curriculum's own
+:class:`~birdie.curriculum.config.CurriculumConfig`). Every leaf carries a ``help`` text in its metadata;
+``birdie train --help`` is generated from it, and every leaf can be set from a YAML/TOML file or with
+``--section.field value`` / ``--section.sub.field value`` on the command line (see :mod:`birdie.train.config_io`).
 
-Invalid values raise :class:`ConfigError` naming the dotted field, its value and the requirement, e.g.
-``optimizer.lr=-1.0 must be > 0``.
+Sections validate their fields with :func:`birdie.checks.check`; built through :mod:`birdie.train.config_io`, an
+invalid value raises :class:`ConfigError` naming the dotted field, its value and the requirement, e.g.
+``optimizer.lr=-1.0 must be > 0`` or ``curriculum.schedule.warmup_steps=-1 must be >= 0``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal
 
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the dotted field."""
-
-
-def option(default: Any, help: str) -> Any:
-    """A dataclass field with a default (a value, or a factory for lists and dicts) and a help text."""
-    if callable(default):
-        return field(default_factory=default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
-class Section:
-    """Base of the config sections: :meth:`require` raises a :class:`ConfigError` naming ``section.field``."""
-
-    section: ClassVar[str] = ""
-
-    def require(self, name: str, ok: bool, requirement: str) -> None:
-        if not ok:
-            raise ConfigError(f"{self.section}.{name}={getattr(self, name)!r} {requirement}")
+from birdie.checks import ConfigError, check, option
+from birdie.curriculum.config import CurriculumConfig
 
 
 @dataclass
-class ModelConfig(Section):
-    section: ClassVar[str] = "model"
+class ModelSection:
+    """Which model to train: a preset, its overrides, optional pretrained weights (the architecture itself is
+    :class:`birdie.models.config.ModelConfig`)."""
+
     preset: str = option("hawk-tiny", "model preset name (`birdie models list` shows them)")
     overrides: dict[str, Any] = option(dict, "preset overrides as a mapping, e.g. '{n_layers: 2, d_model: 64}'")
     pretrained: str | None = option(None, "uptraining: initialise the weights from an export or checkpoint dir")
@@ -47,12 +34,11 @@ class ModelConfig(Section):
     compile: bool = option(False, "wrap the model in torch.compile")
 
     def __post_init__(self) -> None:
-        self.require("preset", bool(self.preset), "must name a preset")
+        check(self, "preset", bool(self.preset), "must name a preset")
 
 
 @dataclass
-class DataConfig(Section):
-    section: ClassVar[str] = "data"
+class DataConfig:
     source: Literal["synthetic", "files", "shards", "callable", "open_lm"] = option(
         "synthetic", "synthetic stories | local text files (paths) | pre-tokenized shards (paths) | "
         "a Python callable (callable) | open_lm webdataset tars (paths: brace globs or manifest.jsonl)")
@@ -60,45 +46,25 @@ class DataConfig(Section):
     callable: str | None = option(None, "source=callable: 'module:function' with the signature "
                                         "ds(split, worker_id, num_workers, rng_seed) -> iterable")
     text_key: str = option("text", "field holding the text in each record")
-    prompt_key: str = option("prefix", "with objectives.mixture=supervised: field holding the prompt (bidirectional, "
+    prompt_key: str = option("prefix", "with curriculum.mixture=supervised: field holding the prompt (bidirectional, "
                                        "no loss) of a prompt/completion record")
-    completion_key: str = option("target", "with objectives.mixture=supervised: field holding the completion (the "
+    completion_key: str = option("target", "with curriculum.mixture=supervised: field holding the completion (the "
                                            "loss) of a prompt/completion record")
     tokenizer: str = option("bytes", "tokenizer spec: bytes | tiktoken:NAME | path of a tokenizer.json")
     num_workers: int = option(0, "pipeline worker processes per rank (0 = in the training process)")
     resampled: bool = option(False, "source=open_lm: draw shards with replacement (open_lm's --dataset-resampled)")
 
     def __post_init__(self) -> None:
-        self.require("num_workers", self.num_workers >= 0, "must be >= 0")
+        check(self, "num_workers", self.num_workers >= 0, "must be >= 0")
         if self.source in ("files", "shards", "open_lm"):
-            self.require("paths", bool(self.paths), f"must list at least one path when data.source={self.source}")
+            check(self, "paths", bool(self.paths), f"must list at least one path when data.source={self.source}")
         if self.source == "callable":
-            self.require("callable", bool(self.callable) and ":" in self.callable,
-                         "must be 'module:function' when data.source=callable")
+            check(self, "callable", bool(self.callable) and ":" in self.callable,
+                  "must be 'module:function' when data.source=callable")
 
 
 @dataclass
-class ObjectivesConfig(Section):
-    section: ClassVar[str] = "objectives"
-    mixture: str = option("birdie", "objective mixture: a named mixture (birdie, ul2, ul2_decoder, ntp), "
-                                    "demo (8 configurations for short rows), supervised (the records' own "
-                                    "prompt/completion pairs; use agent=fixed), or the path of a YAML/JSON list of "
-                                    "objective entries")
-    agent: Literal["birdie", "ul2", "ntp", "fixed", "uniform"] = option(
-        "birdie", "who sets the mixture: the Birdie reward agent, the UL2 or NTP mixtures, fixed ratios "
-                  "(objectives.ratios, default the mixture's own), or uniform over classes")
-    ratios: dict[str, float] = option(dict, "agent=fixed: objective name -> weight (default: uniform)")
-    agent_options: dict[str, Any] = option(
-        dict, "extra agent settings passed to the curriculum, e.g. '{steps_between_evaluations: 50}'")
-
-    def __post_init__(self) -> None:
-        self.require("ratios", all(isinstance(v, (int, float)) and v >= 0 for v in self.ratios.values()),
-                     "must map objective names to weights >= 0")
-
-
-@dataclass
-class TrainLoopConfig(Section):
-    section: ClassVar[str] = "train"
+class TrainLoopConfig:
     steps: int = option(300, "optimizer steps to train for")
     sequence_length: int = option(256, "tokens per row")
     batch_size: int = option(16, "global batch in rows per optimizer step (over all ranks and micro-steps)")
@@ -111,17 +77,16 @@ class TrainLoopConfig(Section):
     out: str = option("runs/birdie", "output directory (metrics, plots, checkpoints, export)")
 
     def __post_init__(self) -> None:
-        self.require("steps", self.steps >= 1, "must be >= 1")
-        self.require("sequence_length", self.sequence_length >= 16, "must be >= 16")
-        self.require("batch_size", self.batch_size >= 1, "must be >= 1")
-        self.require("grad_accum", self.grad_accum >= 1, "must be >= 1")
-        self.require("batch_size", self.batch_size % self.grad_accum == 0,
-                     f"must be divisible by train.grad_accum={self.grad_accum}")
+        check(self, "steps", self.steps >= 1, "must be >= 1")
+        check(self, "sequence_length", self.sequence_length >= 16, "must be >= 16")
+        check(self, "batch_size", self.batch_size >= 1, "must be >= 1")
+        check(self, "grad_accum", self.grad_accum >= 1, "must be >= 1")
+        check(self, "batch_size", self.batch_size % self.grad_accum == 0,
+              f"must be divisible by train.grad_accum={self.grad_accum}")
 
 
 @dataclass
-class OptimizerConfig(Section):
-    section: ClassVar[str] = "optimizer"
+class OptimizerConfig:
     lr: float = option(3e-3, "peak learning rate (AdamW)")
     betas: list[float] = option(lambda: [0.9, 0.95], "AdamW betas")
     eps: float = option(1e-8, "AdamW epsilon")
@@ -130,30 +95,28 @@ class OptimizerConfig(Section):
     z_loss: float = option(0.0, "z-loss coefficient: adds z_loss * mean(logsumexp(logits)^2) over target tokens")
 
     def __post_init__(self) -> None:
-        self.require("lr", math.isfinite(self.lr) and self.lr > 0, "must be > 0")
-        self.require("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-                     "must be two numbers in [0, 1)")
-        self.require("eps", self.eps > 0, "must be > 0")
-        self.require("weight_decay", self.weight_decay >= 0, "must be >= 0")
-        self.require("grad_clip", self.grad_clip >= 0, "must be >= 0")
-        self.require("z_loss", self.z_loss >= 0, "must be >= 0")
+        check(self, "lr", math.isfinite(self.lr) and self.lr > 0, "must be > 0")
+        check(self, "betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+              "must be two numbers in [0, 1)")
+        check(self, "eps", self.eps > 0, "must be > 0")
+        check(self, "weight_decay", self.weight_decay >= 0, "must be >= 0")
+        check(self, "grad_clip", self.grad_clip >= 0, "must be >= 0")
+        check(self, "z_loss", self.z_loss >= 0, "must be >= 0")
 
 
 @dataclass
-class ScheduleConfig(Section):
-    section: ClassVar[str] = "schedule"
+class ScheduleConfig:
     warmup_steps: int = option(30, "linear warm-up from 0 to optimizer.lr over this many steps")
     decay: Literal["cosine", "linear", "constant"] = option("cosine", "decay after the warm-up")
     final_lr_ratio: float = option(0.1, "final learning rate as a fraction of optimizer.lr")
 
     def __post_init__(self) -> None:
-        self.require("warmup_steps", self.warmup_steps >= 0, "must be >= 0")
-        self.require("final_lr_ratio", 0 <= self.final_lr_ratio <= 1, "must be in [0, 1]")
+        check(self, "warmup_steps", self.warmup_steps >= 0, "must be >= 0")
+        check(self, "final_lr_ratio", 0 <= self.final_lr_ratio <= 1, "must be in [0, 1]")
 
 
 @dataclass
-class CheckpointConfig(Section):
-    section: ClassVar[str] = "checkpoint"
+class CheckpointConfig:
     save_every: int = option(0, "save the full training state every N steps (0 = only at the end)")
     milestone_every: int = option(0, "keep the checkpoints of every N-th step as milestones (0 = keep only "
                                      "the latest)")
@@ -161,13 +124,12 @@ class CheckpointConfig(Section):
     export: bool = option(True, "write OUT/export (safetensors + config.json + tokenizer) at the end")
 
     def __post_init__(self) -> None:
-        self.require("save_every", self.save_every >= 0, "must be >= 0")
-        self.require("milestone_every", self.milestone_every >= 0, "must be >= 0")
+        check(self, "save_every", self.save_every >= 0, "must be >= 0")
+        check(self, "milestone_every", self.milestone_every >= 0, "must be >= 0")
 
 
 @dataclass
-class LoggingConfig(Section):
-    section: ClassVar[str] = "logging"
+class LoggingConfig:
     log_every: int = option(10, "write a metrics.jsonl line every N steps (and at evaluations)")
     progress: bool = option(True, "show a progress bar (rank 0)")
     tensorboard: bool = option(False, "also log to OUT/tensorboard (needs the tensorboard package)")
@@ -177,12 +139,11 @@ class LoggingConfig(Section):
     plots: bool = option(True, "write OUT/plots/*.png at the end")
 
     def __post_init__(self) -> None:
-        self.require("log_every", self.log_every >= 1, "must be >= 1")
+        check(self, "log_every", self.log_every >= 1, "must be >= 1")
 
 
 @dataclass
-class DistributedConfig(Section):
-    section: ClassVar[str] = "distributed"
+class DistributedConfig:
     mesh: str = option("-1,1,1", "device mesh 'dp,fsdp,tp' as in EasyLM's mesh_dim; one entry may be -1 "
                                  "(inferred); dp>1 alone = DDP, fsdp>1 = FSDP2 (HSDP with dp>1), tp>1 = tensor "
                                  "parallel (Transformer presets)")
@@ -192,16 +153,16 @@ class DistributedConfig(Section):
     def __post_init__(self) -> None:
         parts = self.mesh.split(",")
         ok = len(parts) == 3 and all(p.strip().lstrip("-").isdigit() for p in parts)
-        self.require("mesh", ok, "must be three integers 'dp,fsdp,tp', e.g. '-1,1,1' or '1,-1,1'")
+        check(self, "mesh", ok, "must be three integers 'dp,fsdp,tp', e.g. '-1,1,1' or '1,-1,1'")
         sizes = [int(p) for p in parts]
-        self.require("mesh", sizes.count(-1) <= 1 and all(s == -1 or s >= 1 for s in sizes),
-                     "entries must be >= 1, with at most one -1")
+        check(self, "mesh", sizes.count(-1) <= 1 and all(s == -1 or s >= 1 for s in sizes),
+              "entries must be >= 1, with at most one -1")
 
 
-SECTIONS: dict[str, type[Section]] = {
-    "model": ModelConfig,
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
     "data": DataConfig,
-    "objectives": ObjectivesConfig,
+    "curriculum": CurriculumConfig,
     "train": TrainLoopConfig,
     "optimizer": OptimizerConfig,
     "schedule": ScheduleConfig,
@@ -215,9 +176,9 @@ SECTIONS: dict[str, type[Section]] = {
 class TrainConfig:
     """The whole run's configuration (defaults: hawk-tiny on the synthetic stories under the Birdie agent)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
-    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -226,10 +187,26 @@ class TrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain nested dict (what ``OUT/config.yaml`` holds)."""
-        return asdict(self)
+        """Plain nested dict of YAML types (what ``OUT/config.yaml`` holds; tuples become lists)."""
+        return _plain(asdict(self))
 
 
-def section_fields(section: type[Section]) -> list[Any]:
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def section_fields(section: type) -> list[Any]:
     """The configurable fields of a section class, in declaration order."""
-    return [f for f in fields(section) if f.name != "section"]
+    return list(fields(section))
+
+
+def is_section(tp: Any) -> bool:
+    """True for a field type that is itself a section (a nested dataclass)."""
+    return isinstance(tp, type) and is_dataclass(tp)
+
+
+__all__ = ["SECTIONS", "ConfigError", "CurriculumConfig", "TrainConfig", "is_section", "option", "section_fields"]

@@ -1,40 +1,55 @@
-"""Reading, overriding and writing :class:`~birdie.train.config.TrainConfig`.
+"""Reading, overriding and writing :class:`~birdie.train.config.TrainConfig`, a tree of dataclasses.
 
-Precedence: the defaults, then a YAML or TOML file (``--config``), then ``--section.field value`` flags. Values
-from files keep their YAML/TOML types; values from the command line are strings coerced to the field's type
+Precedence: the defaults, then a YAML or TOML file (``--config``), then ``--section.field value`` flags (a nested
+section's leaves are ``--section.sub.field``, e.g. ``--curriculum.schedule.warmup_steps 100``). Values from files
+keep their YAML/TOML types; values from the command line are strings coerced to the field's type
 (``--optimizer.betas 0.9,0.99``, ``--model.overrides '{n_layers: 2}'``, ``--checkpoint.resume none``). Every
-mistake -- an unknown section or field, a value of the wrong type, a value out of range -- raises
-:class:`ConfigError` naming the dotted field.
+mistake -- an unknown section or field, a value of the wrong type, a value out of range, a key of the old layout
+(``objectives.*``) -- raises :class:`ConfigError` naming the dotted field.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 import yaml
 
-from birdie.train.config import SECTIONS, ConfigError, Section, TrainConfig, section_fields
+from birdie.train.config import SECTIONS, ConfigError, TrainConfig, is_section, section_fields
 
 _UNIONS = (typing.Union, types.UnionType)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def _hints(section: type[Section]) -> dict[str, Any]:
+def _hints(section: type) -> dict[str, Any]:
     return typing.get_type_hints(section)
 
 
+def config_leaves(cls: type = TrainConfig, path: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf field under ``cls`` as ``(dotted name, field, type)``, sections depth first."""
+    hints = _hints(cls)
+    for f in section_fields(cls):
+        name = f"{path}.{f.name}" if path else f.name
+        if is_section(hints[f.name]):
+            yield from config_leaves(hints[f.name], name)
+        else:
+            yield name, f, hints[f.name]
+
+
 def _describe(tp: Any) -> str:
+    if tp is type(None) or tp is Any:
+        return "None" if tp is type(None) else "entries"
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Literal:
         return "|".join(str(a) for a in args)
     if origin in _UNIONS:
         return " or ".join(_describe(a) for a in args)
-    if origin is list:
+    if origin in (list, tuple):
         return f"list of {_describe(args[0])}"
     if origin is dict:
         return "mapping"
@@ -44,12 +59,18 @@ def _describe(tp: Any) -> str:
 def coerce(name: str, tp: Any, value: Any) -> Any:
     """``value`` (a string from the command line, or a YAML/TOML value) as type ``tp``; ``name`` is for errors."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
     if origin in _UNIONS:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None
-        inner = [a for a in args if a is not type(None)]
-        return coerce(name, inner[0], value)
+        for inner in (a for a in args if a is not type(None)):
+            try:
+                return coerce(name, inner, value)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}={value!r} is not a valid {_describe(tp)}")
     try:
         if origin is Literal:
             if value not in args:
@@ -73,6 +94,8 @@ def coerce(name: str, tp: Any, value: Any) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
+        if origin is tuple:
+            return tuple(coerce(name, list[args[0]], value))
         if origin is list:
             items = value
             if isinstance(value, str):
@@ -96,22 +119,53 @@ def coerce(name: str, tp: Any, value: Any) -> Any:
 def build_config(values: Mapping[str, Mapping[str, Any]] | None = None) -> TrainConfig:
     """A validated config from nested ``{section: {field: value}}`` (missing fields keep their defaults)."""
     values = dict(values or {})
+    if "objectives" in values:
+        raise ConfigError(_moved_objectives(values["objectives"]))
     unknown = sorted(set(values) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
-    sections = {}
-    for name, cls in SECTIONS.items():
-        given = values.get(name) or {}
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"config section {name!r} must be a mapping of fields, got {given!r}")
-        hints = _hints(cls)
-        valid = [f.name for f in section_fields(cls)]
-        bad = sorted(set(given) - set(valid))
-        if bad:
-            raise ConfigError(f"unknown field(s) {', '.join(f'{name}.{b}' for b in bad)}; valid: "
-                              f"{', '.join(f'{name}.{v}' for v in valid)}")
-        sections[name] = cls(**{k: coerce(f"{name}.{k}", hints[k], v) for k, v in given.items()})
-    return TrainConfig(**sections)
+    return TrainConfig(**{name: _build(cls, values.get(name) or {}, name) for name, cls in SECTIONS.items()})
+
+
+def _build(cls: type, given: Any, path: str) -> Any:
+    """Section ``cls`` at dotted ``path`` from a mapping (nested sections recursively); errors name the path."""
+    if isinstance(given, cls):
+        return given
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"config section {path!r} must be a mapping of fields, got {given!r}")
+    hints = _hints(cls)
+    valid = [f.name for f in section_fields(cls)]
+    bad = sorted(set(given) - set(valid))
+    if bad:
+        raise ConfigError(f"unknown field(s) {', '.join(f'{path}.{b}' for b in bad)}; valid: "
+                          f"{', '.join(f'{path}.{v}' for v in valid)}")
+    kwargs = {k: _build(hints[k], v, f"{path}.{k}") if is_section(hints[k]) else coerce(f"{path}.{k}", hints[k], v)
+              for k, v in given.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise error.at(path) from None
+
+
+def _moved_objectives(old: Any) -> str:
+    """The error for the replaced ``objectives`` section: each key given and the field that replaces it."""
+    moves = []
+    for key, value in (old.items() if isinstance(old, Mapping) else []):
+        if key == "agent_options" and isinstance(value, str):
+            value = yaml.safe_load(value)
+        if key == "agent_options" and isinstance(value, Mapping):
+            moves += [f"objectives.agent_options.{k} -> {_new_field(k)}" for k in value]
+        else:
+            moves.append(f"objectives.{key} -> {_new_field(key)}")
+    detail = "; ".join(moves) if moves else "objectives.FIELD -> curriculum.FIELD"
+    return f"config section 'objectives' was replaced by 'curriculum': {detail} (see birdie train --help)"
+
+
+def _new_field(name: str) -> str:
+    """The dotted ``curriculum`` leaf called ``name`` (``schedule.warmup_steps`` for ``warmup_steps``)."""
+    matches = [path for path, _, _ in config_leaves(SECTIONS["curriculum"], "curriculum")
+               if path.rsplit(".", 1)[-1] == name]
+    return matches[0] if matches else "no such setting (valid: the curriculum.* fields of birdie train --help)"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -136,15 +190,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``{"section.field": value}`` overrides applied (``base`` is not modified)."""
-    merged = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    """``base`` with ``{"section.field": value}`` / ``{"section.sub.field": value}`` overrides applied (``base`` is
+    not modified)."""
+    merged = _copy(base)
     for key, value in dotted.items():
-        section, _, name = key.partition(".")
-        if not name:
-            raise ConfigError(f"override {key!r} must be 'section.field'")
-        merged.setdefault(section, {})
-        merged[section][name] = value
+        *sections, name = key.split(".")
+        if not sections or not name:
+            raise ConfigError(f"override {key!r} must be 'section.field' (or 'section.sub.field')")
+        target = merged
+        for depth, section in enumerate(sections):
+            target = target.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {key!r}: {'.'.join(sections[:depth + 1])} is not a section")
+        target[name] = value
     return merged
+
+
+def _copy(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
@@ -153,16 +216,28 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--section.field`` option per config field, documented from the field's help text."""
-    for name, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{name} (--{name}.FIELD)")
-        hints = _hints(cls)
-        defaults = cls()
-        for f in section_fields(cls):
-            default = getattr(defaults, f.name)
-            group.add_argument(
-                f"--{name}.{f.name}", dest=f"{name}.{f.name}", default=argparse.SUPPRESS, metavar=_metavar(hints[f.name]),
-                help=f"{f.metadata['help']} (default: {default!r})".replace("%", "%%"))
+    """Add one ``--section.field`` option per leaf field (``--section.sub.field`` in nested sections), documented
+    from the field's help text, and hidden options for the old ``objectives.*`` keys (so that using one names its
+    replacement instead of failing as an unknown option)."""
+    groups: dict[str, Any] = {}
+    defaults = TrainConfig()
+    for name, f, tp in config_leaves():
+        section = name.rsplit(".", 1)[0]
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"{section} (--{section}.FIELD)")
+        default = _value_at(defaults, name)
+        groups[section].add_argument(
+            f"--{name}", dest=name, default=argparse.SUPPRESS, metavar=_metavar(tp),
+            help=f"{f.metadata['help']} (default: {default!r})".replace("%", "%%"))
+    for old in ("mixture", "agent", "ratios", "agent_options"):
+        parser.add_argument(f"--objectives.{old}", dest=f"objectives.{old}", default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+
+
+def _value_at(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def _metavar(tp: Any) -> str:
@@ -172,4 +247,4 @@ def _metavar(tp: Any) -> str:
 
 def dotted_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--section.field`` values given on the command line."""
-    return {k: v for k, v in vars(args).items() if "." in k and k.split(".", 1)[0] in SECTIONS}
+    return {k: v for k, v in vars(args).items() if "." in k and k.split(".", 1)[0] in {*SECTIONS, "objectives"}}

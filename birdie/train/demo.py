@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from birdie.curriculum.config import AGENT_KINDS, SELF_MIXTURE_AGENTS
+
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 PROMPTS = 3
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the demo config's)")
     parser.add_argument("--model", default=None, help="model preset (default: hawk-tiny; try gated-ssm-tiny)")
-    parser.add_argument("--agent", default=None, choices=("birdie", "ul2", "ntp", "fixed", "uniform"),
+    parser.add_argument("--agent", default=None, choices=AGENT_KINDS,
                         help="who sets the mixture (default: birdie)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
 
@@ -30,11 +32,11 @@ def demo_config(args: argparse.Namespace):
     from birdie.train.config_io import build_config, merge, read_config_file
 
     overrides = {"train.out": args.out, "train.device": "cpu"}
-    for flag, field in (("steps", "train.steps"), ("model", "model.preset"), ("agent", "objectives.agent")):
+    for flag, field in (("steps", "train.steps"), ("model", "model.preset"), ("agent", "curriculum.agent")):
         if getattr(args, flag) is not None:
             overrides[field] = getattr(args, flag)
-    if args.agent in ("ul2", "ntp"):
-        overrides["objectives.mixture"] = args.agent
+    if args.agent in SELF_MIXTURE_AGENTS:
+        overrides["curriculum.mixture"] = None  # the agent is its own mixture, not the demo's
     if args.no_progress:
         overrides["logging.progress"] = False
     return build_config(merge(read_config_file(DEMO_CONFIG), overrides))
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = demo_config(args)
-        print(f"birdie demo: {config.model.preset} on synthetic stories, {config.objectives.agent} curriculum, "
+        print(f"birdie demo: {config.model.preset} on synthetic stories, {config.curriculum.agent} curriculum, "
               f"{config.train.steps} steps of {config.train.batch_size} x {config.train.sequence_length} tokens")
         started = time.perf_counter()
         summary = train(config)

@@ -20,7 +20,7 @@ import torch
 from birdie.train import checkpoint as ckpt
 from birdie.train.config import ConfigError, TrainConfig
 from birdie.train.config_io import save_config
-from birdie.train.data import build_curriculum
+from birdie.train.curriculum_setup import build_curriculum
 from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
 from birdie.train.export import export_model, load_weights, read_weights, write_model_files
 from birdie.train.metrics import MetricsLogger

@@ -15,7 +15,7 @@ from birdie.curriculum.candidates import (
     uniform_over_classes,
 )
 from birdie.objectives import mixture_probabilities, resolve_mixture
-from .helpers import FAST, toy_losses
+from .helpers import FAST, fast, toy_losses
 
 CLASS_IDS = np.array([0, 1, 1, 1, 2, 2])
 
@@ -88,10 +88,12 @@ def test_factory_errors_name_the_problem():
     birdie_configs = resolve_mixture("birdie")
     with pytest.raises(ValueError, match="valid kinds: birdie, ul2, ntp, uniform, fixed"):
         make_agent("ppo", birdie_configs, 100)
-    with pytest.raises(ValueError, match="trains on the 'ul2' mixture"):
+    with pytest.raises(ValueError, match="trains on its own mixture"):
         make_agent("ul2", birdie_configs, 100)
-    with pytest.raises(ValueError, match="unknown agent option.*num_candidate.*valid:.*num_candidates"):
+    with pytest.raises(TypeError, match="num_candidate"):
         make_agent("birdie", birdie_configs, 100, num_candidate=5)
+    with pytest.raises(ValueError, match="ratios are read by kind 'fixed' only"):
+        make_agent("uniform", birdie_configs, 100, ratios=[1.0] * len(birdie_configs))
     with pytest.raises(ValueError, match="one per configuration"):
         make_agent("fixed", birdie_configs[:2], 100, ratios=[1.0])
     assert make_agent("ntp", None, 10).configs == resolve_mixture("ntp")
@@ -119,7 +121,7 @@ def test_resume_decides_exactly_like_an_uninterrupted_run():
     torch.save(first.state_dict(), buffer)
     run_agent(first, steps[4:6])  # the saved state must not alias the live agent
     buffer.seek(0)
-    resumed = BirdieAgent(CLASS_IDS, schedule, **_configs({**FAST, "seed": 123}))
+    resumed = BirdieAgent(CLASS_IDS, schedule, **_configs(fast(123)))
     resumed.load_state_dict(torch.load(buffer, weights_only=False))
     continued = run_agent(resumed, steps[4:])
     assert sum(d.decided for d in continued) == 3
@@ -135,8 +137,4 @@ def test_load_state_dict_of_another_kind_fails():
 
 
 def _configs(options):
-    from birdie.curriculum import BirdieAgentConfig, RewardModelConfig
-
-    agent_fields = {"num_candidates", "num_proposals", "top_k", "proposal_floor", "seed"}
-    return {"config": BirdieAgentConfig(**{k: v for k, v in options.items() if k in agent_fields}),
-            "model_config": RewardModelConfig(**{k: v for k, v in options.items() if k not in agent_fields})}
+    return {"config": options["birdie_agent"], "model_config": options["reward_model"]}

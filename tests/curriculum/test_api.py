@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from birdie import Birdie
 from birdie.tokenizers import ByteTokenizer
 
-from .helpers import FAST
+from .helpers import FAST_SECTIONS, readme_loop
 
 OBJECTIVES = [{"name": "next_token_prediction"}, {"name": "infilling"}, {"name": "copying"}]
 
@@ -32,26 +32,10 @@ def small_config(tmp_path, **overrides):
     config = {
         "tokenizer": ByteTokenizer(), "pretraining_objectives": OBJECTIVES, "batch_size": 2,
         "max_sequence_length": 128, "num_workers": 0, "total_steps": 40, "steps_between_evaluations": 10,
-        "warmup_steps": 10, "seed": 0, "agent_options": dict(FAST), "log_path": str(tmp_path / "decisions.jsonl"),
+        "warmup_steps": 10, "seed": 0, **FAST_SECTIONS, "log_path": str(tmp_path / "decisions.jsonl"),
     }
     config.update(overrides)
     return config
-
-
-def readme_loop(birdie, model, optimizer, steps):
-    """The seeds' README training loop, as written there (plus the user's optimizer)."""
-    for step_idx in steps:
-        if birdie.time_for_eval(step_idx):
-            model.eval()
-            for (objective_name, batch) in birdie.measure_validation_losses():
-                loss = model(**batch)
-                birdie.log_validation_loss(key=objective_name, loss=loss, step_idx=step_idx)
-            model.train()
-        sample = birdie.get_next_training_sample()
-        loss = model(**sample)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
 
 def test_readme_training_loop_runs_and_logs_every_decision(tmp_path):

@@ -11,8 +11,8 @@ from birdie.curriculum import Schedule, make_agent
 from birdie.objectives import resolve_mixture
 from birdie.tokenizers import ByteTokenizer
 
-from .helpers import FAST, toy_losses
-from .test_api import UserModel, interrupted_and_uninterrupted, readme_loop, small_config
+from .helpers import FAST, readme_loop, toy_losses
+from .test_api import UserModel, interrupted_and_uninterrupted, small_config
 
 
 def evaluate(birdie, step):
@@ -47,9 +47,9 @@ def test_default_delay_and_bad_delays(tmp_path):
         assert birdie.decision_delay == 32  # the paper schedule's shortest gap is 250
     with pytest.raises(ValueError, match="decision_delay_batches=10 must be smaller than 10"):
         Birdie(small_config(tmp_path, decision_delay_batches=10))
-    with pytest.raises(ValueError, match="decision_delay_batches must be an int >= 0"):
+    with pytest.raises(ValueError, match="decision_delay_batches=-1 must be an int >= 0"):
         Birdie(small_config(tmp_path, decision_delay_batches=-1))
-    with pytest.raises(ValueError, match="background_decisions must be True, False or None"):
+    with pytest.raises(ValueError, match="background_decisions='yes' must be True, False or None"):
         Birdie(small_config(tmp_path, background_decisions="yes"))
     with Birdie(small_config(tmp_path, log_path=None, agent="uniform", decision_delay_batches=50)) as birdie:
         assert birdie.decision_delay == 50  # static agents never decide, so any delay is harmless
@@ -156,7 +156,8 @@ def test_resume_with_a_pending_decision_continues_like_an_uninterrupted_run(tmp_
 
 
 def test_agent_refuses_a_new_observation_while_one_is_pending():
-    agent = make_agent("birdie", resolve_mixture("ntp") + resolve_mixture("ul2"), 1000, warmup_steps=0, **FAST)
+    agent = make_agent("birdie", resolve_mixture("ntp") + resolve_mixture("ul2"), 1000,
+                       schedule=Schedule(warmup_steps=0), **FAST)
     agent.observe(0, toy_losses(0, agent.num_configs))
     pending = agent.begin_observation(10, toy_losses(10, agent.num_configs))
     with pytest.raises(RuntimeError, match="step 10 is still pending"):

@@ -5,13 +5,14 @@ import argparse
 import numpy as np
 import pytest
 
-from birdie.curriculum import demo
+from birdie.curriculum import BirdieAgentConfig, RewardModelConfig, demo
 
 
 def test_agent_learns_to_favour_the_helpful_class():
     # A smaller agent than the defaults (to keep the test fast) on a seeded, deterministic run.
     records = demo.run_agent_demo(total_steps=6000, helpful_class="selective_copying", seed=2,
-                                  num_candidates=256, num_proposals=64, width=64, num_layers=2, train_steps=60)
+                                  birdie_agent=BirdieAgentConfig(num_candidates=256, num_proposals=64),
+                                  reward_model=RewardModelConfig(width=64, num_layers=2, train_steps=60))
     shares = [r["class_mixture"]["selective_copying"] for r in records]
     assert shares[0] == pytest.approx(1 / 7)
     assert np.mean(shares[-3:]) > 0.5  # more than 3.5x the uniform share

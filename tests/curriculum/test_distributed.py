@@ -9,11 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from birdie.curriculum import make_agent
+from birdie.curriculum import Schedule, make_agent
 from birdie.curriculum.agent import decision_executor
 from birdie.objectives import resolve_mixture
 
-from .helpers import FAST, toy_losses
+from .helpers import FAST, fast, toy_losses
 
 TOTAL_STEPS = 600
 
@@ -28,7 +28,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, background: boo
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         # Different seeds per rank: without the broadcast the ranks' decisions would differ.
-        agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, **{**FAST, "seed": rank})
+        agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, **fast(rank))
         actions, losses = [], []
         with decision_executor() as executor:
             for step in agent.schedule.evaluation_steps():
@@ -46,7 +46,8 @@ def _failing_worker(rank: int, world_size: int, port: int, out_dir: str, backgro
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, warmup_steps=0, **FAST)
+        agent = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, schedule=Schedule(warmup_steps=0),
+                           **FAST)
 
         def broken(step, losses):
             raise FloatingPointError("reward model diverged")
@@ -81,7 +82,7 @@ def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path, background):
     np.testing.assert_array_equal(ranks[0]["actions"], ranks[1]["actions"])
     np.testing.assert_array_equal(ranks[0]["losses"], ranks[1]["losses"])
 
-    single = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, **{**FAST, "seed": 0})
+    single = make_agent("birdie", resolve_mixture("ul2"), TOTAL_STEPS, **fast(0))
     for index, step in enumerate(single.schedule.evaluation_steps()):
         mean = (local_losses(step, 0, single.num_configs) + local_losses(step, 1, single.num_configs)) / 2
         decision = single.observe(step, mean)

@@ -90,9 +90,10 @@ def tiny_config(out, **values):
 
     base = {
         "model.preset": "transformer-tiny",
-        "objectives.mixture": "demo",
-        "objectives.agent_options": {"warmup_steps": 1, "steps_between_evaluations": 2, "num_validation_batches": 1,
-                                     "validation_batch_size": 2, "train_steps": 5, "num_candidates": 64},
+        "curriculum.mixture": "demo",
+        "curriculum.schedule.warmup_steps": 1, "curriculum.schedule.steps_between_evaluations": 2,
+        "curriculum.num_validation_batches": 1, "curriculum.validation_batch_size": 2,
+        "curriculum.reward_model.train_steps": 5, "curriculum.birdie_agent.num_candidates": 64,
         "train.steps": 4, "train.sequence_length": 256, "train.batch_size": 2, "train.device": "cpu",
         "train.out": str(out),
         "schedule.warmup_steps": 1,

@@ -48,9 +48,9 @@ def test_bf16_autocast_and_cosine_decay(tmp_path):
 
 @pytest.mark.parametrize("agent", ["ul2", "ntp", "uniform"])
 def test_static_agents_keep_their_mixture(tmp_path, agent):
-    values = {"objectives.agent": agent, "model.preset": "gated-ssm-tiny", "train.steps": 2}
+    values = {"curriculum.agent": agent, "model.preset": "gated-ssm-tiny", "train.steps": 2}
     if agent in ("ul2", "ntp"):
-        values["objectives.mixture"] = agent
+        values["curriculum.mixture"] = None  # the agent's own mixture
     _, records = _run(tmp_path, **values)
     assert records[0]["mixture"] == records[-1]["mixture"]
     if agent == "ntp":
@@ -58,13 +58,13 @@ def test_static_agents_keep_their_mixture(tmp_path, agent):
 
 
 def test_fixed_ratios_by_class_or_configuration(tmp_path):
-    _, records = _run(tmp_path, **{"objectives.agent": "fixed", "train.steps": 2,
-                                   "objectives.ratios": {"infilling": 2.0, "next_token_prediction": 2.0}})
+    _, records = _run(tmp_path, **{"curriculum.agent": "fixed", "train.steps": 2,
+                                   "curriculum.ratios": {"infilling": 2.0, "next_token_prediction": 2.0}})
     mixture = records[-1]["mixture"]
     assert mixture["next_token_prediction"] == pytest.approx(0.5)
     assert sum(v for k, v in mixture.items() if k.startswith("infilling")) == pytest.approx(0.5)
-    with pytest.raises(ConfigError, match="objectives.ratios names nonsense"):
-        train(tiny_config(tmp_path / "bad", **{"objectives.agent": "fixed", "objectives.ratios": {"nonsense": 1}}))
+    with pytest.raises(ConfigError, match=r"curriculum\.ratios=\{'nonsense': 1\.0\} names nonsense, not in the mixture"):
+        train(tiny_config(tmp_path / "bad", **{"curriculum.agent": "fixed", "curriculum.ratios": {"nonsense": 1}}))
 
 
 def test_local_text_files_and_a_bpe_tokenizer_json(tmp_path):
@@ -131,8 +131,8 @@ def test_a_diverging_run_stops_with_a_clear_error_before_saving(tmp_path):
 
 @pytest.mark.slow
 def test_torch_compile(tmp_path):
-    summary, _ = _run(tmp_path, **{"model.compile": True, "train.steps": 2, "objectives.mixture": "ntp",
-                                   "objectives.agent": "ntp", "train.sequence_length": 64})
+    summary, _ = _run(tmp_path, **{"model.compile": True, "train.steps": 2, "curriculum.agent": "ntp",
+                                   "curriculum.mixture": None, "train.sequence_length": 64})
     assert all(torch.isfinite(torch.tensor(summary.losses)))
 
 

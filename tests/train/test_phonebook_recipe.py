@@ -13,7 +13,7 @@ def test_the_phone_book_recipe_trains_on_answers_only(tmp_path):
     assert main(["train", "--config", str(RECIPE), "--model.pretrained", "none", "--model.preset", "transformer-tiny",
                  "--train.steps", "2", "--train.batch_size", "2", "--train.out", str(out), "--logging.progress",
                  "false", "--logging.plots", "false", "--logging.log_every", "1", "--checkpoint.export", "false",
-                 "--objectives.agent_options", "{num_validation_batches: 1, validation_batch_size: 1}"]) == 0
+                 "--curriculum.num_validation_batches", "1", "--curriculum.validation_batch_size", "1"]) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r][-1] == 2
     for record in records:

@@ -53,11 +53,9 @@ def test_a_failed_resume_shuts_the_data_workers_down(tmp_path):
 
 def test_resume_with_a_background_decision_pending_equals_uninterrupted(tmp_path):
     """The checkpoint at step 9 falls while the decision of the evaluation at step 8 is still pending."""
-    options = {"warmup_steps": 1, "steps_between_evaluations": 8, "num_validation_batches": 1,
-               "validation_batch_size": 2, "train_steps": 5, "num_candidates": 64, "decision_delay_batches": 3,
-               "background_decisions": True}
     settings = {"train.steps": 12, "checkpoint.save_every": 9, "checkpoint.milestone_every": 9,
-                "objectives.agent_options": options}
+                "curriculum.schedule.steps_between_evaluations": 8, "curriculum.decision_delay_batches": 3,
+                "curriculum.background_decisions": True}
     full = train(tiny_config(tmp_path / "full", **settings))
     stopped_at = tmp_path / "full" / "checkpoints" / "step_000009"
     pending = torch.load(stopped_at / "rank_0.pt", weights_only=False)["curriculum"]

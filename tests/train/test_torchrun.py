@@ -9,8 +9,10 @@ from birdie.train.trainer import train
 
 from tests.train.helpers import run_torchrun, tiny_config
 
-AGENT = "{warmup_steps: 1, steps_between_evaluations: 2, num_validation_batches: 1, validation_batch_size: 2, " \
-        "train_steps: 5, num_candidates: 64}"
+CURRICULUM = ["--curriculum.mixture", "demo", "--curriculum.schedule.warmup_steps", "1",
+              "--curriculum.schedule.steps_between_evaluations", "2", "--curriculum.num_validation_batches", "1",
+              "--curriculum.validation_batch_size", "2", "--curriculum.reward_model.train_steps", "5",
+              "--curriculum.birdie_agent.num_candidates", "64"]
 
 
 @pytest.mark.multiprocess
@@ -18,7 +20,7 @@ def test_two_rank_sharded_run_shares_the_mixture_and_resumes_in_one_process(tmp_
     out = tmp_path / "run"
     done = run_torchrun(["-m", "birdie", "train", "--model", "transformer-tiny", "--steps", "3", "--out", str(out),
                          "--train.batch_size", "4", "--train.sequence_length", "256", "--train.device", "cpu",
-                         "--objectives.mixture", "demo", "--objectives.agent_options", AGENT,
+                         *CURRICULUM,
                          "--schedule.warmup_steps", "1", "--logging.progress", "false", "--logging.plots", "false",
                          "--distributed.mesh", "1,-1,1"], timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
