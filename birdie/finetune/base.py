@@ -22,7 +22,7 @@ from birdie.train.distributed import Runtime
 
 DEMO_EXPORT = Path("runs/demo/export")
 #: The quick base: a few minutes of next-token prediction on the stories (tiny Hawk, CPU).
-QUICK_BASE = {"objectives": {"mixture": "ntp", "agent": "ntp"},
+QUICK_BASE = {"curriculum": {"mixture": "ntp", "agent": "ntp"},
               "train": {"steps": 300, "sequence_length": 256, "batch_size": 8, "device": "cpu"},
               "schedule": {"warmup_steps": 20}, "logging": {"log_every": 50, "plots": False}}
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, Literal, Mapping
 
-from birdie.train.config import (CheckpointConfig, ConfigError, DistributedConfig, LoggingConfig, ModelConfig,
-                                 OptimizerConfig, ScheduleConfig, Section, TrainLoopConfig, option, section_fields)
-from birdie.train.config_io import _describe, _hints, coerce
+from birdie.checks import ConfigError, check, option
+from birdie.train.config import (CheckpointConfig, DistributedConfig, LoggingConfig, ModelSection, OptimizerConfig,
+                                 ScheduleConfig, TrainLoopConfig)
+from birdie.train.config_io import add_leaf_arguments, build_section
 
 COMMANDS = ("sft", "dpo", "rm")
 
@@ -27,7 +28,7 @@ class FinetuneLoopConfig(TrainLoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require("num_epochs", self.num_epochs >= 0, "must be >= 0")
+        check(self, "num_epochs", self.num_epochs >= 0, "must be >= 0")
 
 
 @dataclass
@@ -37,12 +38,11 @@ class FinetuneScheduleConfig(ScheduleConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)")
+        check(self, "warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)")
 
 
 @dataclass
-class FinetuneDataConfig(Section):
-    section: ClassVar[str] = "data"
+class FinetuneDataConfig:
     paths: list[str] = option(list, "JSONL files (SFT: messages or prompt/completion rows; dpo/rm: chosen/rejected "
                                     "rows); empty = the embedded story questions")
     embedded_examples: int = option(2000, "with no paths: training rows generated from the embedded stories")
@@ -55,13 +55,12 @@ class FinetuneDataConfig(Section):
                                              "dir) instead of the Tulu format; needs jinja2")
 
     def __post_init__(self) -> None:
-        self.require("embedded_examples", self.embedded_examples >= 1, "must be >= 1")
-        self.require("heldout_examples", self.heldout_examples >= 0, "must be >= 0")
+        check(self, "embedded_examples", self.embedded_examples >= 1, "must be >= 1")
+        check(self, "heldout_examples", self.heldout_examples >= 0, "must be >= 0")
 
 
 @dataclass
-class DPOConfig(Section):
-    section: ClassVar[str] = "dpo"
+class DPOConfig:
     beta: float = option(0.1, "DPO temperature beta")
     label_smoothing: float = option(0.0, "conservative DPO epsilon (0 = plain DPO)")
     loss_type: Literal["sigmoid", "ipo"] = option("sigmoid", "sigmoid (DPO/cDPO) or ipo (on summed log-probs)")
@@ -70,18 +69,17 @@ class DPOConfig(Section):
                   "training and stored under OUT, keyed by the data and weights hash)")
 
     def __post_init__(self) -> None:
-        self.require("beta", math.isfinite(self.beta) and self.beta > 0, "must be > 0")
-        self.require("label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)")
+        check(self, "beta", math.isfinite(self.beta) and self.beta > 0, "must be > 0")
+        check(self, "label_smoothing", 0 <= self.label_smoothing < 0.5, "must be in [0, 0.5)")
 
 
 @dataclass
-class RMConfig(Section):
-    section: ClassVar[str] = "rm"
+class RMConfig:
     use_margin: bool = option(False, "subtract each row's 'margin' inside the Bradley-Terry loss")
 
 
-SECTIONS: dict[str, type[Section]] = {
-    "model": ModelConfig, "data": FinetuneDataConfig, "train": FinetuneLoopConfig, "optimizer": OptimizerConfig,
+SECTIONS: dict[str, type] = {
+    "model": ModelSection, "data": FinetuneDataConfig, "train": FinetuneLoopConfig, "optimizer": OptimizerConfig,
     "schedule": FinetuneScheduleConfig, "checkpoint": CheckpointConfig, "logging": LoggingConfig,
     "distributed": DistributedConfig, "dpo": DPOConfig, "rm": RMConfig,
 }
@@ -92,7 +90,7 @@ class FinetuneConfig:
     """One fine-tuning run; ``command`` is sft, dpo or rm."""
 
     command: str = "sft"
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSection = field(default_factory=ModelSection)
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     train: FinetuneLoopConfig = field(default_factory=FinetuneLoopConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -135,27 +133,13 @@ def build_finetune_config(command: str, values: Mapping[str, Any] | None = None)
         if not isinstance(given, Mapping):
             raise ConfigError(f"config section {name!r} must be a mapping of fields, got {given!r}")
         merged.setdefault(name, {}).update(given)
-    sections = {}
-    for name, cls in SECTIONS.items():
-        given, hints = merged.get(name, {}), _hints(cls)
-        valid = [f.name for f in section_fields(cls)]
-        bad = sorted(set(given) - set(valid))
-        if bad:
-            raise ConfigError(f"unknown field(s) {', '.join(f'{name}.{b}' for b in bad)}; valid: "
-                              f"{', '.join(f'{name}.{v}' for v in valid)}")
-        sections[name] = cls(**{k: coerce(f"{name}.{k}", hints[k], v) for k, v in given.items()})
+    sections = {name: build_section(cls, merged.get(name, {}), name) for name, cls in SECTIONS.items()}
     return FinetuneConfig(command=command, **sections)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--section.field`` option per field, and the EasyLM aliases."""
-    for name, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{name} (--{name}.FIELD)")
-        hints = _hints(cls)
-        for f in section_fields(cls):
-            group.add_argument(f"--{name}.{f.name}", dest=f"{name}.{f.name}", default=argparse.SUPPRESS,
-                               metavar=_describe(hints[f.name]).split(" ")[0].upper(),
-                               help=f.metadata["help"].replace("%", "%%"))
+    add_leaf_arguments(parser, FinetuneConfig, FinetuneConfig(), skip=("command",))
     aliases = parser.add_argument_group("EasyLM aliases")
     for flag, target in ALIASES.items():
         aliases.add_argument(f"--{flag}", dest=target, default=argparse.SUPPRESS, help=f"= --{target}")

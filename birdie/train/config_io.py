@@ -30,10 +30,14 @@ def _hints(section: type) -> dict[str, Any]:
     return typing.get_type_hints(section)
 
 
-def config_leaves(cls: type = TrainConfig, path: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
-    """Every leaf field under ``cls`` as ``(dotted name, field, type)``, sections depth first."""
+def config_leaves(cls: type = TrainConfig, path: str = "",
+                  skip: tuple[str, ...] = ()) -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf field under ``cls`` as ``(dotted name, field, type)``, sections depth first (``skip``: top-level
+    fields that are not settings)."""
     hints = _hints(cls)
     for f in section_fields(cls):
+        if f.name in skip:
+            continue
         name = f"{path}.{f.name}" if path else f.name
         if is_section(hints[f.name]):
             yield from config_leaves(hints[f.name], name)
@@ -124,10 +128,10 @@ def build_config(values: Mapping[str, Mapping[str, Any]] | None = None) -> Train
     unknown = sorted(set(values) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
-    return TrainConfig(**{name: _build(cls, values.get(name) or {}, name) for name, cls in SECTIONS.items()})
+    return TrainConfig(**{name: build_section(cls, values.get(name) or {}, name) for name, cls in SECTIONS.items()})
 
 
-def _build(cls: type, given: Any, path: str) -> Any:
+def build_section(cls: type, given: Any, path: str) -> Any:
     """Section ``cls`` at dotted ``path`` from a mapping (nested sections recursively); errors name the path."""
     if isinstance(given, cls):
         return given
@@ -139,8 +143,8 @@ def _build(cls: type, given: Any, path: str) -> Any:
     if bad:
         raise ConfigError(f"unknown field(s) {', '.join(f'{path}.{b}' for b in bad)}; valid: "
                           f"{', '.join(f'{path}.{v}' for v in valid)}")
-    kwargs = {k: _build(hints[k], v, f"{path}.{k}") if is_section(hints[k]) else coerce(f"{path}.{k}", hints[k], v)
-              for k, v in given.items()}
+    kwargs = {k: build_section(hints[k], v, f"{path}.{k}") if is_section(hints[k])
+              else coerce(f"{path}.{k}", hints[k], v) for k, v in given.items()}
     try:
         return cls(**kwargs)
     except ConfigError as error:
@@ -219,9 +223,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--section.field`` option per leaf field (``--section.sub.field`` in nested sections), documented
     from the field's help text, and hidden options for the old ``objectives.*`` keys (so that using one names its
     replacement instead of failing as an unknown option)."""
+    add_leaf_arguments(parser, TrainConfig, TrainConfig())
+    for old in ("mixture", "agent", "ratios", "agent_options"):
+        parser.add_argument(f"--objectives.{old}", dest=f"objectives.{old}", default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+
+
+def add_leaf_arguments(parser: argparse.ArgumentParser, root: type, defaults: Any, skip: tuple[str, ...] = ()) -> None:
+    """One ``--dotted.leaf`` option per leaf field of the config class ``root``, grouped by section, each
+    documented from the field's help text and its value in ``defaults``."""
     groups: dict[str, Any] = {}
-    defaults = TrainConfig()
-    for name, f, tp in config_leaves():
+    for name, f, tp in config_leaves(root, skip=skip):
         section = name.rsplit(".", 1)[0]
         if section not in groups:
             groups[section] = parser.add_argument_group(f"{section} (--{section}.FIELD)")
@@ -229,9 +241,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         groups[section].add_argument(
             f"--{name}", dest=name, default=argparse.SUPPRESS, metavar=_metavar(tp),
             help=f"{f.metadata['help']} (default: {default!r})".replace("%", "%%"))
-    for old in ("mixture", "agent", "ratios", "agent_options"):
-        parser.add_argument(f"--objectives.{old}", dest=f"objectives.{old}", default=argparse.SUPPRESS,
-                            help=argparse.SUPPRESS)
 
 
 def _value_at(config: Any, dotted: str) -> Any:
