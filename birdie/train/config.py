@@ -108,6 +108,8 @@ class TrainLoopConfig(Section):
         "auto", "bf16 autocast (auto = bf16 on GPUs that support it, fp32 elsewhere)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "device (auto = cuda when available)")
     out: str = option("runs/birdie", "output directory (metrics, plots, checkpoints, export)")
+    overwrite: bool = option(False, "start afresh in a train.out that holds another run, deleting its checkpoints, "
+                                    "logs and export (without it such a run is refused unless resumed)")
 
     def __post_init__(self) -> None:
         self.require("steps", self.steps >= 1, "must be >= 1")
@@ -158,6 +160,9 @@ class CheckpointConfig(Section):
                                      "the latest)")
     resume: str | None = option(None, "continue a run: 'latest' (OUT/checkpoints/latest) or a checkpoint dir")
     export: bool = option(True, "write OUT/export (safetensors + config.json + tokenizer) at the end")
+    trust_checkpoint: bool = option(False, "allow model.pretrained or resume to read a DCP checkpoint directory "
+                                           "that this run did not write (its .metadata is a pickle, which can run "
+                                           "code); exports need no trust")
 
     def __post_init__(self) -> None:
         self.require("save_every", self.save_every >= 0, "must be >= 0")
