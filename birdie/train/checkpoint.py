@@ -36,6 +36,7 @@ from typing import Iterator, Mapping
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 from birdie.train.distributed import Runtime
@@ -115,21 +116,33 @@ def save_checkpoint(root: str | Path, step: int, states: TrainingState, runtime:
     except BaseException as error:
         if runtime.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, Exception):
-            raise CheckpointError(_save_failure(error, step, final)) from error
+        if isinstance(error, (Exception, CheckpointException)):  # DCP's exception is a BaseException
+            raise CheckpointError(_save_failure(error, step, final)) from None
         raise
     runtime.barrier()
     return final
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The first rank's own exception inside DCP's :class:`CheckpointException` (else ``error``)."""
+    if isinstance(error, CheckpointException) and error.failures:
+        return next(iter(error.failures.values()))[0]
+    return error
+
+
+def _one_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _save_failure(error: BaseException, step: int, final: Path) -> str:
-    chain, cause = [], error
+    chain, cause = [], _root_cause(error)
     while cause is not None and len(chain) < 8:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
+    # torch.save reports a full disk as "unexpected pos" from its zip writer, without an errno
     disk_full = any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e)
                     or "unexpected pos" in str(e) for e in chain)
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    reason = _one_line(chain[0])
     fix = ("the disk is full: free space (or use an --out on a larger disk) and continue with --resume latest"
            if disk_full else "fix the cause and continue with --resume latest")
     return (f"saving the checkpoint of step {step} to {final} failed ({reason}); the partial save was removed and "
@@ -228,10 +241,9 @@ def load_checkpoint(path: str | Path, states: TrainingState, runtime: Runtime, t
     with _single_process_quiet(runtime):
         try:
             dcp.load(states.sharded, checkpoint_id=str(path), no_dist=runtime.world_size == 1)
-        except Exception as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CheckpointError(f"{path}: the DCP files cannot be read ({reason}); the checkpoint is damaged, "
-                                  "use another one") from None
+        except (Exception, CheckpointException) as error:
+            raise CheckpointError(f"{path}: the DCP files cannot be read ({_one_line(_root_cause(error))}); the "
+                                  "checkpoint is damaged, use another one") from None
     if "model" in states.sharded:
         check_finite(states.sharded["model"].state_dict().items(), path)
     _load_owners(path / SHARED, states.shared)

@@ -88,7 +88,7 @@ def encode_state(value: Any) -> Any:
     """``value`` with every numpy array and scalar replaced by ``{"__numpy__": kind, "dtype", "shape", "data"}``
     (raw bytes), so that ``torch.load(weights_only=True)`` can read it; containers are walked recursively."""
     if isinstance(value, (np.ndarray, np.generic)):
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value)  # tobytes() below copies in C order
         return {_NUMPY: "array" if isinstance(value, np.ndarray) else "scalar", "dtype": array.dtype.str,
                 "shape": list(array.shape), "data": array.tobytes()}
     if isinstance(value, dict):
@@ -103,7 +103,7 @@ def decode_state(value: Any) -> Any:
     """The inverse of :func:`encode_state`."""
     if isinstance(value, dict):
         if _NUMPY in value:
-            array = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"])).reshape(value["shape"]).copy()
+            array = np.frombuffer(value["data"], dtype=np.dtype(value["dtype"])).reshape(tuple(value["shape"])).copy()
             return array if value[_NUMPY] == "array" else array[()]
         return {key: decode_state(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
