@@ -9,6 +9,7 @@ each kind of tokenizer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -70,9 +71,11 @@ class SpecialTokens:
         object.__setattr__(self, "_is_special_table", table)
 
     @classmethod
-    def contiguous(cls, first_id: int, num_sentinels: int = NUM_SENTINELS) -> "SpecialTokens":
-        """The standard table with ids ``first_id, first_id + 1, ...``."""
-        names = special_token_names(num_sentinels)
+    def contiguous(cls, first_id: int, num_sentinels: int = NUM_SENTINELS,
+                   names: Sequence[str] | None = None) -> "SpecialTokens":
+        """The table with ids ``first_id, first_id + 1, ...``: of ``names`` (a saved tokenizer's own table, so
+        its ids stay when the objective registry grows), else of the current :func:`special_token_names`."""
+        names = list(names) if names is not None else special_token_names(num_sentinels)
         return cls(tuple(names), tuple(range(first_id, first_id + len(names))))
 
     def id(self, name: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from birdie.special_tokens import NUM_SENTINELS
 from birdie.tokenizers import ExtendedTokenizer
@@ -25,7 +25,7 @@ class SentencePieceTokenizer(ExtendedTokenizer):
     """
 
     def __init__(self, model_proto: bytes, first_special_id: int | None = None,
-                 num_sentinels: int = NUM_SENTINELS) -> None:
+                 num_sentinels: int = NUM_SENTINELS, special_names: Sequence[str] | None = None) -> None:
         import sentencepiece
 
         processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
@@ -35,7 +35,7 @@ class SentencePieceTokenizer(ExtendedTokenizer):
             raise ValueError(f"first_special_id={first} would reuse the SentencePiece model's ids (it has {pieces})")
         self._proto = bytes(model_proto)
         self.piece_count = pieces
-        super().__init__(processor, base_vocab_size=first, num_sentinels=num_sentinels)
+        super().__init__(processor, base_vocab_size=first, num_sentinels=num_sentinels, special_names=special_names)
 
     @classmethod
     def from_file(cls, path: str | Path, first_special_id: int | None = None,
@@ -45,9 +45,11 @@ class SentencePieceTokenizer(ExtendedTokenizer):
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "sentencepiece", "model": base64.b64encode(self._proto).decode("ascii"),
-                "first_special_id": self.base_vocab_size, "num_sentinels": len(self.specials.sentinels)}
+                "first_special_id": self.base_vocab_size, "num_sentinels": len(self.specials.sentinels),
+                "special_tokens": list(self.specials.names)}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> "SentencePieceTokenizer":
         """Inverse of :meth:`spec`."""
-        return cls(base64.b64decode(spec["model"]), spec["first_special_id"], spec.get("num_sentinels", NUM_SENTINELS))
+        return cls(base64.b64decode(spec["model"]), spec["first_special_id"], spec.get("num_sentinels", NUM_SENTINELS),
+                   spec.get("special_tokens"))

@@ -76,8 +76,8 @@ def _decode_runs(ids: np.ndarray, specials: SpecialTokens, decode_text) -> str:
 class ByteTokenizer:
     """UTF-8 bytes as ids 0..255; special tokens at 256 and up. Needs no files."""
 
-    def __init__(self, num_sentinels: int = NUM_SENTINELS) -> None:
-        self.specials = SpecialTokens.contiguous(256, num_sentinels)
+    def __init__(self, num_sentinels: int = NUM_SENTINELS, special_names: Sequence[str] | None = None) -> None:
+        self.specials = SpecialTokens.contiguous(256, num_sentinels, special_names)
         self.vocab_size = 256 + len(self.specials.ids)
 
     def encode(self, text: str) -> np.ndarray:
@@ -94,7 +94,8 @@ class ByteTokenizer:
 
     def spec(self) -> dict[str, Any]:
         """A JSON-able description that :func:`load_tokenizer` rebuilds this tokenizer from."""
-        return {"kind": "bytes", "num_sentinels": len(self.specials.sentinels)}
+        return {"kind": "bytes", "num_sentinels": len(self.specials.sentinels),
+                "special_tokens": list(self.specials.names)}
 
 
 class HFTokenizer:
@@ -104,7 +105,8 @@ class HFTokenizer:
     yields a special id.
     """
 
-    def __init__(self, tokenizer: Any, num_sentinels: int = NUM_SENTINELS) -> None:
+    def __init__(self, tokenizer: Any, num_sentinels: int = NUM_SENTINELS,
+                 special_names: Sequence[str] | None = None) -> None:
         from tokenizers import AddedToken, Tokenizer as RawTokenizer
 
         if not isinstance(tokenizer, RawTokenizer):
@@ -115,7 +117,7 @@ class HFTokenizer:
                     f"{type(tokenizer).__name__}; wrap other tokenizers with ExtendedTokenizer"
                 )
             tokenizer = RawTokenizer.from_str(backend.to_str())
-        names = special_token_names(num_sentinels)
+        names = list(special_names) if special_names is not None else special_token_names(num_sentinels)
         missing = [n for n in names if tokenizer.token_to_id(n) is None]
         if missing:
             tokenizer.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in missing])
@@ -165,7 +167,8 @@ class HFTokenizer:
         self._tok.save(str(path))
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "hf", "json": self._tok.to_str(), "num_sentinels": len(self.specials.sentinels)}
+        return {"kind": "hf", "json": self._tok.to_str(), "num_sentinels": len(self.specials.sentinels),
+                "special_tokens": list(self.specials.names)}
 
 
 class ExtendedTokenizer:
@@ -180,7 +183,8 @@ class ExtendedTokenizer:
             when not given.
     """
 
-    def __init__(self, base: Any, base_vocab_size: int | None = None, num_sentinels: int = NUM_SENTINELS) -> None:
+    def __init__(self, base: Any, base_vocab_size: int | None = None, num_sentinels: int = NUM_SENTINELS,
+                 special_names: Sequence[str] | None = None) -> None:
         if not (callable(getattr(base, "encode", None)) and callable(getattr(base, "decode", None))):
             raise TypeError(f"a tokenizer needs encode() and decode() methods; {type(base).__name__} lacks them")
         if base_vocab_size is None:
@@ -199,7 +203,7 @@ class ExtendedTokenizer:
         self.base = base
         self.base_vocab_size = int(base_vocab_size)
         self._encode = getattr(base, "encode_ordinary", None) or base.encode
-        self.specials = SpecialTokens.contiguous(self.base_vocab_size, num_sentinels)
+        self.specials = SpecialTokens.contiguous(self.base_vocab_size, num_sentinels, special_names)
         self.vocab_size = self.base_vocab_size + len(self.specials.ids)
 
     def encode(self, text: str) -> np.ndarray:
@@ -227,19 +231,22 @@ class ExtendedTokenizer:
     def spec(self) -> dict[str, Any]:
         name = getattr(self.base, "name", None)
         if type(self.base).__module__.startswith("tiktoken") and name:
-            return {"kind": "tiktoken", "name": name, "num_sentinels": len(self.specials.sentinels)}
+            return {"kind": "tiktoken", "name": name, "num_sentinels": len(self.specials.sentinels),
+                    "special_tokens": list(self.specials.names)}
         raise ValueError(
             f"{type(self.base).__name__} cannot be saved by birdie; save it yourself and pass it as the tokenizer"
         )
 
 
-def tiktoken_tokenizer(encoding: str | Any, num_sentinels: int = NUM_SENTINELS) -> ExtendedTokenizer:
+def tiktoken_tokenizer(encoding: str | Any, num_sentinels: int = NUM_SENTINELS,
+                       special_names: Sequence[str] | None = None) -> ExtendedTokenizer:
     """Wrap a tiktoken encoding (an ``Encoding`` object or a name tiktoken can load, e.g. from TIKTOKEN_CACHE_DIR)."""
     if isinstance(encoding, str):
         import tiktoken
 
         encoding = tiktoken.get_encoding(encoding)
-    return ExtendedTokenizer(encoding, base_vocab_size=encoding.n_vocab, num_sentinels=num_sentinels)
+    return ExtendedTokenizer(encoding, base_vocab_size=encoding.n_vocab, num_sentinels=num_sentinels,
+                             special_names=special_names)
 
 
 def as_tokenizer(obj: Any) -> Tokenizer:
@@ -274,14 +281,16 @@ def load_tokenizer(spec: str | os.PathLike | dict[str, Any]) -> Tokenizer:
     if isinstance(spec, dict):
         kind = spec.get("kind")
         num_sentinels = spec.get("num_sentinels", NUM_SENTINELS)  # absent from specs written before it was recorded
+        # The saved table keeps the tokenizer's special ids when the objective registry grows (absent: older specs)
+        names = spec.get("special_tokens")
         if kind == "bytes":
-            return ByteTokenizer(num_sentinels)
+            return ByteTokenizer(num_sentinels, names)
         if kind == "hf":
             from tokenizers import Tokenizer as RawTokenizer
 
-            return HFTokenizer(RawTokenizer.from_str(spec["json"]), num_sentinels)
+            return HFTokenizer(RawTokenizer.from_str(spec["json"]), num_sentinels, names)
         if kind == "tiktoken":
-            return tiktoken_tokenizer(spec["name"], num_sentinels)
+            return tiktoken_tokenizer(spec["name"], num_sentinels, names)
         if kind == "sentencepiece":
             from birdie.tokenizer_sentencepiece import SentencePieceTokenizer
 

@@ -132,7 +132,8 @@ def test_spec_round_trip(bpe, tiktoken_bytes):
         again = load_tokenizer(tok.spec())
         assert again.specials == tok.specials
         assert np.array_equal(again.encode(UNICODE_SAMPLES[2]), tok.encode(UNICODE_SAMPLES[2]))
-    assert tiktoken_bytes.spec() == {"kind": "tiktoken", "name": "birdie_test_bytes", "num_sentinels": NUM_SENTINELS}
+    assert tiktoken_bytes.spec() == {"kind": "tiktoken", "name": "birdie_test_bytes", "num_sentinels": NUM_SENTINELS,
+                                     "special_tokens": list(tiktoken_bytes.specials.names)}
     with pytest.raises(ValueError, match="cannot load tokenizer 'nope'"):
         load_tokenizer("nope")
 

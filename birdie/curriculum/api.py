@@ -240,32 +240,47 @@ class Birdie:
     def state_dict(self) -> dict[str, Any]:
         """Agent (history, reward model, optimizer, RNG, a pending decision) and pipeline state; call between
         evaluations. It waits for a decision still computing, but talks to no other rank (rank 0 alone may call it)."""
-        self._check_no_pending("state_dict")
-        return {"agent": self.agent.state_dict(), "pipeline": self.pipeline.state_dict(),
-                "last_eval_step": self._last_eval_step, "decision_batch": self._decision_batch}
+        return {**self.agent_state.state_dict(), **self.data_state.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict` of a Birdie with the same configuration."""
-        self.agent.load_state_dict(state["agent"])
-        self.pipeline.load_state_dict(state["pipeline"])
-        self._last_eval_step = state["last_eval_step"]
-        self._decision_batch = state.get("decision_batch")
-        self._pending.clear()
-        self._pending_step = None
+        self.agent_state.load_state_dict(state)
+        self.data_state.load_state_dict(state)
 
-    def load_agent_state(self, state: Mapping[str, Any]) -> None:
-        """Continue only the agent from a :meth:`state_dict` written with another data layout (another number of
-        processes): its history, reward model and mixture carry on, while the batch stream keeps its own position
-        and takes the agent's mixture from its first uncommitted batch (a decision still pending in ``state`` takes
-        effect there). Call it on every rank, with rank 0's state."""
+    @property
+    def agent_state(self) -> "StatePart":
+        """The agent's part of :meth:`state_dict`, identical on every rank (a checkpoint stores it once).
+
+        Loaded alone (e.g. into a run with another number of processes), the agent's history, reward model and
+        mixture carry on while the batch stream keeps its own position: the agent's mixture, and a decision still
+        pending in the state, apply from the stream's first uncommitted batch. Load it on every rank."""
+        return StatePart(self._agent_state_dict, self._load_agent_state_dict)
+
+    @property
+    def data_state(self) -> "StatePart":
+        """This rank's batch-stream part of :meth:`state_dict` (its position, and the batch from which a pending
+        decision applies); load it after :attr:`agent_state`."""
+        return StatePart(self._data_state_dict, self._load_data_state_dict)
+
+    def _agent_state_dict(self) -> dict[str, Any]:
+        self._check_no_pending("state_dict")
+        return {"agent": self.agent.state_dict(), "last_eval_step": self._last_eval_step}
+
+    def _load_agent_state_dict(self, state: Mapping[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
         self._last_eval_step = state["last_eval_step"]
         self._pending.clear()
         self._pending_step = None
-        self._decision_batch = None
-        if self.agent.pending is not None:
-            self._finish_decision()
+        self._decision_batch = self.pipeline.first_uncommitted if self.agent.pending is not None else None
         self.pipeline.set_mixture(self.agent.action)
+
+    def _data_state_dict(self) -> dict[str, Any]:
+        self._check_no_pending("state_dict")
+        return {"pipeline": self.pipeline.state_dict(), "decision_batch": self._decision_batch}
+
+    def _load_data_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.pipeline.load_state_dict(state["pipeline"])
+        self._decision_batch = state.get("decision_batch")
 
     def close(self) -> None:
         """Stop the pipeline's workers and the decision thread, close the decision log (idempotent)."""
@@ -314,6 +329,14 @@ def _decision_delay(requested: int | None, agent: Any) -> int:
                          "decision and the next evaluation (its mixture must train before it is judged); lower the "
                          "delay or evaluate less often")
     return requested
+
+
+@dataclass(frozen=True)
+class StatePart:
+    """One owner's slice of a :class:`Birdie`'s state, with ``state_dict()`` / ``load_state_dict(state)``."""
+
+    state_dict: Callable[[], dict[str, Any]]
+    load_state_dict: Callable[[Mapping[str, Any]], None]
 
 
 def _rank_and_world_size(accelerator: Any) -> tuple[int, int]:

@@ -81,8 +81,9 @@ def score_inputs(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, Tens
     return {k: batch[k] for k in ("input_ids", "segment_ids", "position_ids")}
 
 
-def load_reward_model(directory: str | Path) -> tuple[RewardModel, Any]:
-    """``(reward model, tokenizer)`` from an export written by ``birdie rm`` (eval mode, CPU)."""
+def load_reward_model(directory: str | Path, trust_checkpoint: bool = False) -> tuple[RewardModel, Any]:
+    """``(reward model, tokenizer)`` from an export written by ``birdie rm`` (eval mode, CPU); a checkpoint
+    directory needs ``trust_checkpoint`` (see :func:`birdie.train.export.read_weights`)."""
     import json
 
     from birdie.models import LanguageModel, ModelConfig
@@ -93,7 +94,7 @@ def load_reward_model(directory: str | Path) -> tuple[RewardModel, Any]:
     config = ModelConfig.from_dict(json.loads((directory / MODEL_CONFIG).read_text()))
     model = RewardModel(LanguageModel(config))
     try:
-        load_weights(model, read_weights(directory), strict=True)
+        load_weights(model, read_weights(directory, trust_checkpoint), strict=True)
     except ValueError as error:
         raise ValueError(f"{directory}: {error}; export the reward model again with birdie rm") from None
     model.tokenizer = load_tokenizer(directory / TOKENIZER)

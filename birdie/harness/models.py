@@ -238,6 +238,7 @@ def load_scoring_model(
     scoring: str = "auto",
     device: str | None = None,
     dtype: str | None = None,
+    trust_checkpoint: bool | str = False,
     **kwargs: Any,
 ) -> ScoringModel:
     """Load a model for scoring from a birdie export directory or a user module.
@@ -252,6 +253,8 @@ def load_scoring_model(
             unavailable).
         dtype: parameter dtype for birdie checkpoints (``float32``, ``bfloat16``, ``float16``); log-softmax stays
             float32.
+        trust_checkpoint: allow a training checkpoint directory (its DCP ``.metadata`` is a pickle, which can run
+            code); exports need no trust.
     """
     if scoring not in ("auto", "prefix", "causal"):
         raise ValueError(f"scoring={scoring!r} must be 'auto', 'prefix' or 'causal'")
@@ -263,7 +266,7 @@ def load_scoring_model(
             raise ValueError(f"unknown model argument(s) for a checkpoint: {', '.join(sorted(kwargs))}")
         import birdie
 
-        model, tokenizer = birdie.load(checkpoint)
+        model, tokenizer = birdie.load(checkpoint, trust_checkpoint=as_bool(trust_checkpoint, "trust_checkpoint"))
         if dtype is not None:
             if dtype not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"dtype={dtype!r} must be float32, bfloat16 or float16")

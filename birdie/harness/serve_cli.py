@@ -16,6 +16,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", nargs=2, action="append", default=[], metavar=("NAME", "ARGS"),
                         help="serve another model: NAME and lm-eval style args, e.g. 'checkpoint=DIR' or "
                              "'module=pkg.mod,tag=T'; repeatable (models load on request, one at a time)")
+    parser.add_argument("--trust-checkpoint", dest="trust_checkpoint", action="store_true",
+                        help="--checkpoint may be a training checkpoint dir (its DCP .metadata is a pickle, which "
+                             "can run code; exports need no trust)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--scoring", choices=("auto", "prefix", "causal"), default="auto",
@@ -38,6 +41,8 @@ def _models(args: argparse.Namespace) -> dict[str, dict[str, str]]:
                              "batch_size": str(args.batch_size)}
         if args.device:
             models[args.name]["device"] = args.device
+        if args.trust_checkpoint:
+            models[args.name]["trust_checkpoint"] = "true"
     for name, spec in args.model:
         if name in models:
             raise SystemExit(f"birdie serve: model name {name!r} is given twice")

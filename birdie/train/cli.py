@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 4 -m birdie train --config run.yaml --distributed.mesh 1,-1,1
 
 Shortcuts (``--model``, ``--steps``, ``--out``, ``--save-every``, ``--resume``, ``--pretrained``,
-``--load-not-strict``) set the matching fields; ``--section.field value`` sets any field (``--help`` lists them).
+``--load-not-strict``, ``--overwrite``, ``--trust-checkpoint``) set the matching fields; ``--section.field value`` sets any field (``--help`` lists them).
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load-not-strict", dest="load_not_strict", action="store_true",
                         help="with --pretrained: load matching keys, report missing/unexpected (= --model.strict "
                              "false)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="--out holds another run: delete its checkpoints, logs and export and start afresh "
+                             "(= --train.overwrite true)")
+    parser.add_argument("--trust-checkpoint", dest="trust_checkpoint", action="store_true",
+                        help="let --pretrained/--resume read a checkpoint directory this run did not write (its "
+                             "DCP .metadata is a pickle) (= --checkpoint.trust_checkpoint true)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -50,16 +56,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {field: getattr(args, flag) for flag, field in SHORTCUTS.items() if getattr(args, flag) is not None}
     if args.load_not_strict:
         overrides["model.strict"] = False
+    if args.overwrite:
+        overrides["train.overwrite"] = True
+    if args.trust_checkpoint:
+        overrides["checkpoint.trust_checkpoint"] = True
     overrides.update(dotted_overrides(args))
     return build_config(merge(values, overrides))
 
 
 def run(args: argparse.Namespace) -> int:
+    from birdie.train.checkpoint import CheckpointError
+    from birdie.train.integrity import IntegrityError, UntrustedCheckpointError
     from birdie.train.trainer import train
 
     try:
         summary = train(config_from_args(args))
-    except ConfigError as error:
+    except (ConfigError, CheckpointError, IntegrityError, UntrustedCheckpointError, FileNotFoundError) as error:
         print(f"birdie train: {error}", file=sys.stderr)
         return 2
     if summary.export is not None:

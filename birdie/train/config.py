@@ -75,6 +75,8 @@ class TrainLoopConfig:
         "auto", "bf16 autocast (auto = bf16 on GPUs that support it, fp32 elsewhere)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "device (auto = cuda when available)")
     out: str = option("runs/birdie", "output directory (metrics, plots, checkpoints, export)")
+    overwrite: bool = option(False, "start afresh in a train.out that holds another run, deleting its checkpoints, "
+                                    "logs and export (without it such a run is refused unless resumed)")
 
     def __post_init__(self) -> None:
         check(self, "steps", self.steps >= 1, "must be >= 1")
@@ -122,6 +124,9 @@ class CheckpointConfig:
                                      "the latest)")
     resume: str | None = option(None, "continue a run: 'latest' (OUT/checkpoints/latest) or a checkpoint dir")
     export: bool = option(True, "write OUT/export (safetensors + config.json + tokenizer) at the end")
+    trust_checkpoint: bool = option(False, "allow model.pretrained or resume to read a DCP checkpoint directory "
+                                           "that this run did not write (its .metadata is a pickle, which can run "
+                                           "code); exports need no trust")
 
     def __post_init__(self) -> None:
         check(self, "save_every", self.save_every >= 0, "must be >= 0")

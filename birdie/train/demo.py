@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", default=None, choices=AGENT_KINDS,
                         help="who sets the mixture (default: birdie)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (deletes its "
+                                                                 "checkpoints, logs and export)")
 
 
 def demo_config(args: argparse.Namespace):
@@ -39,6 +41,8 @@ def demo_config(args: argparse.Namespace):
         overrides["curriculum.mixture"] = None  # the agent is its own mixture, not the demo's
     if args.no_progress:
         overrides["logging.progress"] = False
+    if args.overwrite:
+        overrides["train.overwrite"] = True
     return build_config(merge(read_config_file(DEMO_CONFIG), overrides))
 
 

@@ -1,14 +1,20 @@
-"""Exported models: ``model.safetensors`` + ``config.json`` + ``tokenizer.json``, and :func:`load`.
+"""Exported models: ``model.safetensors`` + ``config.json`` + ``tokenizer.json`` + ``training.json`` +
+``manifest.json`` (checksums, written last), and :func:`load`.
 
 ``birdie.load(path)`` accepts an export directory, a training checkpoint directory (``step_N``, which also holds
 ``config.json`` and ``tokenizer.json``) or a run directory (its ``export/``, else its latest checkpoint), and
 returns ``(model, tokenizer)`` in eval mode on the CPU. :func:`read_weights` gives the plain state dict of any of
-them, which uptraining (``--pretrained``) loads strictly or not.
+them, which uptraining (``--pretrained``) loads strictly or not. Every file is checked against the manifest and
+the weights must be finite. An export is safetensors + JSON and needs no trust; a checkpoint directory is read
+through DCP, whose ``.metadata`` is a pickle, so it needs ``trust_checkpoint=True``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,7 @@ import torch
 from torch import nn
 
 from birdie.tokenizers import HFTokenizer, Tokenizer, load_tokenizer
+from birdie.train.integrity import check_finite, has_manifest, require_trust, verify_manifest, write_manifest
 
 WEIGHTS = "model.safetensors"
 MODEL_CONFIG = "config.json"
@@ -31,7 +38,11 @@ def write_training_record(directory: str | Path, record: dict[str, Any]) -> None
     ``ntp``, ``fixed``, ...), ``prefix_lm`` (bool: some objective trained with a bidirectional prefix and
     ``<|begin_generating|>``), ``source`` (str: ``birdie train``, ``from-hf``, ``sft``, ...).
     """
-    (Path(directory) / TRAINING_RECORD).write_text(json.dumps({"format_version": 1, **record}, indent=2))
+    (Path(directory) / TRAINING_RECORD).write_text(_training_json(record))
+
+
+def _training_json(record: dict[str, Any]) -> str:
+    return json.dumps({"format_version": 1, **record}, indent=2)
 
 
 def read_training_record(path: str | Path) -> dict[str, Any] | None:
@@ -43,33 +54,57 @@ def read_training_record(path: str | Path) -> dict[str, Any] | None:
     return json.loads(record_path.read_text())
 
 
-def write_model_files(directory: str | Path, model_config: dict[str, Any], tokenizer: Tokenizer) -> None:
-    """Write ``config.json`` (the model config) and ``tokenizer.json`` (HF file, or the tokenizer's spec)."""
-    directory = Path(directory)
-    (directory / MODEL_CONFIG).write_text(json.dumps(model_config, indent=2))
+def model_files(model_config: dict[str, Any], tokenizer: Tokenizer,
+                training_record: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """The contents of ``config.json`` (the model config), ``tokenizer.json`` (HF file, or the tokenizer's spec)
+    and, when given, ``training.json`` (see :func:`write_training_record`), by file name."""
     if isinstance(tokenizer, HFTokenizer):
-        tokenizer.save(directory / TOKENIZER)
+        tokenizer_json = tokenizer.spec()["json"]
     else:
         spec = getattr(tokenizer, "spec", None)
         if spec is None:
             raise TypeError(f"{type(tokenizer).__name__} has no spec(); birdie cannot save it with the export")
-        (directory / TOKENIZER).write_text(json.dumps(spec()))
+        tokenizer_json = json.dumps(spec())
+    files = {MODEL_CONFIG: json.dumps(model_config, indent=2).encode(), TOKENIZER: tokenizer_json.encode()}
+    if training_record is not None:
+        files[TRAINING_RECORD] = _training_json(training_record).encode()
+    return files
+
+
+def write_model_files(directory: str | Path, model_config: dict[str, Any], tokenizer: Tokenizer,
+                      training_record: dict[str, Any] | None = None) -> None:
+    """Write :func:`model_files` into ``directory``."""
+    for name, content in model_files(model_config, tokenizer, training_record).items():
+        (Path(directory) / name).write_bytes(content)
 
 
 def export_model(directory: str | Path, model: nn.Module, model_config: dict[str, Any], tokenizer: Tokenizer,
-                 is_main: bool = True) -> Path:
+                 is_main: bool = True, training_record: dict[str, Any] | None = None) -> Path:
     """Gather the full weights (works for DDP/FSDP2-wrapped models; every rank must call this) and let rank 0
-    write them as ``model.safetensors`` next to ``config.json`` and ``tokenizer.json``."""
+    write them as ``model.safetensors`` next to :func:`model_files` and ``manifest.json``.
+
+    The export is written to a temporary sibling directory and moved into place when complete, so an
+    interrupted export never leaves a half-written ``directory``; an existing export there is replaced.
+    """
     from safetensors.torch import save_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     directory = Path(directory)
     if is_main:
-        directory.mkdir(parents=True, exist_ok=True)
-        # clone: tied weights share storage, which safetensors refuses to write
-        save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}, str(directory / WEIGHTS))
-        write_model_files(directory, model_config, tokenizer)
+        tmp = directory.parent / f".tmp-{directory.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            # clone: tied weights share storage, which safetensors refuses to write
+            save_file({k: v.detach().to("cpu").clone().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS))
+            write_model_files(tmp, model_config, tokenizer, training_record)
+            write_manifest(tmp)
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
@@ -88,27 +123,37 @@ def _model_dir(path: Path) -> Path:
                                 "dir) or a run dir with export/ or checkpoints/") from None
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The model's full state dict (CPU tensors) from an export or a checkpoint directory (read, not gathered)."""
-    directory = _model_dir(Path(path))
+def read_weights(path: str | Path, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
+    """The model's full state dict (CPU tensors) from an export or a checkpoint directory (read, not gathered).
+
+    The files are verified against ``manifest.json`` and the weights must be finite (:class:`IntegrityError`
+    otherwise). A checkpoint directory needs ``trust_checkpoint=True`` (:class:`UntrustedCheckpointError`).
+    """
+    directory = _verified_model_dir(Path(path), trust_checkpoint)
     if (directory / WEIGHTS).is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(directory / WEIGHTS))
-    import warnings
+        weights = load_file(str(directory / WEIGHTS))
+        check_finite(weights.items(), directory / WEIGHTS)
+        return weights
+    from birdie.train.checkpoint import read_model_weights
 
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+    return read_model_weights(directory)
 
-    reader = dcp.FileSystemReader(str(directory))
-    entries = reader.read_metadata().state_dict_metadata
-    # Allocate the model's tensors from the checkpoint's metadata; DCP fills them (optimizer state is not read).
-    model = {key[len("model."):]: torch.empty(meta.size, dtype=meta.properties.dtype)
-             for key, meta in entries.items() if key.startswith("model.") and isinstance(meta, TensorStorageMetadata)}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.load({"model": model}, storage_reader=reader, no_dist=True)
-    return model
+
+def _verified_model_dir(path: Path, trust_checkpoint: bool) -> Path:
+    """The model directory of ``path``, its trust checked (checkpoints) and its files verified."""
+    directory = _model_dir(path)
+    if (directory / WEIGHTS).is_file():
+        if has_manifest(directory):
+            verify_manifest(directory, "export")
+        else:
+            warnings.warn(f"{directory} has no manifest.json (exported before birdie recorded checksums); its files "
+                          "are not verified", stacklevel=3)
+    else:
+        require_trust(directory, trust_checkpoint)
+        verify_manifest(directory, "checkpoint")
+    return directory
 
 
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], strict: bool) -> dict[str, list[str]]:
@@ -131,21 +176,23 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], strict: boo
     return report
 
 
-def load(path: str | Path) -> tuple[nn.Module, Tokenizer]:
+def load(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Module, Tokenizer]:
     """Load an exported (or checkpointed) model and its tokenizer: ``model, tokenizer = birdie.load(path)``.
 
-    A reward model exported by ``birdie rm`` loads as a :class:`birdie.finetune.reward_model.RewardModel`."""
+    A training checkpoint (not an export) needs ``trust_checkpoint=True``: see :func:`read_weights`. A reward
+    model exported by ``birdie rm`` loads as a :class:`birdie.finetune.reward_model.RewardModel`."""
     from birdie.models import LanguageModel, ModelConfig
 
     directory = _model_dir(Path(path))
     if (read_training_record(directory) or {}).get("head") == "reward":  # written by birdie rm
         from birdie.finetune.reward_model import load_reward_model
 
-        return load_reward_model(directory)
+        return load_reward_model(directory, trust_checkpoint)
+    weights = read_weights(directory, trust_checkpoint)
     config = ModelConfig.from_dict(json.loads((directory / MODEL_CONFIG).read_text()))
     model = LanguageModel(config)
     try:
-        load_weights(model, read_weights(directory), strict=True)
+        load_weights(model, weights, strict=True)
     except ValueError as error:
         raise ValueError(f"{directory}: {error}; its {MODEL_CONFIG} and weights disagree, so the directory was "
                          "edited or written by another program: export the model again") from None

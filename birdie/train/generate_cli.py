@@ -19,6 +19,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trust-checkpoint", dest="trust_checkpoint", action="store_true",
+                        help="allow a checkpoint directory (its DCP .metadata is a pickle, which can run code; "
+                             "exports need no trust)")
     parser.set_defaults(func=run)
 
 
@@ -45,12 +48,13 @@ def sample(model, tokenizer, prompt: str, max_new_tokens: int, temperature: floa
 
 def run(args: argparse.Namespace) -> int:
     from birdie.train.export import load
+    from birdie.train.integrity import UntrustedCheckpointError
 
     try:
-        model, tokenizer = load(args.checkpoint)
+        model, tokenizer = load(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
         texts = sample(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                        args.num_samples, args.seed)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, UntrustedCheckpointError) as error:
         print(f"birdie generate: {error}", file=sys.stderr)
         return 2
     for index, text in enumerate(texts):

@@ -34,31 +34,24 @@ class MetricsLogger:
         config: the logging section.
         run_config: the whole resolved config as a dict (given to wandb).
         enabled: False on ranks other than 0 (nothing is written).
-        resume_step: keep the existing ``metrics.jsonl`` lines up to this step (a resumed run appends after them);
-            None starts a fresh file.
+        resume: keep the existing ``metrics.jsonl`` (a resumed run appends to it after the checkpoint cut it back
+            to the checkpoint's step, see :class:`birdie.train.rundir.LogPositions`); False starts a fresh file.
     """
 
     def __init__(self, out_dir: str | Path, config: LoggingConfig, run_config: dict[str, Any], enabled: bool,
-                 resume_step: int | None = None) -> None:
+                 resume: bool = False) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / "metrics.jsonl"
         self._tensorboard = None
         self._wandb = None
         if not enabled:
             return
-        self._truncate(resume_step)
+        if not resume:
+            self.path.write_text("")
         if config.tensorboard:
             self._tensorboard = _open_tensorboard(Path(out_dir) / "tensorboard")
         if config.wandb:
             self._wandb = _open_wandb(Path(out_dir), config, run_config)
-
-    def _truncate(self, resume_step: int | None) -> None:
-        """Start a fresh log, or keep only the lines a resumed run already covers."""
-        kept = []
-        if resume_step is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
-        self.path.write_text("".join(line + "\n" for line in kept))
 
     def log(self, record: dict[str, Any]) -> None:
         """Write ``record`` (must hold ``step``); non-finite numbers are written as null."""

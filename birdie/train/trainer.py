@@ -22,9 +22,11 @@ from birdie.train.config import ConfigError, TrainConfig
 from birdie.train.config_io import save_config
 from birdie.train.curriculum_setup import build_curriculum
 from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
-from birdie.train.export import export_model, load_weights, read_weights, write_model_files
+from birdie.train.export import export_model, load_weights, model_files, read_weights
 from birdie.train.metrics import MetricsLogger
 from birdie.train.optim import build_optimizer, build_scheduler
+from birdie.train.rundir import LogPositions, prepare_run_dir
+from birdie.train.stateful import ModelState, OptimizerState, RngState, TrainingState
 from birdie.train.step import train_step, validation_loss
 from birdie.tokenizers import load_tokenizer
 
@@ -65,6 +67,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, runtime: Runtime) -> None:
         self.config, self.runtime = config, runtime
         self.out = Path(config.train.out)
+        # every rank checks, rank 0 alone deletes (--overwrite) and clears what a killed save left
+        prepare_run_dir(self.out, bool(config.checkpoint.resume), config.train.overwrite, delete=runtime.is_main)
+        if runtime.is_main:
+            ckpt.remove_partial_saves(self.out / "checkpoints")
         self.micro_batch = self._micro_batch_size()
         self.bf16 = use_bf16(config.train.precision, runtime.device)
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
@@ -82,11 +88,14 @@ class Trainer:
         runtime.barrier()
         self.curriculum = build_curriculum(config, self.tokenizer, runtime, self.micro_batch,
                                            str(self.out / "decisions.jsonl"))
+        self.training_record = self._training_record()
         self.step = 0
         self.val_losses: dict[str, float] | None = None
         try:
-            resume_step = self._resume() if config.checkpoint.resume else None
-            self.metrics = MetricsLogger(self.out, config.logging, config.to_dict(), runtime.is_main, resume_step)
+            if config.checkpoint.resume:
+                self._resume()
+            self.metrics = MetricsLogger(self.out, config.logging, config.to_dict(), runtime.is_main,
+                                         resume=bool(config.checkpoint.resume))
         except BaseException:
             self.curriculum.close()  # its pipeline workers and decision log must not outlive a failed start
             raise
@@ -108,7 +117,8 @@ class Trainer:
             raise ConfigError(f"model.preset={self.config.model.preset!r} / model.overrides: {error}") from None
         if self.config.model.pretrained:
             try:
-                report = load_weights(model, read_weights(self.config.model.pretrained), self.config.model.strict)
+                weights = read_weights(self.config.model.pretrained, self.config.checkpoint.trust_checkpoint)
+                report = load_weights(model, weights, self.config.model.strict)
             except ValueError as error:
                 raise ConfigError(f"model.pretrained={self.config.model.pretrained!r}: {error}; pass "
                                   "--load-not-strict (model.strict: false) to load the matching keys only") from None
@@ -120,33 +130,51 @@ class Trainer:
 
     # -- resume and checkpoints ------------------------------------------------------------------------------
 
-    def _resume(self) -> int:
+    def _training_record(self) -> dict[str, Any]:
+        """How this run trains (the export's ``training.json``): the mixture it starts from, the agent, the length."""
+        objectives = [{"name": o.name, "key": o.key, "objective_class": o.objective_class, "prob": float(p)}
+                      for o, p in zip(self.curriculum.pipeline.objectives, self.curriculum.agent.action)]
+        return {"sequence_length": self.config.train.sequence_length, "objectives": objectives,
+                "agent": self.config.objectives.agent,
+                "prefix_lm": any(o["objective_class"] != "next_token_prediction" for o in objectives),
+                "source": "birdie train"}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's own progress (a checkpoint owner): the step and the last validation losses."""
+        return {"step": self.step, "val_losses": self.val_losses}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.val_losses = int(state["step"]), state["val_losses"]
+
+    def _states(self, own_logs: bool = True) -> TrainingState:
+        """The owners of this run's state, by where a checkpoint keeps them; ``own_logs`` False leaves the logs
+        out (a checkpoint of another run directory says nothing about this directory's logs)."""
+        logs = {"logs": LogPositions(self.out, self.runtime.is_main)} if own_logs else {}
+        return TrainingState(
+            sharded={"model": ModelState(self.model), "optim": OptimizerState(self.model, self.optimizer)},
+            shared={"progress": self, "schedule": self.scheduler, "agent": self.curriculum.agent_state, **logs},
+            per_rank={"data": self.curriculum.data_state, "rng": RngState()},
+        )
+
+    def _resume(self) -> None:
         path = ckpt.resolve_checkpoint(self.config.checkpoint.resume, self.out)
-        shared, own = ckpt.load_checkpoint(path, self.model, self.optimizer, self.runtime)
-        self.step = shared["step"]
-        self.scheduler.load_state_dict(shared["scheduler"])
-        self.val_losses = shared.get("val_losses")
-        if own is not None:
-            self.curriculum.load_state_dict(own["curriculum"])
-            ckpt.set_rng_state(own["rng"])
-        else:
-            rank0 = ckpt.read_rank0_state(path)
-            if rank0 is not None:
-                self.curriculum.load_agent_state(rank0["curriculum"])
-            if self.runtime.is_main:
-                agent = "the agent continues from rank 0's state" if rank0 is not None else "so does the agent"
-                print(f"warning: {path} was written by a different number of processes; weights, optimizer and "
-                      f"schedule resume, the data stream starts afresh and {agent}")
-        if self.runtime.is_main:
+        # DCP's .metadata is a pickle: a checkpoint of this run directory is the run's own, any other needs trust
+        own = path.resolve().is_relative_to((self.out / "checkpoints").resolve())
+        restored = ckpt.load_checkpoint(path, self._states(own_logs=own), self.runtime,
+                                        trusted=own or self.config.checkpoint.trust_checkpoint)
+        if not self.runtime.is_main:
+            return
+        if restored.per_rank:
             print(f"resumed from {path} at step {self.step}")
-        return self.step
+        else:
+            print(f"resumed from {path} at step {self.step}: it was written by {restored.world_size} process(es) "
+                  f"and this run has {self.runtime.world_size}, so weights, optimizer, schedule and the curriculum "
+                  "agent continue while the data stream restarts from its beginning")
 
     def save(self) -> Path:
-        shared = {"step": self.step, "scheduler": self.scheduler.state_dict(), "val_losses": self.val_losses}
-        own = {"curriculum": self.curriculum.state_dict(), "rng": ckpt.rng_state()}
-        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer, shared, own,
-                                    self.runtime, self.config.checkpoint.milestone_every,
-                                    write_extra=lambda d: write_model_files(d, self.model_config, self.tokenizer))
+        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self._states(), self.runtime,
+                                    self.config.checkpoint.milestone_every,
+                                    files=model_files(self.model_config, self.tokenizer, self.training_record))
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -205,7 +233,7 @@ class Trainer:
         summary.checkpoint = self.save()
         if cfg.checkpoint.export:
             summary.export = export_model(self.out / "export", self.model, self.model_config, self.tokenizer,
-                                          self.runtime.is_main)
+                                          self.runtime.is_main, training_record=self.training_record)
         if cfg.logging.plots and self.runtime.is_main:
             from birdie.train.plots import plot_run
 

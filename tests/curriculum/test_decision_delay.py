@@ -202,11 +202,12 @@ def test_agent_state_continues_under_another_data_layout(tmp_path):
         state = first.state_dict()
         history = len(first.agent.history_rows)
     with Birdie({**config, "pipeline_options": {"num_streams": 4}}) as other:
-        other.load_agent_state(state)
-        assert other.agent.pending is None and other.agent.last_step == 20
-        assert len(other.agent.history_rows) == history
+        other.agent_state.load_state_dict(state)
+        assert other.agent.last_step == 20 and len(other.agent.history_rows) == history
+        assert other.pipeline.batch_index == 0
+        other.get_next_training_sample()  # the pending decision takes effect from the stream's first batch
+        assert other.agent.pending is None
         decision = other.records[-1]
         assert decision["step"] == 20 and decision["decided"] and decision["applies_from_batch"] == 0
-        assert other.pipeline.batch_index == 0
         np.testing.assert_allclose(other.pipeline.probs_at(0), other.agent.action)
         assert not other.time_for_eval(20) and other.time_for_eval(30)

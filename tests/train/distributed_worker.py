@@ -16,7 +16,7 @@ from birdie.train.distributed import apply_parallelism, init_runtime, shutdown
 from birdie.train.optim import build_optimizer
 from birdie.train.step import train_step
 
-from tests.train.helpers import VOCAB, random_batch, rows
+from tests.train.helpers import VOCAB, random_batch, rows, training_state
 
 PRESET, STEPS, GLOBAL_BATCH, ACCUM = "hawk-tiny", 3, 8, 2
 
@@ -37,7 +37,7 @@ def run(mesh: str, out: Path) -> None:
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if runtime.is_main:
         torch.save({"losses": losses, "state": full}, out / f"{mesh}.pt")
-    save_checkpoint(out / f"ckpt-{mesh}", STEPS, model, optimizer, {"step": STEPS}, {}, runtime)
+    save_checkpoint(out / f"ckpt-{mesh}", STEPS, training_state(model, optimizer, {"step": STEPS}), runtime)
 
 
 if __name__ == "__main__":

@@ -45,18 +45,43 @@ def assert_state_dicts_close(actual: dict[str, torch.Tensor], expected: dict[str
         torch.testing.assert_close(actual[name], value, atol=atol, rtol=0, msg=name)
 
 
+class Box:
+    """A checkpoint owner holding a plain dict: the tests' stand-in for the trainer's progress and data state."""
+
+    def __init__(self, value: dict[str, Any] | None = None) -> None:
+        self.value = dict(value or {})
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.value)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.value = dict(state)
+
+
+def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, shared: dict[str, Any] | None = None,
+                   per_rank: dict[str, Any] | None = None) -> Any:
+    """A :class:`~birdie.train.stateful.TrainingState` of ``model`` and ``optimizer`` (sharded), a ``progress`` box
+    holding ``shared`` and a ``data`` box holding ``per_rank``."""
+    from birdie.train.stateful import ModelState, OptimizerState, TrainingState
+
+    return TrainingState(sharded={"model": ModelState(model), "optim": OptimizerState(model, optimizer)},
+                         shared={"progress": Box(shared)}, per_rank={"data": Box(per_rank)})
+
+
 def load_into_one_process(path: Path, preset: str, optimizer_config: Any
                           ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Any], dict[str, Any] | None]:
     """A fresh ``preset`` model and its optimizer with the checkpoint at ``path`` loaded in a single process;
-    returns them with the checkpoint's shared and per-rank state."""
+    returns them with the checkpoint's shared state and this rank's own (None when the process count differs)."""
     from birdie.models import create
     from birdie.train.checkpoint import load_checkpoint
     from birdie.train.optim import build_optimizer
 
     model = create(preset, vocab_size=VOCAB)
     optimizer = build_optimizer(model, optimizer_config)
-    shared, per_rank = load_checkpoint(path, model, optimizer, SINGLE)
-    return model, optimizer, shared, per_rank
+    states = training_state(model, optimizer)
+    restored = load_checkpoint(path, states, SINGLE, trusted=True)
+    own = states.per_rank["data"].value if restored.per_rank else None
+    return model, optimizer, states.shared["progress"].value, own
 
 
 def run_torchrun(script_and_args: list[str], nproc: int = 2, timeout: float = 120) -> "subprocess.CompletedProcess":

@@ -16,9 +16,10 @@ from birdie.cli import main
 from birdie.models import create
 from birdie.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from birdie.train.export import MODEL_CONFIG, export_model, load, load_weights, read_weights
+from birdie.train.integrity import write_manifest
 from birdie.tokenizers import ByteTokenizer
 
-from tests.train.helpers import SINGLE
+from tests.train.helpers import SINGLE, training_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,11 +28,12 @@ SAVE_THEN_HANG = textwrap.dedent("""
     import birdie.train.checkpoint as ckpt
     from birdie.models import create
     from birdie.train.distributed import Runtime
+    from tests.train.helpers import training_state
     runtime = Runtime(0, 1, 0, torch.device("cpu"), 1, 1, 1, None)
     torch.manual_seed(0)
     model = create("transformer-tiny")
     optimizer = torch.optim.AdamW(model.parameters())
-    ckpt.save_checkpoint(sys.argv[1], 1, model, optimizer, {"step": 1}, {}, runtime)
+    ckpt.save_checkpoint(sys.argv[1], 1, training_state(model, optimizer, {"step": 1}), runtime)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
@@ -41,7 +43,7 @@ SAVE_THEN_HANG = textwrap.dedent("""
         print("saving step 2", flush=True)
         time.sleep(120)
     torch.save = hang_mid_save
-    ckpt.save_checkpoint(sys.argv[1], 2, model, optimizer, {"step": 2}, {}, runtime)
+    ckpt.save_checkpoint(sys.argv[1], 2, training_state(model, optimizer, {"step": 2}), runtime)
 """)
 
 
@@ -54,7 +56,7 @@ def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     try:
         assert process.stdout.readline().strip() == "saving step 2", process.stderr.read()
         partial = root / ".tmp-step_000002"
-        assert any(partial.iterdir()) and not (partial / "meta.json").exists()  # the new save is half written
+        assert any(partial.iterdir()) and not (partial / "manifest.json").exists()  # the new save is half written
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -62,11 +64,12 @@ def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     torch.manual_seed(0)
     expected = create("transformer-tiny")
     model = create("transformer-tiny")
-    shared, _ = load_checkpoint(root / "step_000001", model, torch.optim.AdamW(model.parameters()), SINGLE)
-    assert shared == {"step": 1}
+    states = training_state(model, torch.optim.AdamW(model.parameters()))
+    assert load_checkpoint(root / "step_000001", states, SINGLE, trusted=True).step == 1
+    assert states.shared["progress"].value == {"step": 1}
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), expected.parameters()))
     # the next save cleans up the half-written directory and completes
-    save_checkpoint(root, 2, model, torch.optim.AdamW(model.parameters()), {"step": 2}, {}, SINGLE)
+    save_checkpoint(root, 2, training_state(model, torch.optim.AdamW(model.parameters()), {"step": 2}), SINGLE)
     assert resolve_checkpoint("latest", tmp_path).name == "step_000002"
     assert not (root / ".tmp-step_000002").exists()
 
@@ -75,7 +78,8 @@ def test_regular_checkpoints_rotate_and_milestones_stay(tmp_path):
     model = create("transformer-tiny")
     optimizer = torch.optim.AdamW(model.parameters())
     for step in range(1, 6):
-        save_checkpoint(tmp_path, step, model, optimizer, {"step": step}, {"rank": 0}, SINGLE, milestone_every=2)
+        save_checkpoint(tmp_path, step, training_state(model, optimizer, {"step": step}, {"rank": 0}), SINGLE,
+                        milestone_every=2)
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_000002", "step_000004", "step_000005"]
     assert (tmp_path / "latest").read_text().strip() == "step_000005"
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
@@ -110,6 +114,7 @@ def test_pretrained_weights_load_strictly_or_report_differences(tmp_path):
     assert report["unexpected"] == [] and report["mismatched"] == []
     assert torch.equal(deeper.layers[0].attention.in_proj.weight, source.layers[0].attention.in_proj.weight)
     (tmp_path / MODEL_CONFIG).write_text(json.dumps(deeper.config.to_dict()))
+    write_manifest(tmp_path)  # another program rewrote the config and the manifest consistently
     with pytest.raises(ValueError, match="disagree.*export the model again") as error:
         load(tmp_path)
     assert "load-not-strict" not in str(error.value)  # a loader of exports has no such option

@@ -8,7 +8,9 @@ import torch
 
 from birdie.train.checkpoint import resolve_checkpoint
 from birdie.train.export import read_weights
+from birdie.train.integrity import load_side_file
 from birdie.train.metrics import read_metrics
+from birdie.train.stateful import decode_state
 from birdie.train.trainer import train
 
 from tests.train.helpers import tiny_config
@@ -23,12 +25,13 @@ def test_resume_equals_uninterrupted(tmp_path):
                 "checkpoint.milestone_every": 3}
     full = train(tiny_config(tmp_path / "full", **settings))
     stopped_at = tmp_path / "full" / "checkpoints" / "step_000003"
-    resumed = train(tiny_config(tmp_path / "resumed", **settings, **{"checkpoint.resume": str(stopped_at)}))
+    resumed = train(tiny_config(tmp_path / "resumed", **settings, **{"checkpoint.resume": str(stopped_at),
+                                                                 "checkpoint.trust_checkpoint": True}))
 
     assert resumed.step == full.step == 6
     assert resumed.losses == full.losses[3:]  # exact float equality
-    final = read_weights(resolve_checkpoint("latest", tmp_path / "full"))
-    again = read_weights(resolve_checkpoint("latest", tmp_path / "resumed"))
+    final = read_weights(resolve_checkpoint("latest", tmp_path / "full"), trust_checkpoint=True)
+    again = read_weights(resolve_checkpoint("latest", tmp_path / "resumed"), trust_checkpoint=True)
     assert final.keys() == again.keys()
     assert all(torch.equal(final[k], again[k]) for k in final)
     after = [d for d in _decisions(tmp_path / "full") if d["step"] >= 3]
@@ -58,9 +61,11 @@ def test_resume_with_a_background_decision_pending_equals_uninterrupted(tmp_path
                 "curriculum.background_decisions": True}
     full = train(tiny_config(tmp_path / "full", **settings))
     stopped_at = tmp_path / "full" / "checkpoints" / "step_000009"
-    pending = torch.load(stopped_at / "rank_0.pt", weights_only=False)["curriculum"]
-    assert pending["agent"]["pending"]["step"] == 8 and pending["decision_batch"] == 8 + 7 + 3
-    resumed = train(tiny_config(tmp_path / "resumed", **settings, **{"checkpoint.resume": str(stopped_at)}))
+    agent = decode_state(load_side_file(stopped_at / "shared.pt"))["agent"]
+    data = decode_state(load_side_file(stopped_at / "rank_0.pt"))["data"]
+    assert agent["agent"]["pending"]["step"] == 8 and data["decision_batch"] == 8 + 7 + 3
+    resumed = train(tiny_config(tmp_path / "resumed", **settings, **{"checkpoint.resume": str(stopped_at),
+                                                                     "checkpoint.trust_checkpoint": True}))
 
     assert resumed.losses == full.losses[9:]
     decided = [d for d in _decisions(tmp_path / "full") if d["step"] == 8]

@@ -21,7 +21,7 @@ from birdie.train.optim import build_optimizer
 from birdie.train.step import train_step
 
 from tests.train.helpers import (SINGLE, VOCAB, assert_state_dicts_close, load_into_one_process, random_batch, rows,
-                                 run_torchrun)
+                                 run_torchrun, training_state)
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET, STEPS, BATCH, ACCUM, MESH = "transformer-tiny", 3, 4, 2, "1,1,2"
@@ -52,7 +52,7 @@ def worker(out: Path) -> None:
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if runtime.is_main:
         torch.save({"losses": losses, "state": full, "in_proj_local_rows": local_rows}, out / "tp.pt")
-    save_checkpoint(out / "ckpt", STEPS, model, optimizer, {"step": STEPS}, {}, runtime)
+    save_checkpoint(out / "ckpt", STEPS, training_state(model, optimizer, {"step": STEPS}), runtime)
     shutdown(runtime)
 
 

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from birdie import load
+from birdie.train.integrity import load_side_file
+from birdie.train.stateful import decode_state
 from birdie.train.trainer import train
 
 from tests.train.helpers import run_torchrun, tiny_config
@@ -25,17 +26,17 @@ def test_two_rank_sharded_run_shares_the_mixture_and_resumes_in_one_process(tmp_
                          "--distributed.mesh", "1,-1,1"], timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     step = out / "checkpoints" / "step_000003"
-    ranks = [torch.load(step / f"rank_{r}.pt", weights_only=False)["curriculum"] for r in (0, 1)]
-    assert np.array_equal(ranks[0]["agent"]["action"], ranks[1]["agent"]["action"])
+    agent = decode_state(load_side_file(step / "shared.pt"))["agent"]["agent"]  # one copy, shared by the ranks
+    ranks = [decode_state(load_side_file(step / f"rank_{r}.pt"))["data"] for r in (0, 1)]
     assert ranks[0]["pipeline"] != ranks[1]["pipeline"]  # each rank reads its own shard
     model, _ = load(out / "export")
     assert model.config.family == "transformer"
 
     summary = train(tiny_config(out, **{"train.steps": 4, "train.batch_size": 4, "checkpoint.resume": "latest"}))
     assert summary.step == 4 and len(summary.losses) == 1
-    assert "different number of processes" in capsys.readouterr().out
-    # The agent carried on from rank 0's state (its evaluation at step 2), though the data stream started afresh.
-    after = torch.load(out / "checkpoints" / "step_000004" / "rank_0.pt", weights_only=False)["curriculum"]
-    assert after["agent"]["last_step"] == ranks[0]["agent"]["last_step"] == 2
-    assert np.array_equal(after["agent"]["action"], ranks[0]["agent"]["action"])
-    assert len(after["agent"]["history_rows"]) == len(ranks[0]["agent"]["history_rows"]) == 1
+    assert "written by 2 process(es) and this run has 1" in capsys.readouterr().out
+    # The agent carried on (its evaluation at step 2), though the data stream started afresh.
+    after = decode_state(load_side_file(out / "checkpoints" / "step_000004" / "shared.pt"))["agent"]["agent"]
+    assert after["last_step"] == agent["last_step"] == 2
+    assert np.array_equal(after["action"], agent["action"])
+    assert len(after["history_rows"]) == len(agent["history_rows"]) == 1
