@@ -22,7 +22,8 @@ from birdie.convert.hf_source import (load_source_tokenizer, model_config_from_h
                                       weight_files)
 from birdie.convert.safetensors_stream import ShardedReader, StreamingWriter
 from birdie.models.config import ModelConfig
-from birdie.train.export import WEIGHTS, write_model_files, write_training_record
+from birdie.train.export import WEIGHTS, write_model_files
+from birdie.train.integrity import write_manifest
 
 #: birdie per-layer name -> the HF per-layer tensors it is made of (concatenated on dim 0, in this order).
 LAYER_MAP: dict[str, tuple[str, ...]] = {
@@ -119,10 +120,11 @@ def convert_from_hf(source: str | Path, out: str | Path, dtype: torch.dtype | No
         raise FileExistsError(f"{out / WEIGHTS} exists; choose a new output directory")
     out.mkdir(parents=True, exist_ok=True)
     _write_weights(reader, hf, config, own, new_ids, out / WEIGHTS, dtype)
-    write_model_files(out, config.to_dict(), tokenizer)
-    write_training_record(out, {"sequence_length": config.max_seq_len, "objectives": [], "agent": None,
-                                "prefix_lm": False, "source": "from-hf", "hf_source": str(source.resolve()),
-                                "hf_model_type": hf["model_type"], "source_vocab_size": own})
+    write_model_files(out, config.to_dict(), tokenizer, {
+        "sequence_length": config.max_seq_len, "objectives": [], "agent": None, "prefix_lm": False,
+        "source": "from-hf", "hf_source": str(source.resolve()), "hf_model_type": hf["model_type"],
+        "source_vocab_size": own})
+    write_manifest(out)
     return Conversion(out, config, own, new_ids)
 
 

@@ -22,7 +22,8 @@ from birdie.convert.from_hf import grow_embedding
 from birdie.models.lm import LanguageModel
 from birdie.models.presets import preset_config
 from birdie.tokenizers import load_tokenizer
-from birdie.train.export import WEIGHTS, write_model_files, write_training_record
+from birdie.train.export import WEIGHTS, write_model_files
+from birdie.train.integrity import write_manifest
 
 PREFIXES = ("module.", "_orig_mod.")
 #: Non-parameter tensors open_lm saves that birdie recomputes (rotary tables).
@@ -93,8 +94,8 @@ def convert_from_open_lm(checkpoint: str | Path, out: str | Path, preset: str, t
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous().clone() if k == "output.weight" and config.tie_embeddings else v.contiguous()
                for k, v in state.items()}, str(out / WEIGHTS))
-    write_model_files(out, config.to_dict(), tokenizer)
     record = {"sequence_length": config.max_seq_len, "objectives": [], "agent": None, "prefix_lm": False,
               "source": "from-open-lm", "open_lm_checkpoint": str(checkpoint.resolve()), "preset": preset}
-    write_training_record(out, record)
+    write_model_files(out, config.to_dict(), tokenizer, record)
+    write_manifest(out)
     return record

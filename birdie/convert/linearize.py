@@ -25,8 +25,8 @@ import torch
 from birdie.models.config import ModelConfig
 from birdie.models.lm import LanguageModel
 from birdie.tokenizers import load_tokenizer
-from birdie.train.export import (MODEL_CONFIG, TOKENIZER, export_model, load_weights, read_training_record,
-                                 read_weights, write_training_record)
+from birdie.train.export import MODEL_CONFIG, TOKENIZER, export_model, load_weights, read_training_record, read_weights
+from birdie.train.integrity import write_manifest
 
 REPORT = "linearize_report.json"
 
@@ -79,9 +79,9 @@ def linearize(source: str | Path, out: str | Path, qk_norm: bool = False, decay:
     new = loaded["missing"]
     report = LinearizeReport(reused=sorted(set(model.state_dict()) - set(new)), new=new, changed=changed)
     tokenizer = load_tokenizer(source / TOKENIZER)
-    export_model(out, model, config.to_dict(), tokenizer)
-    record = read_training_record(source) or {}
-    write_training_record(out, {**record, "prefix_lm": False, "source": "linearize",
-                                "linearized_from": str(source.resolve())})
+    record = {**(read_training_record(source) or {}), "prefix_lm": False, "source": "linearize",
+              "linearized_from": str(source.resolve())}
+    export_model(out, model, config.to_dict(), tokenizer, training_record=record)
     (out / REPORT).write_text(json.dumps(report.to_dict(), indent=2))
+    write_manifest(out)
     return report

@@ -29,7 +29,8 @@ from birdie.finetune.reference import cached_reference_logps
 from birdie.finetune.reward_model import HEAD, RewardModel, score_inputs
 from birdie.models.lm import IGNORE_INDEX, token_loss_sum
 from birdie.train.distributed import Runtime, unwrap
-from birdie.train.export import export_model, read_training_record, write_training_record
+from birdie.train.export import export_model, read_training_record
+from birdie.train.integrity import write_manifest
 
 MODEL_INPUTS = ("input_ids", "segment_ids", "position_ids")
 
@@ -67,11 +68,10 @@ class _Base:
         record.setdefault("prefix_lm", False)
         if isinstance(unwrap(model), RewardModel):
             record["head"] = HEAD
-        export_model(directory, model, self.lm.config.to_dict(), self.tokenizer, is_main)
-        if is_main:
-            write_training_record(directory, record)
-            if not self.config.data.chat_template:
-                write_tokenizer_config(directory)
+        export_model(directory, model, self.lm.config.to_dict(), self.tokenizer, is_main, training_record=record)
+        if is_main and not self.config.data.chat_template:
+            write_tokenizer_config(directory)
+            write_manifest(directory)  # again, now listing tokenizer_config.json
         return directory
 
 
