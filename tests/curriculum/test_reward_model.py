@@ -10,18 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from birdie.curriculum.reward_model import (
-    NORM_EPS,
-    GatedSSMBlock,
-    RewardModel,
-    RewardModelConfig,
-    SplitRMSNorm,
-    fit_reward_model,
-    loss_and_gradients,
-    make_optimizer,
-    scan_rows,
-    training_pass,
-)
+from birdie.curriculum.reward_fit import fit_reward_model, loss_and_gradients, make_optimizer, scan_rows, training_pass
+from birdie.curriculum.reward_model import NORM_EPS, GatedSSMBlock, RewardModel, RewardModelConfig, SplitRMSNorm
 
 SMALL = RewardModelConfig(width=32, num_layers=2)
 
