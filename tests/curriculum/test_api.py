@@ -54,6 +54,7 @@ def readme_loop(birdie, model, optimizer, steps):
         optimizer.step()
 
 
+@pytest.mark.slow
 def test_readme_training_loop_runs_and_logs_every_decision(tmp_path):
     torch.manual_seed(0)
     config = small_config(tmp_path)

@@ -150,7 +150,7 @@ def test_hand_written_gradients_match_autograd(length, compiled):
     grads = {parameter: torch.full_like(parameter, float("nan")) for parameter in parameters}
     loss = loss_and_gradients(model, normalized_rows(rows, num_configs), rewards, grads, compiled=compiled)
     torch.testing.assert_close(loss, expected_loss.detach())
-    for (name, parameter), grad in zip(model.named_parameters(), expected):
+    for (name, parameter), grad in zip(model.named_parameters(), expected, strict=True):
         torch.testing.assert_close(grads[parameter], grad, msg=lambda message: f"{name}: {message}")
 
 

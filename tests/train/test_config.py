@@ -82,5 +82,7 @@ def test_saved_config_reads_back_identically(tmp_path):
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.y*ml")):
+    paths = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.y*ml"))
+    assert paths, "no shipped configs found under configs/"
+    for path in paths:
         assert isinstance(build_config(read_config_file(path)), TrainConfig), path
