@@ -13,6 +13,7 @@ AGENT = "{warmup_steps: 1, steps_between_evaluations: 2, num_validation_batches:
         "train_steps: 5, num_candidates: 64}"
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_rank_sharded_run_shares_the_mixture_and_resumes_in_one_process(tmp_path, capsys):
     out = tmp_path / "run"
