@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import importlib
 import importlib.util
 import os
 import platform
@@ -55,7 +56,7 @@ import torch
 from birdie.curriculum import Schedule, make_agent
 from birdie.curriculum.agent import decision_executor
 from birdie.curriculum.api import DEFAULT_DECISION_DELAY
-from birdie.curriculum.reward_model import fit_reward_model, make_optimizer
+from birdie.curriculum.reward_fit import fit_reward_model, make_optimizer
 from birdie.objectives import resolve_mixture
 
 
@@ -94,13 +95,33 @@ def whole_run_seconds(total_steps: int, seed: int = 0) -> tuple[float, int]:
     return seconds, decisions
 
 
+def _source_at(revision: str, path: str) -> str | None:
+    """The text of ``path`` at git ``revision``, or None when the file did not exist there."""
+    shown = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
 def reward_model_at(revision: str) -> types.ModuleType:
-    """``birdie/curriculum/reward_model.py`` as it stood at git ``revision``, imported as a separate module."""
-    source = subprocess.run(["git", "show", f"{revision}:birdie/curriculum/reward_model.py"],
-                            check=True, capture_output=True, text=True).stdout
+    """The reward model and its fit as they stood at git ``revision``, imported as one separate module:
+    ``birdie/curriculum/reward_model.py``, plus ``reward_fit.py`` where the fit had moved there."""
+    # The scan kernel's module path before it moved under birdie/models/kernels/.
+    sys.modules.setdefault("birdie.models.scan", importlib.import_module("birdie.models.kernels.scan"))
     module = types.ModuleType(f"reward_model_at_{revision}")
     sys.modules[module.__name__] = module  # dataclasses look their module up while the source runs
-    exec(compile(source, f"{revision}:reward_model.py", "exec"), module.__dict__)
+    exec(compile(_source_at(revision, "birdie/curriculum/reward_model.py"), f"{revision}:reward_model.py", "exec"),
+         module.__dict__)
+    fit_source = _source_at(revision, "birdie/curriculum/reward_fit.py")
+    if fit_source is not None:
+        # The fit imports the model module by name: give it the revision's, not the working tree's.
+        current = sys.modules.get("birdie.curriculum.reward_model")
+        sys.modules["birdie.curriculum.reward_model"] = module
+        try:
+            exec(compile(fit_source, f"{revision}:reward_fit.py", "exec"), module.__dict__)
+        finally:
+            if current is None:
+                del sys.modules["birdie.curriculum.reward_model"]
+            else:
+                sys.modules["birdie.curriculum.reward_model"] = current
     return module
 
 
@@ -114,7 +135,8 @@ def before_fit(before: types.ModuleType, agent, rows: torch.Tensor, rewards: tor
 
 FIRST_FIT = """
 import time, torch
-from birdie.curriculum.reward_model import RewardModel, RewardModelConfig, fit_reward_model, make_optimizer
+from birdie.curriculum.reward_fit import fit_reward_model, make_optimizer
+from birdie.curriculum.reward_model import RewardModel, RewardModelConfig
 config = RewardModelConfig(train_steps=1)
 model = RewardModel(104, config)
 optimizer = make_optimizer(model, config)

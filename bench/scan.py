@@ -14,7 +14,8 @@ import argparse
 import torch
 from torch.utils.benchmark import Timer
 
-from birdie.models.scan import linear_scan, linear_scan_reference
+from birdie.models.kernels.scan import linear_scan
+from birdie.models.kernels.scan.naive import linear_scan_reference
 
 SHAPES = [(8, 512, 256), (8, 2048, 256), (2, 512, 2560), (2, 2048, 2560)]
 

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-#: Objective classes, in the order their paradigm tokens are allocated.
-OBJECTIVE_CLASSES: tuple[str, ...] = (
+#: Objective names (the paradigms), in the order their paradigm tokens are allocated.
+OBJECTIVE_NAMES: tuple[str, ...] = (
     "next_token_prediction",
     "prefix_language_modeling",
     "copying",
@@ -34,7 +34,7 @@ NUM_SENTINELS = 128
 def special_token_names(num_sentinels: int) -> list[str]:
     """Every special token's name, in id order: control tokens, paradigm tokens, markers, then sentinels."""
     names = ["<|pad|>", "<|eos|>", "<|bos|>", "<|begin_generating|>"]
-    names += [f"<|{name}|>" for name in OBJECTIVE_CLASSES]
+    names += [f"<|{name}|>" for name in OBJECTIVE_NAMES]
     names += [f"<|{name}|>" for name in SELECTIVE_COPYING_MARKERS]
     names += [f"<|mask_{i}|>" for i in range(num_sentinels)]
     return names
@@ -108,9 +108,9 @@ class SpecialTokens:
         return self._sentinels
 
     def paradigm(self, objective_class: str) -> int:
-        """Paradigm token of an objective class (one of :data:`OBJECTIVE_CLASSES`)."""
-        if objective_class not in OBJECTIVE_CLASSES:
-            raise KeyError(f"unknown objective class {objective_class!r}; valid: {', '.join(OBJECTIVE_CLASSES)}")
+        """Paradigm token of an objective class (one of :data:`OBJECTIVE_NAMES`)."""
+        if objective_class not in OBJECTIVE_NAMES:
+            raise KeyError(f"unknown objective class {objective_class!r}; valid: {', '.join(OBJECTIVE_NAMES)}")
         return self._by_name[f"<|{objective_class}|>"]
 
     def marker(self, name: str) -> int:

@@ -29,7 +29,7 @@ import numpy as np
 
 from birdie.special_tokens import (  # noqa: F401 -- re-exported: the tokenizers' public vocabulary
     NUM_SENTINELS,
-    OBJECTIVE_CLASSES,
+    OBJECTIVE_NAMES,
     SELECTIVE_COPYING_MARKERS,
     SpecialTokens,
     special_token_names,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from birdie.cli import main
 from birdie.tokenizers import (
     NUM_SENTINELS,
-    OBJECTIVE_CLASSES,
+    OBJECTIVE_NAMES,
     SELECTIVE_COPYING_MARKERS,
     ByteTokenizer,
     ExtendedTokenizer,
@@ -80,7 +80,7 @@ def test_specials_are_single_distinct_ids_that_text_cannot_produce(tokenizer):
     specials = tokenizer.specials
     assert len(set(specials.ids)) == len(specials.ids) and max(specials.ids) < tokenizer.vocab_size
     assert len(specials.sentinels) == NUM_SENTINELS >= 100
-    assert len({specials.paradigm(c) for c in OBJECTIVE_CLASSES}) == len(OBJECTIVE_CLASSES)
+    assert len({specials.paradigm(c) for c in OBJECTIVE_NAMES}) == len(OBJECTIVE_NAMES)
     assert len({specials.marker(m) for m in SELECTIVE_COPYING_MARKERS}) == len(SELECTIVE_COPYING_MARKERS)
     spelled = "".join(specials.names) + " <|eos|>"
     ids = tokenizer.encode(spelled)

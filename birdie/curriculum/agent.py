@@ -39,7 +39,8 @@ from birdie.curriculum.candidates import (
     uniform_over_classes,
 )
 from birdie.curriculum.reward import RewardFn, compute_rewards, total_reward
-from birdie.curriculum.reward_model import RewardModel, RewardModelConfig, fit_reward_model, make_optimizer
+from birdie.curriculum.reward_fit import fit_reward_model, make_optimizer
+from birdie.curriculum.reward_model import RewardModel, RewardModelConfig
 from birdie.curriculum.schedule import Schedule
 
 

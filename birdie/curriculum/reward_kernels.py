@@ -1,9 +1,9 @@
 """Compiled (numba) kernels for the reward model's training path: one call per RMSNorm and per recurrence.
 
-:func:`birdie.curriculum.reward_model.loss_and_gradients` runs a Gated SSM block as torch GEMMs around
+:func:`birdie.curriculum.reward_fit.loss_and_gradients` runs a Gated SSM block as torch GEMMs around
 elementwise work on (T, state) arrays, T a few dozen history positions. In torch that work is ~40 calls per block
 whose fixed costs exceed their arithmetic; here it is two loops per block, forward and backward, that also run the
-recurrence, and every buffer is allocated once per fit. Same contract as the torch path in ``reward_model.py``, and
+recurrence, and every buffer is allocated once per fit. Same contract as the torch path in ``reward_fit.py``, and
 the same tests against autograd. Imported only when numba is installed (``pip install birdie-lm[fast]``); compiled on
 first use and cached on disk.
 """
@@ -148,7 +148,7 @@ class CompiledTrainingPass:
     """``loss_and_gradients`` for histories of one length, with numba kernels and buffers allocated once.
 
     Called once per fit step: ``pass_(normalized_rows, rewards) -> loss``, writing into ``grads`` (see
-    :func:`birdie.curriculum.reward_model.loss_and_gradients` for the arguments). The parameters are read through
+    :func:`birdie.curriculum.reward_fit.loss_and_gradients` for the arguments). The parameters are read through
     views, so in-place optimizer updates between calls are seen.
     """
 

@@ -20,7 +20,7 @@ _LAZY = {
     "CallableSource": "birdie.data.sources",
     "DatasetSource": "birdie.data.sources",
     "files_source": "birdie.data.sources",
-    "as_source": "birdie.data.sources",
+    "as_source": "birdie.data.source_dispatch",
     "ShardSource": "birdie.data.shards",
     "tokenize_to_shards": "birdie.data.shards",
 }

@@ -35,7 +35,8 @@ import torch
 
 from birdie.data.packing import batch_to_torch
 from birdie.data.shards import ShardSource
-from birdie.data.sources import CachedSource, Source, as_source
+from birdie.data.source_dispatch import as_source
+from birdie.data.sources import CachedSource, Source
 from birdie.data.config import PipelineConfig
 from birdie.data.pairs import pair_keys, read_item
 from birdie.data.streams import OBJECTIVE_COUNTERS, BatchStats, BatchStream, StreamState
@@ -54,7 +55,7 @@ class Pipeline:
         tokenizer: a birdie tokenizer (or anything :func:`birdie.tokenizers.as_tokenizer` accepts).
         mixture: the objective configurations (``ObjectiveConfig`` objects or mixture entries); their ``prob``
             fields are the starting mixture.
-        source: the training documents (anything :func:`birdie.data.sources.as_source` accepts; default: the
+        source: the training documents (anything :func:`birdie.data.source_dispatch.as_source` accepts; default: the
             embedded synthetic stories).
         validation_source: documents for :meth:`validation_batches` (default: ``source``'s validation split).
         text_grabber_fn: ``item -> str`` for the sources built here (default ``item["text"]`` or the item).

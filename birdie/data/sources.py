@@ -4,7 +4,7 @@ A :class:`Source` yields the documents of one *stream*: ``documents(split, strea
 start)``. The pipeline gives every (rank, stream) pair its own stream index, so ranks and streams never read the
 same document, and a stream's documents do not depend on how many worker processes run.
 
-Ready-made sources (:func:`as_source` picks one for whatever a user passes):
+Ready-made sources (:func:`birdie.data.source_dispatch.as_source` picks one for whatever a user passes):
 
 * :class:`CallableSource` -- the seeds' contract, a callable ``ds(split, worker_id, num_workers, rng_seed)``
   returning an iterable, with ``text_grabber_fn(item) -> str`` (default ``item["text"]``, or the item itself
@@ -268,34 +268,3 @@ def files_source(
     kwargs = {"sample_by": txt_sample_by} if builder == "text" else {}
     dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
     return DatasetSource(dataset, text_grabber_fn, validation_fraction)
-
-
-def as_source(obj: Any = None, text_grabber_fn: TextGrabber | None = None) -> Source:
-    """Turn what a user passes into a :class:`Source`.
-
-    ``None`` -> the embedded synthetic stories; a :class:`Source` -> itself; a directory with a shard
-    ``manifest.jsonl`` (alone or as a one-element list, as a CLI passes it) -> :class:`~birdie.data.shards.ShardSource`; other paths/globs -> :func:`files_source`;
-    a HF ``Dataset``/``IterableDataset`` -> :class:`DatasetSource`; a callable -> :class:`CallableSource`.
-    """
-    if obj is None:
-        from birdie.data.stories import synthetic_stories
-
-        return CallableSource(synthetic_stories)
-    if isinstance(obj, Source):
-        return obj
-    if isinstance(obj, (str, os.PathLike)) or (isinstance(obj, (list, tuple)) and obj and all(
-            isinstance(p, (str, os.PathLike)) for p in obj)):
-        from birdie.data.shards import MANIFEST, ShardSource
-
-        single = obj[0] if isinstance(obj, (list, tuple)) and len(obj) == 1 else obj
-        if isinstance(single, (str, os.PathLike)) and (Path(single) / MANIFEST).is_file():
-            return ShardSource(single)
-        return files_source(obj, text_grabber_fn)
-    if type(obj).__module__.startswith("datasets"):
-        return DatasetSource(obj, text_grabber_fn)
-    if callable(obj):
-        return CallableSource(obj, text_grabber_fn)
-    raise TypeError(
-        f"cannot use {type(obj).__name__} as a data source: pass a callable ds(split, worker_id, num_workers, "
-        "rng_seed), file paths or globs, a shard directory, or a HF Dataset/IterableDataset"
-    )

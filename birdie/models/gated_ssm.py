@@ -11,7 +11,7 @@ The block fuses the sequence mixer and the MLP, so the family registers with ``h
 has its own projection so that it can be kept out of weight decay, as the paper does (``no_weight_decay``). The recurrence
 runs in float32 (the paper's A.11). In bidirectional layers the last ``N // 2`` state channels (their forget
 gate and input ``i * z``) run right to left over the prefix only; see
-:func:`birdie.models.scan.bidirectional_scan` for the exact packing rules.
+:func:`birdie.models.recurrence.bidirectional_scan` for the exact packing rules.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from birdie.models.config import ModelConfig
+from birdie.models.kernels.backend import accumulation_dtype
 from birdie.models.mixer import Mixer, SequenceInfo
+from birdie.models.recurrence import RecurrentState, bidirectional_scan
 from birdie.models.registry import register_family
-from birdie.models.scan import RecurrentState, accumulation_dtype, bidirectional_scan
 
 
 class GatedSSMMixer(Mixer):

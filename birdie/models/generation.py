@@ -7,15 +7,27 @@ as the bidirectional prefix (Birdie's prefix-LM format: ``prefix + [begin_genera
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from birdie.models.mixer import SequenceInfo
 
-if TYPE_CHECKING:
-    from birdie.models.lm import LanguageModel
+
+class CachedDecoder(Protocol):
+    """What :func:`generate` needs of a model (:class:`birdie.models.lm.LanguageModel` is one); a protocol, so
+    this module does not import the shell that binds ``generate`` as its method."""
+
+    def hidden_states(self, input_ids: Tensor, info: SequenceInfo) -> tuple[Tensor, list[Any]]:
+        """Final-normed hidden states (B, T, D) and each layer's state after the last position of every row."""
+
+    #: the output head: hidden states (..., D) -> logits (..., vocab_size).
+    output: Callable[[Tensor], Tensor]
+
+    def step(self, token_ids: Tensor, position: Tensor, states: list[Any]) -> tuple[Tensor, list[Any]]:
+        """Decode one token per row: token_ids (B,), position (B,) -> logits (B, vocab_size), new states."""
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
@@ -52,7 +64,7 @@ def _check_arguments(prompt: Tensor, max_new_tokens: int, temperature: float, to
 
 @torch.no_grad()
 def generate(
-    model: "LanguageModel",
+    model: CachedDecoder,
     prompt_ids: Tensor,
     max_new_tokens: int,
     temperature: float = 1.0,

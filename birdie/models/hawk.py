@@ -17,7 +17,7 @@ uniform (RecurrentGemma's ``rnn_param_init``).
 
 Packing: the convolution only reads inputs of the same segment, the forward recurrence resets at every segment
 start, and in bidirectional layers the last ``W // 2`` channels run right to left over the prefix only
-(:func:`birdie.models.scan.bidirectional_scan`), so nothing crosses a segment boundary.
+(:func:`birdie.models.recurrence.bidirectional_scan`), so nothing crosses a segment boundary.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from birdie.models.config import ModelConfig
+from birdie.models.kernels.backend import accumulation_dtype
 from birdie.models.mixer import Mixer, SequenceInfo
+from birdie.models.recurrence import RecurrentState, bidirectional_scan, channel_resets
 from birdie.models.registry import register_family
-from birdie.models.scan import RecurrentState, accumulation_dtype, bidirectional_scan, channel_resets
 
 RG_LRU_C = 8.0
 MAX_SQRT_GRADIENT = 1000.0

@@ -7,7 +7,7 @@ Per layer, exactly as linear_open_lm runs it:
    ``_totrain_embed_kv``, for k when ``n_kv_heads != n_heads``); optional ``_totrain_q_norm``/``_totrain_k_norm``.
 3. RoPE (rotate-half) *after* the feature map; k scaled by 1/sqrt(head_dim); k and v repeated for GQA.
 4. Decayed linear attention with a fixed per-head decay (ALiBi slopes by default), reset at segment starts
-   (:mod:`birdie.models.decay_attention`).
+   (:mod:`birdie.models.kernels.decay_attention`).
 5. ``_totrain_gn``: GroupNorm with one group per head and no affine parameters, in place of the denominator.
 6. ``out_proj``, reused.
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from birdie.models.config import ModelConfig
-from birdie.models.decay_attention import decay_linear_attention, decay_linear_attention_step
+from birdie.models.kernels.decay_attention import decay_linear_attention, decay_linear_attention_step
 from birdie.models.layers import apply_rope, build_norm
 from birdie.models.mixer import Mixer, SequenceInfo
 from birdie.models.registry import register_family

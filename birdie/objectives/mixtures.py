@@ -30,7 +30,7 @@ from birdie.objectives.deshuffling import Deshuffling
 from birdie.objectives.infilling import Infilling
 from birdie.objectives.next_token_prediction import NextTokenPrediction
 from birdie.objectives.prefix_language_modeling import PrefixLanguageModeling
-from birdie.objectives.registry import OBJECTIVES, make_objective
+from birdie.objectives.registry import OBJECTIVE_CONFIG_BY_NAME, make_objective
 from birdie.objectives.selective_copying import SelectiveCopying
 
 RATES = (0.05, 0.15, 0.5)
@@ -167,7 +167,7 @@ def class_probabilities(configs: Sequence[ObjectiveConfig]) -> dict[str, float]:
 
 def representative_objectives() -> list[ObjectiveConfig]:
     """One default configuration of every objective (what ``birdie objectives show`` prints by default)."""
-    return [cls() for cls in OBJECTIVES.values()]
+    return [cls() for cls in OBJECTIVE_CONFIG_BY_NAME.values()]
 
 
 def _as_config(item: Any) -> ObjectiveConfig:

@@ -1,7 +1,8 @@
 """The objective registry: names (the seeds' names) to config classes, and building a config from a mixture entry.
 
-``OBJECTIVES`` holds the self-supervised objectives (text -> example); ``SUPERVISED_OBJECTIVES`` the ones that pack
-an item's own prompt/completion pair. :func:`make_objective` builds either.
+``OBJECTIVE_CONFIG_BY_NAME`` maps the self-supervised objectives' names (text -> example) to their config classes;
+``SUPERVISED_CONFIG_BY_NAME`` those that pack an item's own prompt/completion pair. :func:`make_objective` builds
+either.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from birdie.objectives.prefix_language_modeling import PrefixLanguageModeling
 from birdie.objectives.selective_copying import SelectiveCopying
 from birdie.objectives.supervised import Supervised
 
-OBJECTIVES: dict[str, type[ObjectiveConfig]] = {
+OBJECTIVE_CONFIG_BY_NAME: dict[str, type[ObjectiveConfig]] = {
     cls.name: cls
     for cls in (
         NextTokenPrediction,
@@ -33,7 +34,7 @@ OBJECTIVES: dict[str, type[ObjectiveConfig]] = {
 }
 
 #: Objectives that take a source item's own prompt/completion pair instead of making an example from text.
-SUPERVISED_OBJECTIVES: dict[str, type[ObjectiveConfig]] = {Supervised.name: Supervised}
+SUPERVISED_CONFIG_BY_NAME: dict[str, type[ObjectiveConfig]] = {Supervised.name: Supervised}
 
 
 #: Parameter names of the upstream ``birdie_rl`` configs and the field that plays their role here.
@@ -53,9 +54,9 @@ def make_objective(entry: Mapping[str, Any]) -> ObjectiveConfig:
         raise TypeError(f"an objective entry must be a dict like {{'name': 'infilling', 'prob': 0.5}}, got {entry!r}")
     if "name" not in entry:
         raise ValueError(f"objective entry {dict(entry)!r} has no 'name'; valid names: "
-                         f"{', '.join([*OBJECTIVES, *SUPERVISED_OBJECTIVES])}")
+                         f"{', '.join([*OBJECTIVE_CONFIG_BY_NAME, *SUPERVISED_CONFIG_BY_NAME])}")
     name = entry["name"]
-    known = {**OBJECTIVES, **SUPERVISED_OBJECTIVES}
+    known = {**OBJECTIVE_CONFIG_BY_NAME, **SUPERVISED_CONFIG_BY_NAME}
     if name not in known:
         raise ValueError(f"unknown objective {name!r}; valid names: {', '.join(known)}")
     cls = known[name]

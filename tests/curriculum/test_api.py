@@ -38,6 +38,7 @@ def small_config(tmp_path, **overrides):
     return config
 
 
+@pytest.mark.slow
 def test_readme_training_loop_runs_and_logs_every_decision(tmp_path):
     torch.manual_seed(0)
     config = small_config(tmp_path)

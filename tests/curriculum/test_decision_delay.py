@@ -94,7 +94,7 @@ def test_background_and_inline_decisions_give_the_same_run(tmp_path):
 
     (records, batch), (expected_records, expected_batch) = run(True), run(False)
     assert [r["decided"] for r in records] == [False, True, True, True]
-    for record, expected in zip(records, expected_records):
+    for record, expected in zip(records, expected_records, strict=True):
         assert record == expected
     for name in expected_batch:
         torch.testing.assert_close(batch[name], expected_batch[name])

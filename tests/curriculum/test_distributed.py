@@ -74,6 +74,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("background", [False, True])
 def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path, background):
@@ -91,6 +92,7 @@ def test_ranks_share_rank0_decisions_on_averaged_losses(tmp_path, background):
     assert not np.allclose(ranks[0]["actions"][-1], ranks[0]["actions"][0])
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("background", [False, True])
 def test_a_failed_decision_on_rank0_raises_on_every_rank_instead_of_hanging(tmp_path, background):

@@ -10,18 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from birdie.curriculum.reward_model import (
-    NORM_EPS,
-    GatedSSMBlock,
-    RewardModel,
-    RewardModelConfig,
-    SplitRMSNorm,
-    fit_reward_model,
-    loss_and_gradients,
-    make_optimizer,
-    scan_rows,
-    training_pass,
-)
+from birdie.curriculum.reward_fit import fit_reward_model, loss_and_gradients, make_optimizer, scan_rows, training_pass
+from birdie.curriculum.reward_model import NORM_EPS, GatedSSMBlock, RewardModel, RewardModelConfig, SplitRMSNorm
 
 SMALL = RewardModelConfig(width=32, num_layers=2)
 
@@ -160,7 +150,7 @@ def test_hand_written_gradients_match_autograd(length, compiled):
     grads = {parameter: torch.full_like(parameter, float("nan")) for parameter in parameters}
     loss = loss_and_gradients(model, normalized_rows(rows, num_configs), rewards, grads, compiled=compiled)
     torch.testing.assert_close(loss, expected_loss.detach())
-    for (name, parameter), grad in zip(model.named_parameters(), expected):
+    for (name, parameter), grad in zip(model.named_parameters(), expected, strict=True):
         torch.testing.assert_close(grads[parameter], grad, msg=lambda message: f"{name}: {message}")
 
 

@@ -136,7 +136,9 @@ def test_every_birdie_segment_is_well_formed(tokenizer, sequence_length):
     with Pipeline(tokenizer, "birdie", batch_size=3, sequence_length=sequence_length, seed=3) as pipeline:
         for batch in take(pipeline, 8):
             assert_valid_batch(batch, tokenizer.specials)
-        for batches in pipeline.validation_batches().values():
+        validation = pipeline.validation_batches()
+        assert validation, "the birdie mixture must have validation batches for this test to bite"
+        for batches in validation.values():
             assert_valid_batch(batches[0], tokenizer.specials)
 
 

@@ -8,10 +8,10 @@ import pytest
 from birdie.cli import main as birdie_main
 from birdie.data.pipeline import Pipeline
 from birdie.data.shards import MANIFEST, ShardSource, tokenize_to_shards
+from birdie.data.source_dispatch import as_source
 from birdie.data.sources import (
     CallableSource,
     DatasetSource,
-    as_source,
     files_source,
     split_hash,
 )

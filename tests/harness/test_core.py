@@ -42,7 +42,7 @@ def _check_against_naive(model, requests, prefix: bool) -> None:
     reference = [naive_continuation(model, c, x, prefix) for c, x in encoded]
     for config in FAST_PATHS:
         scores = Scorer(model, config).loglikelihood(encoded, prefix=prefix)
-        for score, (picked, greedy) in zip(scores, reference):
+        for score, (picked, greedy) in zip(scores, reference, strict=True):
             np.testing.assert_allclose(score.token_logprobs, picked, rtol=1e-5, atol=1e-5)
             assert math.isclose(score.logprob, sum(picked), rel_tol=1e-5, abs_tol=1e-4)
             assert score.is_greedy == greedy
@@ -71,7 +71,7 @@ def test_recurrent_models_read_contexts_of_different_lengths_in_one_batch():
     scorer = Scorer(model, ScorerConfig(batch_size=16))
     scores = scorer.loglikelihood(requests)
     assert scorer.stats["model_calls"] == 2  # one call reads the five contexts, one runs all ten tails
-    for score, (context, continuation) in zip(scores, requests):
+    for score, (context, continuation) in zip(scores, requests, strict=True):
         picked, greedy = naive_continuation(model, context, continuation, prefix=False)
         np.testing.assert_allclose(score.token_logprobs, picked, rtol=1e-5, atol=1e-5)
         assert score.is_greedy == greedy
@@ -136,7 +136,9 @@ def test_rolling_equals_naive_causal_scoring(numpy_model):
 def test_prompt_logprobs_have_one_entry_per_token_plus_one(numpy_model):
     tok = numpy_model.tokenizer
     prompts = [_encode(tok, ["the cat sat"]), _encode(tok, ["a"])]
-    for prompt, scored in zip(prompts, Scorer(numpy_model, ScorerConfig(batch_size=2)).prompt_logprobs(prompts, 3)):
+    results = Scorer(numpy_model, ScorerConfig(batch_size=2)).prompt_logprobs(prompts, 3)
+    assert len(results) == len(prompts)
+    for prompt, scored in zip(prompts, results):
         assert len(scored.token_logprobs) == len(prompt) + 1 == len(scored.top)
         assert scored.token_logprobs[0] is None and scored.top[0] is None
         picked, _ = naive_continuation(numpy_model, prompt[:1], prompt[1:] + [scored.next_token], prefix=False) \

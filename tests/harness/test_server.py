@@ -68,6 +68,7 @@ def served(birdie_checkpoint):
 # The numpy model's rows do not depend on how they are batched, so the two paths agree bit for bit. The torch
 # transformer sees different batch shapes on the two paths (the client's batches of 4 full prompts vs. the core's
 # context/continuation split), which changes float reduction order in the last bits.
+@pytest.mark.slow
 @pytest.mark.parametrize("name, args, rel", [("tiny", NUMPY_ARGS, 0.0), ("ckpt", None, 1e-6)])
 def test_stock_local_completions_equals_the_in_process_model(served, birdie_checkpoint, name, args, rel):
     import lm_eval

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 import family_checks
-from birdie.models.decay_attention import decay_linear_attention_reference
-from birdie.models.scan import linear_scan_reference
+from birdie.models.kernels.decay_attention.naive import decay_linear_attention_reference
+from birdie.models.kernels.scan.naive import linear_scan_reference
 
 # (batch, length, width, reset pattern): widths above fla's 32-channel block exercise its channel masking.
 SCAN_CASES = [

@@ -24,9 +24,9 @@ import torch  # noqa: E402
 import triton.runtime.autotuner as autotuner  # noqa: E402
 
 import fla_checks  # noqa: E402
-from birdie.models import decay_attention, scan  # noqa: E402
-from birdie.models.decay_attention import _fla_decay_linear_attention  # noqa: E402
-from birdie.models.scan import _fla_linear_scan  # noqa: E402
+from birdie.models.kernels import decay_attention, scan  # noqa: E402
+from birdie.models.kernels.decay_attention.fla import fla_decay_linear_attention  # noqa: E402
+from birdie.models.kernels.scan.fla import fla_linear_scan  # noqa: E402
 
 _prune_configs = autotuner.Autotuner.prune_configs
 
@@ -42,14 +42,14 @@ autotuner.Autotuner.prune_configs = _first_config_only
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("case", fla_checks.SCAN_CASES)
 def test_fla_linear_scan_matches_reference(case, reverse):
-    fla_checks.assert_scan_matches_reference(_fla_linear_scan, "cpu", case, reverse)
+    fla_checks.assert_scan_matches_reference(fla_linear_scan, "cpu", case, reverse)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fla_decay_attention_matches_reference(dtype):
     from fla.ops.simple_gla import fused_recurrent_simple_gla
 
-    attend = functools.partial(_fla_decay_linear_attention, kernel=fused_recurrent_simple_gla)
+    attend = functools.partial(fla_decay_linear_attention, kernel=fused_recurrent_simple_gla)
     fla_checks.assert_decay_attention_matches_reference(attend, "cpu", dtype, tolerance=1e-5)
 
 
@@ -66,8 +66,8 @@ def _fla_dispatch_on_cpu() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scan, "uses_fla", _float32_on_fla)
         patch.setattr(decay_attention, "uses_fla", _float32_on_fla)
-        patch.setattr(decay_attention, "_fla_decay_linear_attention",
-                      functools.partial(_fla_decay_linear_attention, kernel=fused_recurrent_simple_gla))
+        patch.setattr(decay_attention, "fla_decay_linear_attention",
+                      functools.partial(fla_decay_linear_attention, kernel=fused_recurrent_simple_gla))
         yield
 
 

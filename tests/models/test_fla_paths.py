@@ -23,8 +23,10 @@ import pytest
 import torch
 
 import fla_checks
-from birdie.models.decay_attention import decay_linear_attention
-from birdie.models.scan import _fla_linear_scan, fla_available, linear_scan, uses_fla
+from birdie.models.kernels.backend import fla_available, uses_fla
+from birdie.models.kernels.decay_attention import decay_linear_attention
+from birdie.models.kernels.scan import linear_scan
+from birdie.models.kernels.scan.fla import fla_linear_scan
 
 needs_fla = pytest.mark.skipif(not fla_available(), reason="flash-linear-attention not installed: "
                                                           "pip install 'birdie-lm[fla]'")
@@ -39,7 +41,7 @@ def test_fla_scan_rejects_negative_decays_instead_of_returning_nan():
     a = torch.full((1, 4, 2), 0.5)
     a[0, 2, 1] = -0.5
     with pytest.raises(ValueError, match="a >= 0"):
-        _fla_linear_scan(a, torch.ones(1, 4, 2))
+        fla_linear_scan(a, torch.ones(1, 4, 2))
 
 
 @needs_fla

@@ -188,6 +188,7 @@ def test_cached_greedy_generation_equals_recomputation(preset):
     assert torch.equal(generated, ids[:, prompt.shape[1] :])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", RECURRENT_PRESETS)
 def test_tiny_preset_overfits_a_small_batch(preset):
     model = tiny_model(preset)

@@ -58,6 +58,7 @@ def test_causal_variant_keeps_prefix_causal(family):
     checks.check_prefix_visibility(checks.tiny_model(family, bidirectional_layers="none"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_preset_overfits_a_batch(family):
     first, last = checks.check_overfits(checks.tiny_model(family), steps=40)

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from birdie.models.scan import linear_scan, linear_scan_reference
+from birdie.models.kernels.scan import linear_scan
+from birdie.models.kernels.scan.naive import linear_scan_reference
 
 
 def _inputs(batch: int, length: int, width: int, seed: int, dtype: torch.dtype = torch.float32):

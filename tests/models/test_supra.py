@@ -11,11 +11,8 @@ from hypothesis import strategies as st
 
 import family_checks as checks
 from birdie.models import create
-from birdie.models.decay_attention import (
-    decay_linear_attention,
-    decay_linear_attention_reference,
-    decay_linear_attention_step,
-)
+from birdie.models.kernels.decay_attention import decay_linear_attention, decay_linear_attention_step
+from birdie.models.kernels.decay_attention.naive import decay_linear_attention_reference
 from birdie.models.supra import decay_rates
 
 

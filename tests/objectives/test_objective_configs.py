@@ -9,7 +9,7 @@ import pytest
 
 from birdie.objectives import (
     MIXTURES,
-    OBJECTIVES,
+    OBJECTIVE_CONFIG_BY_NAME,
     AutoencodingWithDeshuffling,
     Copying,
     Infilling,
@@ -20,7 +20,7 @@ from birdie.objectives import (
     mixture_probabilities,
     resolve_mixture,
 )
-from birdie.tokenizers import OBJECTIVE_CLASSES
+from birdie.tokenizers import OBJECTIVE_NAMES
 
 
 @pytest.mark.parametrize("entry,message", [
@@ -62,7 +62,7 @@ def test_unknown_names_and_parameters_list_the_valid_ones():
 
 
 def test_registry_uses_the_seed_names_and_lists_from_yaml_become_tuples():
-    assert list(OBJECTIVES) == list(OBJECTIVE_CLASSES)
+    assert list(OBJECTIVE_CONFIG_BY_NAME) == list(OBJECTIVE_NAMES)
     config = make_objective({"name": "selective_copying", "num_spans": 2, "length": [384, 768]})
     assert config.num_spans == (2, 2) and config.length == (384, 768)
     assert config.key == "selective_copying_n2_random_l384-768"

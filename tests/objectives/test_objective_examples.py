@@ -8,7 +8,7 @@ from objective_checks import tiny_tokenizer
 
 from birdie.cli import main
 from birdie.objectives import (
-    OBJECTIVES,
+    OBJECTIVE_CONFIG_BY_NAME,
     Autoencoding,
     AutoencodingWithDeshuffling,
     Copying,
@@ -100,7 +100,7 @@ def test_deshuffling_golden_whole_sequence():
     assert show(example.target) == "abcdefghij"
 
 
-@pytest.mark.parametrize("name", list(OBJECTIVES))
+@pytest.mark.parametrize("name", list(OBJECTIVE_CONFIG_BY_NAME))
 @pytest.mark.parametrize("text,budget,servable_by", [
     ("", 512, set()),
     ("a", 512, {"next_token_prediction", "copying"}),
@@ -137,7 +137,7 @@ def test_long_document_is_consumed_in_chunks_without_re_tokenizing():
 def test_show_command_prints_every_objective(capsys):
     assert main(["objectives", "show", "--seed", "3", "--budget", "600"]) == 0
     out = capsys.readouterr().out
-    for name in OBJECTIVES:
+    for name in OBJECTIVE_CONFIG_BY_NAME:
         assert f"== {name}" in out
     assert "<|mask_0|>" in out and "<|done|>" in out and "skipped" not in out
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from birdie.objectives import OBJECTIVES, Example, Skip, Supervised, make_objective
+from birdie.objectives import OBJECTIVE_CONFIG_BY_NAME, Example, Skip, Supervised, make_objective
 from birdie.tokenizers import ByteTokenizer
 
 TOKENIZER = ByteTokenizer()
@@ -35,7 +35,7 @@ def test_plain_text_is_skipped_with_its_ids_left_over():
 def test_built_from_a_mixture_entry_and_kept_out_of_the_self_supervised_registry():
     assert make_objective({"name": "supervised", "append_eos": False}) == Supervised(append_eos=False)
     assert Supervised().key == "supervised" and Supervised(append_eos=False).key == "supervised_append_eos=false"
-    assert "supervised" not in OBJECTIVES
+    assert "supervised" not in OBJECTIVE_CONFIG_BY_NAME
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -47,6 +47,7 @@ SAVE_THEN_HANG = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
     root = tmp_path / "checkpoints"

@@ -1,8 +1,11 @@
 """`birdie demo` end to end on a few steps: it trains, samples, plots and says where everything went."""
 
+import pytest
+
 from birdie.cli import main
 
 
+@pytest.mark.slow
 def test_demo_runs_and_reports_its_outputs(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "3", "--no-progress"]) == 0

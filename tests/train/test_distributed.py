@@ -38,6 +38,7 @@ def single_process_reference():
     return model, optimizer, losses
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("mesh", MESHES)
 def test_two_processes_match_one_with_the_same_global_batch(two_process_run, single_process_reference, mesh):

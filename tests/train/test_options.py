@@ -25,6 +25,7 @@ def _stories(count):
     return list(itertools.islice(story_texts(3, "train"), count))
 
 
+@pytest.mark.slow
 def test_metrics_hold_the_documented_fields_and_plots_are_written(tmp_path):
     summary, records = _run(tmp_path, **{"logging.plots": True, "optimizer.z_loss": 1e-3,
                                          "schedule.decay": "linear", "train.grad_accum": 2})
@@ -40,12 +41,14 @@ def test_metrics_hold_the_documented_fields_and_plots_are_written(tmp_path):
     assert summary.losses == pytest.approx([r["loss"] for r in records])
 
 
+@pytest.mark.slow
 def test_bf16_autocast_and_cosine_decay(tmp_path):
     summary, records = _run(tmp_path, **{"train.precision": "bf16", "train.steps": 3})
     assert all(torch.isfinite(torch.tensor(summary.losses)))
     assert [r["lr"] for r in records] == pytest.approx([3e-3, 3e-3, 3e-4])  # 1 warm-up step, peak, final ratio
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ul2", "ntp", "uniform"])
 def test_static_agents_keep_their_mixture(tmp_path, agent):
     values = {"curriculum.agent": agent, "model.preset": "gated-ssm-tiny", "train.steps": 2}
@@ -57,6 +60,7 @@ def test_static_agents_keep_their_mixture(tmp_path, agent):
         assert records[0]["mixture"] == {"next_token_prediction": 1.0}
 
 
+@pytest.mark.slow
 def test_fixed_ratios_by_class_or_configuration(tmp_path):
     _, records = _run(tmp_path, **{"curriculum.agent": "fixed", "train.steps": 2,
                                    "curriculum.ratios": {"infilling": 2.0, "next_token_prediction": 2.0}})
@@ -67,6 +71,7 @@ def test_fixed_ratios_by_class_or_configuration(tmp_path):
         train(tiny_config(tmp_path / "bad", **{"curriculum.agent": "fixed", "curriculum.ratios": {"nonsense": 1}}))
 
 
+@pytest.mark.slow
 def test_local_text_files_and_a_bpe_tokenizer_json(tmp_path):
     from birdie.tokenizers import train_bpe
 
@@ -84,6 +89,7 @@ def test_local_text_files_and_a_bpe_tokenizer_json(tmp_path):
     assert model.config.vocab_size == tokenizer.vocab_size > 600 - 1
 
 
+@pytest.mark.slow
 def test_pretokenized_shards_and_a_python_callable(tmp_path):
     from birdie.data.shards import tokenize_to_shards
     from birdie.tokenizers import ByteTokenizer

@@ -20,6 +20,7 @@ def _decisions(out):
     return [json.loads(line) for line in (out / "decisions.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     settings = {"model.preset": "hawk-tiny", "train.steps": 6, "checkpoint.save_every": 3,
                 "checkpoint.milestone_every": 3}

@@ -69,6 +69,7 @@ def tensor_parallel_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_tensor_parallel_processes_match_one(tensor_parallel_run, single_process_reference):
     result = torch.load(tensor_parallel_run / "tp.pt")

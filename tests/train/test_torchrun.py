@@ -16,6 +16,7 @@ CURRICULUM = ["--curriculum.mixture", "demo", "--curriculum.schedule.warmup_step
               "--curriculum.birdie_agent.num_candidates", "64"]
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_rank_sharded_run_shares_the_mixture_and_resumes_in_one_process(tmp_path, capsys):
     out = tmp_path / "run"
