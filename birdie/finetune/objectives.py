@@ -167,8 +167,8 @@ class RewardModelling(_Base):
         return losses.sum(), stats
 
 
-OBJECTIVES: dict[str, Any] = {"sft": SFT, "dpo": DPO, "rm": RewardModelling}
+OBJECTIVE_BY_COMMAND: dict[str, Any] = {"sft": SFT, "dpo": DPO, "rm": RewardModelling}
 
 
 def build_objective(config: FinetuneConfig, runtime: Runtime) -> Any:
-    return OBJECTIVES[config.command](config, runtime)
+    return OBJECTIVE_BY_COMMAND[config.command](config, runtime)

@@ -135,7 +135,7 @@ class Trainer:
         objectives = [{"name": o.name, "key": o.key, "objective_class": o.objective_class, "prob": float(p)}
                       for o, p in zip(self.curriculum.pipeline.objectives, self.curriculum.agent.action)]
         return {"sequence_length": self.config.train.sequence_length, "objectives": objectives,
-                "agent": self.config.objectives.agent,
+                "agent": self.config.curriculum.agent,
                 "prefix_lm": any(o["objective_class"] != "next_token_prediction" for o in objectives),
                 "source": "birdie train"}
 

@@ -14,8 +14,8 @@ def test_an_old_export_loads_with_its_own_table_after_the_registry_grows(tmp_pat
     model = create("transformer-tiny", vocab_size=tokenizer.vocab_size)
     export_model(tmp_path, model, model.config.to_dict(), tokenizer)
 
-    grown = (*birdie.special_tokens.OBJECTIVE_CLASSES[:2], "new_paradigm", *birdie.special_tokens.OBJECTIVE_CLASSES[2:])
-    monkeypatch.setattr(birdie.special_tokens, "OBJECTIVE_CLASSES", grown)
+    grown = (*birdie.special_tokens.OBJECTIVE_NAMES[:2], "new_paradigm", *birdie.special_tokens.OBJECTIVE_NAMES[2:])
+    monkeypatch.setattr(birdie.special_tokens, "OBJECTIVE_NAMES", grown)
     fresh = ByteTokenizer()
     assert fresh.specials.id("<|new_paradigm|>") and fresh.specials.sentinels[0] != tokenizer.specials.sentinels[0]
 
