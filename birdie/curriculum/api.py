@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch

@@ -1,6 +1,5 @@
 """Fine-tuning data: row formats, counted skips, clear errors, batches (packing = padding), story questions."""
 
-import json
 
 import numpy as np
 import pytest
