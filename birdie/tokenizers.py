@@ -13,6 +13,8 @@ Three implementations:
   added tokens, and text that spells a special token out is encoded as ordinary text.
 * :class:`ExtendedTokenizer` -- any object with ``encode``/``decode`` (a ``tiktoken`` encoding, a user's own
   tokenizer); specials get ids above its vocabulary and ``decode`` renders them itself.
+  :class:`SentencePieceTokenizer` is one for a SentencePiece ``tokenizer.model`` (Llama 2, Mistral), whose
+  serialized model travels inside the spec.
 
 :func:`load_tokenizer` builds any of them from a spec string, and :func:`as_tokenizer` wraps whatever a user
 passes.
@@ -20,6 +22,7 @@ passes.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -238,6 +241,46 @@ class ExtendedTokenizer:
         )
 
 
+class SentencePieceTokenizer(ExtendedTokenizer):
+    """``sentencepiece.SentencePieceProcessor`` with birdie's specials at ``first_special_id, ...``.
+
+    Args:
+        model_proto: the serialized SentencePiece model (the bytes of a ``tokenizer.model`` file).
+        first_special_id: id of the first birdie special; at least the piece count (a larger value leaves the
+            ids in between unused, e.g. the padding rows of a model whose embedding is larger than its vocabulary).
+    """
+
+    def __init__(self, model_proto: bytes, first_special_id: int | None = None,
+                 num_sentinels: int = NUM_SENTINELS, special_names: Sequence[str] | None = None) -> None:
+        import sentencepiece
+
+        processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        pieces = processor.get_piece_size()
+        first = pieces if first_special_id is None else int(first_special_id)
+        if first < pieces:
+            raise ValueError(f"first_special_id={first} would reuse the SentencePiece model's ids (it has {pieces})")
+        self._proto = bytes(model_proto)
+        self.piece_count = pieces
+        super().__init__(processor, base_vocab_size=first, num_sentinels=num_sentinels, special_names=special_names)
+
+    @classmethod
+    def from_file(cls, path: str | Path, first_special_id: int | None = None,
+                  num_sentinels: int = NUM_SENTINELS) -> "SentencePieceTokenizer":
+        """Load a ``tokenizer.model`` file."""
+        return cls(Path(path).read_bytes(), first_special_id, num_sentinels)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "sentencepiece", "model": base64.b64encode(self._proto).decode("ascii"),
+                "first_special_id": self.base_vocab_size, "num_sentinels": len(self.specials.sentinels),
+                "special_tokens": list(self.specials.names)}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "SentencePieceTokenizer":
+        """Inverse of :meth:`spec`."""
+        return cls(base64.b64decode(spec["model"]), spec["first_special_id"], spec.get("num_sentinels", NUM_SENTINELS),
+                   spec.get("special_tokens"))
+
+
 def tiktoken_tokenizer(encoding: str | Any, num_sentinels: int = NUM_SENTINELS,
                        special_names: Sequence[str] | None = None) -> ExtendedTokenizer:
     """Wrap a tiktoken encoding (an ``Encoding`` object or a name tiktoken can load, e.g. from TIKTOKEN_CACHE_DIR)."""
@@ -292,8 +335,6 @@ def load_tokenizer(spec: str | os.PathLike | dict[str, Any]) -> Tokenizer:
         if kind == "tiktoken":
             return tiktoken_tokenizer(spec["name"], num_sentinels, names)
         if kind == "sentencepiece":
-            from birdie.tokenizer_sentencepiece import SentencePieceTokenizer
-
             return SentencePieceTokenizer.from_spec(spec)
         raise ValueError(f"unknown tokenizer spec kind {kind!r}; valid: bytes, hf, tiktoken, sentencepiece")
     text = str(spec)

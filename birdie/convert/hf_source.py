@@ -118,7 +118,7 @@ def load_source_tokenizer(source: Path) -> tuple[Tokenizer, int]:
         return HFTokenizer(raw), own
     if (source / "tokenizer.model").is_file():
         try:
-            from birdie.tokenizer_sentencepiece import SentencePieceTokenizer
+            from birdie.tokenizers import SentencePieceTokenizer
             tokenizer = SentencePieceTokenizer.from_file(source / "tokenizer.model")
         except ImportError:
             raise ImportError(f"{source / 'tokenizer.model'} needs the sentencepiece package: "
