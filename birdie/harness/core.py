@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from birdie.checks import check
-from birdie.harness.models import ScoringModel
+from birdie.harness.adapters import ScoringModel
 from birdie.harness.states import concat_states, state_row
 
 TokenIds = Sequence[int]
@@ -129,7 +129,7 @@ def _score_positions(log_probs: torch.Tensor, targets: TokenIds) -> Continuation
 
 
 class Scorer:
-    """Scores requests with a :class:`~birdie.harness.models.ScoringModel`.
+    """Scores requests with a :class:`~birdie.harness.adapters.ScoringModel`.
 
     ``stats`` counts the tokens read as shared context (``context_tokens``), tail tokens (``tail_tokens``),
     model calls and prefix-cache hits, so the effect of state reuse can be measured.

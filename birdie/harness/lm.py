@@ -1,7 +1,7 @@
 """The in-process lm-evaluation-harness model, registered as ``birdie``.
 
 ``--model birdie --model_args checkpoint=DIR`` scores a birdie export; ``--model_args module=pkg.mod,tag=T,...``
-scores a user module (see :class:`birdie.harness.models.UserModuleModel`). Further model args:
+scores a user module (see :class:`birdie.harness.adapters.UserModuleModel`). Further model args:
 
 * ``scoring=auto|prefix|causal``: feed contexts as the bidirectional prefix (default for prefix-LM models) or
   causally.
@@ -26,7 +26,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences
 
 from birdie.harness.core import Scorer, ScorerConfig
-from birdie.harness.models import ScoringModel, as_bool, load_scoring_model
+from birdie.harness.adapters import ScoringModel, as_bool, load_scoring_model
 from birdie.harness.text import encode_text, eos_string
 
 #: lm-eval passes these to every model; they are not model arguments.
@@ -38,8 +38,8 @@ class BirdieLM(TemplateLM):
     """lm-eval model over the birdie scoring core.
 
     Args:
-        checkpoint / module / tag / scoring / device: see :func:`birdie.harness.models.load_scoring_model`.
-        model: an already-built :class:`~birdie.harness.models.ScoringModel` (Python API only).
+        checkpoint / module / tag / scoring / device: see :func:`birdie.harness.adapters.load_scoring_model`.
+        model: an already-built :class:`~birdie.harness.adapters.ScoringModel` (Python API only).
         batch_size: rows per model call (lm-eval's ``--batch_size``; ``auto`` means 16).
         kwargs: further arguments for a user module's ``load_model``/``load_tokenizer``.
     """

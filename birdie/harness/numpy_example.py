@@ -4,7 +4,7 @@ It is a tiny random-weight Elman RNN over birdie's byte tokenizer: useful as a t
 the model the harness tests and benchmark run without torch models. Pass it as
 ``--model_args module=birdie.harness.numpy_example,tag=tiny``.
 
-Hooks (see :class:`birdie.harness.models.UserModuleModel`):
+Hooks (see :class:`birdie.harness.adapters.UserModuleModel`):
 
 * ``load_model(tag, **kwargs)``: the weights; ``tag`` picks a size (``"tiny"``), ``seed`` and ``hidden`` override.
 * ``load_tokenizer(tag, **kwargs)``: ``"bytes"``.

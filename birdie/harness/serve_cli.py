@@ -30,7 +30,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> dict[str, dict[str, str]]:
-    from birdie.harness.models import parse_model_args
+    from birdie.harness.adapters import parse_model_args
 
     models: dict[str, dict[str, str]] = {}
     if args.checkpoint:

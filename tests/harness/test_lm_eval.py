@@ -7,7 +7,7 @@ import json
 import pytest
 
 from birdie.harness.evaluation import evaluate
-from birdie.harness.models import load_scoring_model
+from birdie.harness.adapters import load_scoring_model
 from harness_reference import assert_same_responses, direct_responses, logged_responses
 
 NUMPY_ARGS = "module=birdie.harness.numpy_example,tag=tiny"

@@ -1,4 +1,4 @@
-"""What the scoring core needs from a model, and adapters for birdie checkpoints and user modules.
+"""Scoring adapters: what the scoring core needs from a model, and adapters for birdie checkpoints and user modules.
 
 The core talks to a :class:`ScoringModel`: a tokenizer, a ``prefix_lm`` flag, and ``logits`` over a right-padded
 batch of token ids. A model that can also continue from a saved state (a recurrent state or a KV cache) offers
@@ -24,6 +24,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 import torch
 
+from birdie.models.registry import get_family
 from birdie.tokenizers import Tokenizer, as_tokenizer
 
 
@@ -123,11 +124,6 @@ class UserModuleModel:
         return self.module.scan_contexts(self.model, contexts, prefix_lengths)
 
 
-#: families whose decoding state has a fixed size and honours segment boundaries, so contexts of different
-#: lengths can be read in one left-padded batch (attention caches would keep the padding's keys)
-RECURRENT_FAMILIES = ("hawk", "gated_ssm", "supra")
-
-
 class BirdieScoringModel:
     """A birdie ``LanguageModel`` (torch) behind the :class:`StatefulScoringModel` protocol.
 
@@ -135,7 +131,7 @@ class BirdieScoringModel:
     (one segment per row, positions from 0). ``scan`` prefills with ``hidden_states`` (the parallel form, which
     returns every layer's cache after the last position) and continues with ``step``, one token at a time, so a
     context is read once: a KV cache for attention, the constant-size recurrent state for Hawk/Gated SSM/SUPRA.
-    For those recurrent families ``scan_contexts`` reads many contexts in one call: each is left-padded, the
+    For families registered with ``fixed_size_state=True`` ``scan_contexts`` reads many contexts in one call: each is left-padded, the
     padding is its own segment (the recurrence restarts at the context), and positions restart at 0.
 
     Args:
@@ -159,7 +155,9 @@ class BirdieScoringModel:
         self.max_length = int(config.max_seq_len)
         if self.tokenizer.vocab_size > config.vocab_size:
             raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} ids but the model only {config.vocab_size}")
-        if config.family in RECURRENT_FAMILIES:
+        # A fixed-size state that restarts at segment boundaries lets contexts of different lengths be read in one
+        # left-padded batch; an attention cache would keep the padding's keys. The family says which it has.
+        if get_family(config.family).fixed_size_state:
             self.scan_contexts = self._scan_contexts
 
     def _tensor(self, array: Any):
