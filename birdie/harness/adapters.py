@@ -108,7 +108,7 @@ class UserModuleModel:
                 f"user module {name} lacks the hook(s) {', '.join(missing)}; define load_model(tag, **kwargs), "
                 "logits(model, input_ids) and load_tokenizer(tag, **kwargs)"
             )
-        self.name = f"{name}:{tag}" if tag else name
+        self.name = model_name(module=name, tag=tag)
         self.model = self.module.load_model(tag, **kwargs)
         self.tokenizer = as_tokenizer(self.module.load_tokenizer(tag, **kwargs))
         self.module_has_prefix = bool(getattr(self.module, "PREFIX_LM", False))
@@ -321,14 +321,22 @@ def load_scoring_model(
             model = model.to(getattr(torch, dtype))
         if prefix is None:
             prefix = trained_as_prefix_lm(checkpoint, model.config)
-        name = "/".join(Path(checkpoint).resolve().parts[-2:])
-        return BirdieScoringModel(model, tokenizer, prefix_lm=prefix, device=_torch_device(device), name=name)
+        return BirdieScoringModel(model, tokenizer, prefix_lm=prefix, device=_torch_device(device),
+                                  name=model_name(checkpoint=checkpoint))
     scoring_model = UserModuleModel(module, tag, **kwargs)
     if prefix is not None:
         if prefix and not scoring_model.module_has_prefix:
             raise ValueError(f"scoring='prefix' needs a prefix-LM module; {module} does not set PREFIX_LM = True")
         scoring_model.prefix_lm = prefix
     return scoring_model
+
+
+def model_name(checkpoint: str | Path | None = None, module: str | None = None, tag: str = "") -> str:
+    """What results are filed under: the checkpoint's last two path components (``run7/export``), or
+    ``module:tag``."""
+    if checkpoint is not None:
+        return "/".join(Path(checkpoint).resolve().parts[-2:])
+    return f"{module}:{tag}" if tag else str(module)
 
 
 def trained_as_prefix_lm(checkpoint: str | Path, config: Any) -> bool:

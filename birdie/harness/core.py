@@ -276,20 +276,23 @@ class Scorer:
 
     # ------------------------------------------------------------------ echo
     def prompt_logprobs(
-        self, prompts: Sequence[TokenIds], top_k: int = 1, prefix_lengths: Sequence[int] | None = None
+        self, prompts: Sequence[TokenIds], top_k: int = 1, prefix_lengths: Sequence[int | None] | None = None
     ) -> list[PromptLogprobs]:
         """Log-probs of every prompt token, the top-``top_k`` alternatives, and one greedy next token.
 
-        Causal by default. With ``prefix_lengths[i] = n > 0`` (prefix-LM models) the first ``n`` tokens of prompt
-        ``i`` are the bidirectional prefix, followed by ``begin_generating``; entries for the prefix tokens are
-        None and entry ``j >= n`` is ``log p(t_j | prefix, t_n..t_{j-1})``, so a client that slices from its
-        context length scores the continuation as :meth:`loglikelihood` does in prefix mode.
+        Causal by default (``prefix_lengths`` None, or None for a prompt). With ``prefix_lengths[i] = n``
+        (prefix-LM models) the first ``n`` tokens of prompt ``i`` are the bidirectional prefix, followed by
+        ``begin_generating`` and the rest; entries for the prefix tokens are None and entry ``j >= n`` is
+        ``log p(t_j | prefix, t_n..t_{j-1})``, so a client that slices from its context length scores the
+        continuation as :meth:`loglikelihood` does in prefix mode.
         """
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be >= 1")
-        splits = [0] * len(prompts) if prefix_lengths is None else [int(n) for n in prefix_lengths]
-        if any(splits) and not self.model.prefix_lm:
+        splits = list(prefix_lengths) if prefix_lengths is not None else [None] * len(prompts)
+        if any(n is not None for n in splits) and not self.model.prefix_lm:
             raise ValueError("prefix scoring needs a prefix-LM model; this model is causal")
+        if any(n is not None and not 0 <= n <= len(p) for n, p in zip(splits, prompts)):
+            raise ValueError("a prefix length must lie in [0, the prompt's length]")
         begin = self.tokenizer.specials.begin_generating
         results: list[PromptLogprobs | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -297,23 +300,21 @@ class Scorer:
             rows = [list(prompts[i]) for i in batch]
             if any(not row for row in rows):
                 raise ValueError("cannot score an empty prompt")
-            if any(not 0 <= splits[i] <= len(prompts[i]) for i in batch):
-                raise ValueError("a prefix length must lie in [0, the prompt's length]")
-            laid = [row[: splits[i]] + [begin] + row[splits[i] :] if splits[i] else row for row, i in zip(rows, batch)]
-            logits = self.model.logits(_right_pad(laid), np.array([splits[i] for i in batch], dtype=np.int64))
+            laid = [row if splits[i] is None else row[: splits[i]] + [begin] + row[splits[i] :]
+                    for row, i in zip(rows, batch)]
+            logits = self.model.logits(_right_pad(laid), np.array([splits[i] or 0 for i in batch], dtype=np.int64))
             self.stats["model_calls"] += 1
             for b, i in enumerate(batch):
                 row, split = rows[b], splits[i]
                 # causal: position j predicts token j + 1; prefix: position n (begin_generating) predicts token n
-                start = split if split else 0
-                log_probs = log_softmax32(logits[b, start : len(laid[b])])
+                log_probs = log_softmax32(logits[b, split or 0 : len(laid[b])])
                 next_token = int(log_probs[-1].argmax())
-                targets = row[split:] + [next_token] if split else row[1:] + [next_token]
+                targets = (row[1:] if split is None else row[split:]) + [next_token]
                 picked = log_probs.gather(1, torch.as_tensor(targets)[:, None])[:, 0].tolist()
                 values, ids = log_probs.topk(min(top_k, log_probs.shape[1]), dim=1)
                 top = list(zip(ids.tolist(), values.tolist()))
-                blank = [None] * (split if split else 1)
-                results[i] = PromptLogprobs(blank + picked, blank + top, next_token)  # type: ignore[arg-type]
+                blank: list[None] = [None] * (1 if split is None else split)
+                results[i] = PromptLogprobs(blank + picked, blank + top, next_token)  # type: ignore[operator]
         return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ generation
