@@ -166,13 +166,15 @@ def _module(vocab: int, shape_bug: bool = False, tokenizer=None) -> types.Module
 
 def test_logits_of_the_wrong_shape_name_the_expected_shape():
     model = UserModuleModel(_module(ByteTokenizer().vocab_size, shape_bug=True))
-    with pytest.raises(ValueError, match=r"user_model.logits returned logits of shape \(1, 3, \d+\); expected "
-                                         r"\(batch, length, vocab\) = \(1, 4, V\)"):
+    with pytest.raises(ValueError, match=r"user_model.logits returned logits of shape \(1, 2, \d+\); expected "
+                                         r"\(batch, length, vocab\) = \(1, 3, V\)"):
         Scorer(model).loglikelihood([([1, 2], [3, 4])])
 
 
 def test_a_tokenizer_smaller_than_the_special_token_range_is_a_clear_error():
     class Letters:  # a user tokenizer with 256 ids; birdie appends its special tokens after them
+        vocab_size = 256
+
         def encode(self, text):
             return list(text.encode())
 
