@@ -14,7 +14,8 @@ continuation token by token:
 * causal scoring: shared = ``context[:-1]``, tail = ``context[-1:] + continuation[:-1]``.
 
 The plain path runs ``shared + tail`` as one row per request (rows batched, right-padded). With state reuse a
-model that offers ``scan`` reads each distinct shared part once, keeps its state (optionally in an LRU across
+model that offers ``scan`` reads each distinct shared part once (for requests whose tail is not longer than it:
+tails run token by token, so longer ones take the plain path), keeps its state (optionally in an LRU across
 calls), and runs the distinct tails of all its continuations as one batch from that state. A model that also
 offers ``scan_contexts`` (birdie's recurrent families) reads a batch of contexts in one call and runs the tails of
 all of them together.
@@ -199,10 +200,17 @@ class Scorer:
 
     def _score_with_states(self, laid_out: list, prefix: bool, results: list) -> None:
         groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}  # shared -> distinct tail -> requests
+        plain = []
         for i, (shared, tail, _) in enumerate(laid_out):
-            groups.setdefault(shared, {}).setdefault(tuple(tail), []).append(i)
-        if () in groups:  # nothing to share: a plain forward pass is the whole work
-            self._score_plain([i for ids in groups.pop(()).values() for i in ids], laid_out, prefix, results)
+            # Tails continue from the state token by token, so a request whose tail is longer than its shared
+            # context (a rolling-perplexity window, a prompt after a one-token prefix) runs faster as one batched
+            # forward pass; with nothing to share that is the whole work anyway.
+            if len(tail) > len(shared):
+                plain.append(i)
+            else:
+                groups.setdefault(shared, {}).setdefault(tuple(tail), []).append(i)
+        if plain:
+            self._score_plain(plain, laid_out, prefix, results)
         # Models that read many contexts at once get them in batches, and the tails of a whole batch of contexts
         # run together; otherwise one context at a time with the tails of its requests.
         batched = callable(getattr(self.model, "scan_contexts", None))
