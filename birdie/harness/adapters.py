@@ -184,7 +184,8 @@ class BirdieScoringModel:
     padding is its own segment (the recurrence restarts at the context), and positions restart at 0.
 
     Args:
-        model: the ``LanguageModel``.
+        model: the ``LanguageModel`` (or any torch module whose ``forward(input_ids, attention_mask=...)`` returns
+            ``(logits, ...)``; it is scored with plain forward passes).
         tokenizer: its tokenizer.
         prefix_lm: feed contexts as the bidirectional prefix; default: True when the config has bidirectional
             layers (``bidirectional_layers`` other than ``"none"``).
@@ -200,7 +201,14 @@ class BirdieScoringModel:
             self.model.to(device)
         self.device = next(self.model.parameters()).device
         self.tokenizer = as_tokenizer(tokenizer)
-        config = model.config
+        config = getattr(model, "config", None)
+        if config is None:
+            # Any torch module with the seeds' forward(input_ids, attention_mask=...) -> (logits, ...): scored with
+            # plain forward passes (no state API to continue from), at whatever length it takes.
+            self.prefix_lm = bool(prefix_lm)
+            self.max_length = 1 << 31
+            self.scan = None
+            return
         if prefix_lm is None:
             prefix_lm = any(config.is_bidirectional(layer) for layer in range(config.n_layers))
         self.prefix_lm = prefix_lm
