@@ -26,9 +26,7 @@ import torch
 from birdie.harness.adapters import BirdieScoringModel, load_scoring_model
 from birdie.harness.core import Scorer, ScorerConfig
 from birdie.tokenizers import ByteTokenizer
-
-WORDS = ("the little dog ran to the park and saw a red ball near the old tree while the sun was warm "
-         "and the children laughed as they played with their friends all day long").split()
+from harness import CHOICES, workload  # bench/harness.py, beside this script
 
 
 def _export(directory: str) -> str:
@@ -80,15 +78,9 @@ def front_ends(checkpoint: str, tasks: list[str]) -> dict[str, float]:
     return {"in-process": in_process, "served": served}
 
 
-def documents(tokenizer, count: int, chars: int, seed: int = 0) -> list[list[int]]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        words: list[str] = []
-        while sum(len(w) + 1 for w in words) < chars:
-            words.append(str(rng.choice(WORDS)))
-        out.append([int(t) for t in tokenizer.encode(" ".join(words))])
-    return out
+def documents(tokenizer, count: int, chars: int) -> list[list[int]]:
+    """``count`` story-like documents of about ``chars`` characters (``bench/harness.py``'s contexts)."""
+    return [context for context, _ in workload(tokenizer, count, chars)[:: len(CHOICES)]]
 
 
 def rolling(model, docs: list[list[int]], window: int, batch_size: int) -> dict[bool, float]:
@@ -124,7 +116,7 @@ def main() -> None:
     docs = documents(tokenizer, args.docs, args.doc_chars)
     print(f"\nrolling perplexity: {args.docs} docs x ~{len(docs[0])} tokens, windows of {args.window}, "
           f"batch {args.batch_size}; totals equal with and without state reuse\n")
-    print("| model | plain s | state reuse s | plain speed-up |\n|---|---|---|---|")
+    print("| model | plain s | state reuse s | state reuse / plain |\n|---|---|---|---|")
     for name in args.models.split(","):
         torch.manual_seed(0)
         if name == "numpy":
