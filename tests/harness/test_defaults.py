@@ -186,3 +186,17 @@ def test_a_tokenizer_smaller_than_the_special_token_range_is_a_clear_error():
     assert eos >= 256
     with pytest.raises(ValueError, match=rf"token id {eos} \(<\|eos\|>\) is outside the 256 output ids of user_model"):
         Scorer(model).loglikelihood_rolling([[104, 105]], eos, 16)
+
+
+def test_prefix_length_extension_scores_the_continuation_as_prefix_loglikelihood(numpy_model):
+    endpoint = ModelEndpoint("m", Scorer(numpy_model))
+    tok = numpy_model.tokenizer
+    context, continuation = [int(t) for t in tok.encode("the cat")], [int(t) for t in tok.encode(" sat")]
+    reply = endpoint.completions({"prompt": [context + continuation], "echo": True, "max_tokens": 1, "logprobs": 1,
+                                  "prefix_length": len(context)})
+    logprobs = reply["choices"][0]["logprobs"]["token_logprobs"]
+    assert logprobs[: len(context)] == [None] * len(context)
+    [expected] = Scorer(numpy_model).loglikelihood([(context, continuation)], prefix=True)
+    assert logprobs[len(context) : -1] == pytest.approx(list(expected.token_logprobs), rel=1e-6)
+    with pytest.raises(RequestError, match="'prefix_length' must lie in"):
+        endpoint.completions({"prompt": [[1, 2]], "echo": True, "max_tokens": 1, "prefix_length": 3})
