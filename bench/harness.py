@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from birdie.harness.core import Scorer, ScorerConfig
-from birdie.harness.models import BirdieScoringModel, load_scoring_model
+from birdie.harness.adapters import BirdieScoringModel, load_scoring_model
 from birdie.tokenizers import ByteTokenizer
 
 WORDS = ("the little dog ran to the park and saw a red ball near the old tree while the sun was warm "

@@ -10,23 +10,24 @@ A prompt is laid out as training packs an example (``docs/architecture.md``), in
   NTP on documents ``"prompt\\nanswer"``; the phone-book recipe (``configs/phonebook_finetune.yaml``) trains the
   ``"prefix"`` layout with supervised pairs instead.
 
-Option losses use the pipeline's own packer (:class:`birdie.data.packing.BatchBuilder`), one example per row, and
-score only the answer's tokens; generation uses ``model.generate`` with ``prefix_len`` set to the prefix.
+Both go through the harness's scoring core (:class:`birdie.harness.core.Scorer`, the scorer behind
+``birdie-lm-eval`` and ``birdie serve``) in prefix mode: the request's context is the bidirectional prefix (the
+prompt, or the paradigm token), and its continuation is the causal lead plus the answer; only the answer's tokens
+are scored. Generation continues after the lead until EOS.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from birdie.checks import check
-from birdie.data.packing import BatchBuilder, batch_to_torch
+from birdie.harness.adapters import BirdieScoringModel
+from birdie.harness.core import Scorer, ScorerConfig
 from birdie.tokenizers import Tokenizer
 
 PROMPT_MODES = ("prefix", "causal")
@@ -58,23 +59,16 @@ class PromptFormat:
         return paradigm, np.concatenate([ids, _encode(tokenizer, self.separator)])
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _batches(order: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be >= 1")
-    iterator = iter(order)
-    while chunk := list(itertools.islice(iterator, batch_size)):
-        yield chunk
-
-
 def _encode(tokenizer: Tokenizer, text: str) -> np.ndarray:
     return np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
-@torch.no_grad()
+def _scorer(model: nn.Module, tokenizer: Tokenizer, batch_size: int) -> Scorer:
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    return Scorer(BirdieScoringModel(model, tokenizer, prefix_lm=True), ScorerConfig(batch_size=batch_size))
+
+
 def target_losses(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -85,38 +79,28 @@ def target_losses(
 ) -> list[float]:
     """Mean per-token cross-entropy of each ``target`` after its ``prompt``.
 
-    Pairs are scored in batches of similar length (one example per row, right-padded); only the target's tokens
+    Pairs are scored by the harness core in batches (a shared prompt is read once); only the target's tokens
     count.
 
     Returns:
         One loss (nats per target token, i.e. length-normalised) per pair, in input order.
     """
-    encoded = []
+    requests, leads = [], []
     for number, (prompt, target) in enumerate(pairs):
         target_ids = _encode(tokenizer, target)
         if len(target_ids) == 0:
             raise ValueError(f"target_losses: pair {number} has an empty target (it encodes to no tokens)")
-        encoded.append((*prompt_format.layout(tokenizer, prompt), target_ids))
-    losses = [0.0] * len(encoded)
-    order = sorted(range(len(encoded)), key=lambda i: sum(len(part) for part in encoded[i]))
-    device = _device(model)
-    specials = tokenizer.specials
-    for chunk in tqdm(list(_batches(order, batch_size)), desc="scoring", disable=not progress, leave=False):
-        length = max(sum(len(part) for part in encoded[i]) for i in chunk)
-        builder = BatchBuilder(len(chunk), max(length, 2), specials.pad, specials.begin_generating)
-        for row, index in enumerate(chunk):
-            prefix, lead, target = encoded[index]
-            builder.add(prefix, np.concatenate([lead, target]), row=row)
-            builder.buffer[1, row, len(prefix):len(prefix) + len(lead)] = -100  # the prompt is not scored
-        batch = {key: value.to(device) for key, value in batch_to_torch(builder.buffer).items()}
-        labels = batch.pop("label_ids")
-        logits, _ = model(**batch)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        scored = labels != -100
-        picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
-        per_row = -picked.sum(dim=1) / scored.sum(dim=1)
-        for row, index in enumerate(chunk):
-            losses[index] = float(per_row[row])
+        prefix, lead = prompt_format.layout(tokenizer, prompt)
+        requests.append((prefix.tolist(), lead.tolist() + target_ids.tolist()))
+        leads.append(len(lead))
+    scorer = _scorer(model, tokenizer, batch_size)
+    losses: list[float] = []
+    step = batch_size * 8  # requests per core call: large enough to share contexts, small enough for a progress bar
+    for start in tqdm(range(0, len(requests), step), desc="scoring", disable=not progress, leave=False):
+        for score, lead in zip(scorer.loglikelihood(requests[start : start + step], prefix=True),
+                               leads[start : start + step]):
+            answer = score.token_logprobs[lead:]
+            losses.append(-sum(answer) / len(answer))
     return losses
 
 
@@ -132,7 +116,6 @@ def option_losses(
     return [[next(flat) for _ in item_options] for item_options in options]
 
 
-@torch.no_grad()
 def greedy_generate(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -144,31 +127,17 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuation of each prompt, laid out by ``prompt_format``.
 
-    ``model.generate`` decodes rows of equal length together, so prompts are grouped by token length and each
-    group is decoded in batches; decoding stops at ``eos`` or after ``max_new_tokens`` (one value, or one per
-    prompt). Returns the decoded new text per prompt, in input order, without the ``eos``.
+    The harness core reads each prompt once and decodes from its state until ``eos`` or ``max_new_tokens`` (one
+    value, or one per prompt); ``batch_size`` bounds the rows of its model calls. Returns the decoded new text per
+    prompt, in input order, without the ``eos``.
     """
     limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(limits) != len(prompts):
         raise ValueError(f"greedy_generate: {len(prompts)} prompts but {len(limits)} max_new_tokens values")
-    specials = tokenizer.specials
-    laid_out = []
-    for prompt in prompts:
+    scorer = _scorer(model, tokenizer, batch_size)
+    outputs = []
+    for prompt, limit in tqdm(list(zip(prompts, limits)), desc="generating", disable=not progress, leave=False):
         prefix, lead = prompt_format.layout(tokenizer, prompt)
-        laid_out.append((np.concatenate([prefix, [specials.begin_generating], lead]).astype(np.int64), len(prefix)))
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, (ids, prefix_len) in enumerate(laid_out):
-        groups.setdefault((len(ids), prefix_len), []).append(index)
-    chunks = [chunk for group in groups.values() for chunk in _batches(group, batch_size)]
-    outputs = [""] * len(prompts)
-    device = _device(model)
-    for chunk in tqdm(chunks, desc="generating", disable=not progress, leave=False):
-        prompt_ids = torch.from_numpy(np.stack([laid_out[i][0] for i in chunk])).to(device)
-        new_ids = model.generate(prompt_ids, max(limits[i] for i in chunk), temperature=0.0,
-                                 eos=specials.eos, prefix_len=laid_out[chunk[0]][1])
-        for row, index in enumerate(chunk):
-            ids = new_ids[row, :limits[index]].tolist()
-            if specials.eos in ids:
-                ids = ids[:ids.index(specials.eos)]
-            outputs[index] = tokenizer.decode(np.asarray(ids, dtype=np.int64))
+        ids = prefix.tolist() + lead.tolist()
+        outputs.append(scorer.generate(ids, limit, prefix=True, prefix_length=len(prefix)).text)
     return outputs

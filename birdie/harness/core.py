@@ -14,7 +14,8 @@ continuation token by token:
 * causal scoring: shared = ``context[:-1]``, tail = ``context[-1:] + continuation[:-1]``.
 
 The plain path runs ``shared + tail`` as one row per request (rows batched, right-padded). With state reuse a
-model that offers ``scan`` reads each distinct shared part once, keeps its state (optionally in an LRU across
+model that offers ``scan`` reads each distinct shared part once (for requests whose tail is not longer than it:
+tails run token by token, so longer ones take the plain path), keeps its state (optionally in an LRU across
 calls), and runs the distinct tails of all its continuations as one batch from that state. A model that also
 offers ``scan_contexts`` (birdie's recurrent families) reads a batch of contexts in one call and runs the tails of
 all of them together.
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from birdie.checks import check
-from birdie.harness.models import ScoringModel
+from birdie.harness.adapters import ScoringModel
 from birdie.harness.states import concat_states, state_row
 
 TokenIds = Sequence[int]
@@ -43,13 +44,16 @@ class ScorerConfig:
     Attributes:
         batch_size: rows per model call (>= 1).
         state_reuse: read a shared context once and continue every continuation from its state (models with
-            ``scan`` only).
+            ``scan`` only), for log-likelihood requests and generation.
+        rolling_state_reuse: the same for rolling-perplexity windows; off by default, since windows share no
+            context and every continuation would then run token by token (2-10x slower).
         prefix_cache_size: contexts whose state is kept across calls (LRU; each entry is a KV cache for attention
             models, so mind the memory); 0 (default) keeps a state only while its requests are scored.
     """
 
     batch_size: int = 16
     state_reuse: bool = True
+    rolling_state_reuse: bool = False
     prefix_cache_size: int = 0
 
     def __post_init__(self) -> None:
@@ -129,7 +133,7 @@ def _score_positions(log_probs: torch.Tensor, targets: TokenIds) -> Continuation
 
 
 class Scorer:
-    """Scores requests with a :class:`~birdie.harness.models.ScoringModel`.
+    """Scores requests with a :class:`~birdie.harness.adapters.ScoringModel`.
 
     ``stats`` counts the tokens read as shared context (``context_tokens``), tail tokens (``tail_tokens``),
     model calls and prefix-cache hits, so the effect of state reuse can be measured.
@@ -140,7 +144,8 @@ class Scorer:
         self.config = config or ScorerConfig()
         self.stats: Counter[str] = Counter()
         self._states: OrderedDict[tuple[int, tuple[int, ...]], Any] = OrderedDict()
-        self.stateful = self.config.state_reuse and callable(getattr(model, "scan", None))
+        self.can_scan = callable(getattr(model, "scan", None))
+        self.stateful = self.config.state_reuse and self.can_scan
 
     @property
     def tokenizer(self):
@@ -148,7 +153,7 @@ class Scorer:
 
     # ------------------------------------------------------------------ loglikelihood
     def loglikelihood(
-        self, requests: Sequence[tuple[TokenIds, TokenIds]], prefix: bool | None = None
+        self, requests: Sequence[tuple[TokenIds, TokenIds]], prefix: bool | None = None, reuse: bool | None = None
     ) -> list[ContinuationScore]:
         """Score each ``(context_ids, continuation_ids)``; the result keeps the order of ``requests``.
 
@@ -156,13 +161,15 @@ class Scorer:
             requests: token-id pairs; continuations must be non-empty, and causal scoring needs a non-empty
                 context (lm-eval supplies its prefix token for an empty context).
             prefix: feed contexts as the bidirectional prefix; default: the model's ``prefix_lm``.
+            reuse: read each distinct context once and continue from its state; default: ``config.state_reuse``
+                (models without ``scan`` always run plain forward passes).
         """
         prefix = self.model.prefix_lm if prefix is None else prefix
         if prefix and not self.model.prefix_lm:
             raise ValueError("prefix scoring needs a prefix-LM model; this model is causal")
         laid_out = [self._layout(list(ctx), list(cont), prefix) for ctx, cont in requests]
         results: list[ContinuationScore | None] = [None] * len(laid_out)
-        if self.stateful:
+        if self.stateful if reuse is None else reuse and self.can_scan:
             self._score_with_states(laid_out, prefix, results)
         else:
             self._score_plain(list(range(len(laid_out))), laid_out, prefix, results)
@@ -193,10 +200,17 @@ class Scorer:
 
     def _score_with_states(self, laid_out: list, prefix: bool, results: list) -> None:
         groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}  # shared -> distinct tail -> requests
+        plain = []
         for i, (shared, tail, _) in enumerate(laid_out):
-            groups.setdefault(shared, {}).setdefault(tuple(tail), []).append(i)
-        if () in groups:  # nothing to share: a plain forward pass is the whole work
-            self._score_plain([i for ids in groups.pop(()).values() for i in ids], laid_out, prefix, results)
+            # Tails continue from the state token by token, so a request whose tail is longer than its shared
+            # context (a rolling-perplexity window, a prompt after a one-token prefix) runs faster as one batched
+            # forward pass; with nothing to share that is the whole work anyway.
+            if len(tail) > len(shared):
+                plain.append(i)
+            else:
+                groups.setdefault(shared, {}).setdefault(tuple(tail), []).append(i)
+        if plain:
+            self._score_plain(plain, laid_out, prefix, results)
         # Models that read many contexts at once get them in batches, and the tails of a whole batch of contexts
         # run together; otherwise one context at a time with the tails of its requests.
         batched = callable(getattr(self.model, "scan_contexts", None))
@@ -263,31 +277,52 @@ class Scorer:
                 windows.append(make_disjoint_window(window))
                 owners.append(doc_index)
         totals = [0.0] * len(documents)
-        for owner, score in zip(owners, self.loglikelihood(windows, prefix=False)):
+        scores = self.loglikelihood(windows, prefix=False, reuse=self.config.rolling_state_reuse)
+        for owner, score in zip(owners, scores):
             totals[owner] += score.logprob
         return totals
 
     # ------------------------------------------------------------------ echo
-    def prompt_logprobs(self, prompts: Sequence[TokenIds], top_k: int = 1) -> list[PromptLogprobs]:
-        """Causal log-probs of every prompt token, the top-``top_k`` alternatives, and one greedy next token."""
+    def prompt_logprobs(
+        self, prompts: Sequence[TokenIds], top_k: int = 1, prefix_lengths: Sequence[int | None] | None = None
+    ) -> list[PromptLogprobs]:
+        """Log-probs of every prompt token, the top-``top_k`` alternatives, and one greedy next token.
+
+        Causal by default (``prefix_lengths`` None, or None for a prompt). With ``prefix_lengths[i] = n``
+        (prefix-LM models) the first ``n`` tokens of prompt ``i`` are the bidirectional prefix, followed by
+        ``begin_generating`` and the rest; entries for the prefix tokens are None and entry ``j >= n`` is
+        ``log p(t_j | prefix, t_n..t_{j-1})``, so a client that slices from its context length scores the
+        continuation as :meth:`loglikelihood` does in prefix mode.
+        """
         if top_k < 1:
             raise ValueError(f"top_k={top_k} must be >= 1")
+        splits = list(prefix_lengths) if prefix_lengths is not None else [None] * len(prompts)
+        if any(n is not None for n in splits) and not self.model.prefix_lm:
+            raise ValueError("prefix scoring needs a prefix-LM model; this model is causal")
+        if any(n is not None and not 0 <= n <= len(p) for n, p in zip(splits, prompts)):
+            raise ValueError("a prefix length must lie in [0, the prompt's length]")
+        begin = self.tokenizer.specials.begin_generating
         results: list[PromptLogprobs | None] = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         for batch in _chunks(order, self.config.batch_size):
             rows = [list(prompts[i]) for i in batch]
             if any(not row for row in rows):
                 raise ValueError("cannot score an empty prompt")
-            logits = self.model.logits(_right_pad(rows), np.zeros(len(rows), dtype=np.int64))
+            laid = [row if splits[i] is None else row[: splits[i]] + [begin] + row[splits[i] :]
+                    for row, i in zip(rows, batch)]
+            logits = self.model.logits(_right_pad(laid), np.array([splits[i] or 0 for i in batch], dtype=np.int64))
             self.stats["model_calls"] += 1
             for b, i in enumerate(batch):
-                row = rows[b]
-                log_probs = log_softmax32(logits[b, : len(row)])
+                row, split = rows[b], splits[i]
+                # causal: position j predicts token j + 1; prefix: position n (begin_generating) predicts token n
+                log_probs = log_softmax32(logits[b, split or 0 : len(laid[b])])
                 next_token = int(log_probs[-1].argmax())
-                picked = log_probs.gather(1, torch.as_tensor(row[1:] + [next_token])[:, None])[:, 0].tolist()
+                targets = (row[1:] if split is None else row[split:]) + [next_token]
+                picked = log_probs.gather(1, torch.as_tensor(targets)[:, None])[:, 0].tolist()
                 values, ids = log_probs.topk(min(top_k, log_probs.shape[1]), dim=1)
                 top = list(zip(ids.tolist(), values.tolist()))
-                results[i] = PromptLogprobs([None] + picked, [None] + top, next_token)
+                blank: list[None] = [None] * (1 if split is None else split)
+                results[i] = PromptLogprobs(blank + picked, blank + top, next_token)  # type: ignore[operator]
         return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ generation
@@ -299,25 +334,30 @@ class Scorer:
         temperature: float = 0.0,
         seed: int | None = None,
         prefix: bool | None = None,
+        prefix_length: int | None = None,
     ) -> Generation:
         """Decode after ``prompt`` until EOS, a stop string, or ``max_new_tokens`` tokens.
 
-        Greedy at ``temperature == 0``, otherwise sampled (reproducible with ``seed``). In prefix mode the prompt
-        is the bidirectional prefix followed by ``begin_generating``. The text is cut before the earliest stop
-        string.
+        Greedy at ``temperature == 0``, otherwise sampled (reproducible with ``seed``). In prefix mode (``prefix``,
+        default: the model's ``prefix_lm``) the first ``prefix_length`` prompt tokens (default: all of them) are
+        the bidirectional prefix, followed by ``begin_generating`` and the rest of the prompt. The text is cut
+        before the earliest stop string.
         """
         prefix = self.model.prefix_lm if prefix is None else prefix
         if prefix and not self.model.prefix_lm:
             raise ValueError("prefix generation needs a prefix-LM model; this model is causal")
+        split = (len(prompt) if prefix_length is None else prefix_length) if prefix else 0
+        if not 0 <= split <= len(prompt):
+            raise ValueError(f"prefix_length={prefix_length} must lie in [0, {len(prompt)}] (the prompt's length)")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
         if temperature < 0:
             raise ValueError(f"temperature={temperature} must be >= 0")
         specials = self.tokenizer.specials
-        ids = list(prompt) + ([specials.begin_generating] if prefix else [])
+        ids = list(prompt[:split]) + [specials.begin_generating] + list(prompt[split:]) if prefix else list(prompt)
         if not ids:
             raise ValueError("cannot generate from an empty prompt with causal scoring")
-        prefix_length = len(prompt) if prefix else 0
+        prefix_length = split
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         stops = [s for s in stop if s]
         generated: list[int] = []

@@ -8,8 +8,14 @@ This is the part of ``birdie serve`` that knows the wire format lm-eval's ``loca
   choice per prompt, in order). ``echo=true`` returns causal log-probs of every prompt token and of exactly one
   greedy generated token (``max_tokens`` must be 1), with ``logprobs`` top alternatives per position; otherwise the
   model generates up to ``max_tokens`` tokens, stopping at EOS or a ``stop`` string, and the text is cut before it.
-  Generation uses the model's scoring mode (the prompt is the bidirectional prefix of a prefix-LM model); echo is
-  always causal, since the request does not say where the context ends.
+  A generation request longer than the model is cut as :func:`birdie.harness.truncation.fit_generation` says (the
+  prompt's oldest tokens first, then ``max_tokens`` capped to the room left), with a warning in the server log.
+  The stock OpenAI form is causal: the request does not say where the context ends.
+* birdie's extension ``prefix_length`` (an int, or one per prompt; prefix-LM models only): the first
+  ``prefix_length`` tokens of a prompt are the bidirectional prefix, followed by ``<|begin_generating|>`` and the
+  rest of the prompt, as Birdie trains. Echo then returns null log-probs for the prefix tokens and prefix-LM
+  log-probs after it (a client that sends its context length as ``prefix_length`` and slices from it gets the
+  in-process ``scoring=prefix`` numbers: ``--model birdie-completions``); generation continues after the prompt.
 * ``tokenize`` / ``detokenize`` / ``tokenizer_info``: what lm-eval's remote tokenizer calls.
 """
 
@@ -22,6 +28,10 @@ from typing import Any
 
 from birdie.harness.core import Scorer
 from birdie.harness.text import encode_text, eos_string
+from birdie.harness.truncation import fit_generation, log
+
+NO_CHAT_TEMPLATE = ("this model has no chat template (it was trained on plain text): send plain prompts, and run "
+                    "lm-eval without --apply_chat_template")
 
 
 class RequestError(Exception):
@@ -68,6 +78,12 @@ def _field(body: dict[str, Any], name: str, kinds: tuple[type, ...], default: An
     return value
 
 
+def _refuse_chat(prompt: Any) -> None:
+    """Chat messages (what lm-eval sends with --apply_chat_template) get a 400 that says why."""
+    if isinstance(prompt, dict) or (isinstance(prompt, list) and any(isinstance(p, dict) for p in prompt)):
+        raise RequestError(400, NO_CHAT_TEMPLATE)
+
+
 class ModelEndpoint:
     """The JSON API of one model (``name``) scored by ``scorer``."""
 
@@ -77,6 +93,10 @@ class ModelEndpoint:
         self.tokenizer = scorer.tokenizer
         self.limits = limits or ServerLimits()
         self.max_length = scorer.model.max_length
+        if scorer.model.prefix_lm:
+            log.warning("%s was trained as a prefix-LM: stock completions requests are scored causally; send "
+                        "prefix_length (birdie's extension; lm-eval: --model birdie-completions) to read the context "
+                        "as the bidirectional prefix, as birdie-lm-eval does by default", name)
 
     def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         """Dispatch ``operation`` (``completions``, ``tokenize``, ``detokenize``, ``tokenizer_info``)."""
@@ -103,6 +123,7 @@ class ModelEndpoint:
         }
 
     def tokenize(self, body: dict[str, Any]) -> dict[str, Any]:
+        _refuse_chat(body.get("prompt"))
         text = _field(body, "prompt", (str,), None, "a string")
         if text is None:
             raise RequestError(400, "'prompt' (the string to tokenize) is required")
@@ -124,7 +145,8 @@ class ModelEndpoint:
         return ids
 
     # ------------------------------------------------------------------ completions
-    def _prompts(self, prompt: Any) -> list[list[int]]:
+    def _prompts(self, prompt: Any, allow_empty: bool) -> list[list[int]]:
+        _refuse_chat(prompt)
         if isinstance(prompt, str):
             prompts: list[Any] = [prompt]
         elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
@@ -139,13 +161,13 @@ class ModelEndpoint:
             raise RequestError(413, f"{len(prompts)} prompts in one request; the limit is {self.limits.max_prompts}")
         ids = [encode_text(self.tokenizer, p) if isinstance(p, str) else self._check_ids(p, "a token-id prompt")
                for p in prompts]
-        if any(not row for row in ids):
-            raise RequestError(400, "every prompt needs at least one token")
+        if not allow_empty and any(not row for row in ids):
+            raise RequestError(400, "every prompt needs at least one token to score")
         return ids
 
     def completions(self, body: dict[str, Any]) -> dict[str, Any]:
-        prompts = self._prompts(body.get("prompt"))
         echo = _field(body, "echo", (bool,), False, "true or false")
+        prompts = self._prompts(body.get("prompt"), allow_empty=not echo)
         top = _field(body, "logprobs", (int,), None, "an integer")
         temperature = float(_field(body, "temperature", (int, float), 1.0, "a number"))
         seed = _field(body, "seed", (int,), None, "an integer")
@@ -166,18 +188,17 @@ class ModelEndpoint:
                                     "set max_tokens to 1")
         if not 0 <= max_tokens <= self.limits.max_new_tokens:
             raise RequestError(400, f"'max_tokens'={max_tokens} must be in [0, {self.limits.max_new_tokens}]")
-        longest = max(len(p) for p in prompts)
-        if longest + max_tokens > self.max_length + 1:
-            raise RequestError(
-                400, f"a prompt has {longest} tokens and asks for {max_tokens} more; the model takes at most "
-                     f"{self.max_length} positions"
-            )
+        splits = self._prefix_lengths(body.get("prefix_length"), prompts)
         if echo:
-            choices = self._echo(prompts, max(top or 0, 1), top is not None)
+            longest = max(len(p) for p in prompts)
+            if longest + (splits is not None) > self.max_length:
+                raise RequestError(400, f"a prompt has {longest} tokens; the model takes at most {self.max_length} "
+                                        "positions (lm-eval: pass max_length=model_max_length from /tokenizer_info)")
+            choices = self._echo(prompts, max(top or 0, 1), top is not None, splits)
         else:
             if top is not None:
                 raise RequestError(400, "'logprobs' is supported with echo=true only")
-            choices = self._generate(prompts, max_tokens, stop or [], temperature, seed)
+            choices = self._generate(prompts, max_tokens, stop or [], temperature, seed, splits)
         completion_tokens = sum(len(c.pop("_generated")) for c in choices)
         prompt_tokens = sum(len(p) for p in prompts)
         return {
@@ -202,9 +223,24 @@ class ModelEndpoint:
             out[key if key not in out else f"{key}<|id:{token}|>"] = value
         return out
 
-    def _echo(self, prompts: list[list[int]], top_k: int, with_logprobs: bool) -> list[dict[str, Any]]:
+    def _prefix_lengths(self, value: Any, prompts: list[list[int]]) -> list[int] | None:
+        """The extension field ``prefix_length``: None (absent: causal), or one length per prompt."""
+        if value is None:
+            return None
+        if not self.scorer.model.prefix_lm:
+            raise RequestError(400, f"'prefix_length' needs a prefix-LM model; {self.name} is scored causally")
+        values = [value] * len(prompts) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not (isinstance(values, list) and len(values) == len(prompts)
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
+            raise RequestError(400, "'prefix_length' must be an integer or a list of integers, one per prompt")
+        if any(not 0 <= v <= len(p) for v, p in zip(values, prompts)):
+            raise RequestError(400, "'prefix_length' must lie in [0, the prompt's token count]")
+        return values
+
+    def _echo(self, prompts: list[list[int]], top_k: int, with_logprobs: bool,
+              splits: list[int] | None) -> list[dict[str, Any]]:
         choices = []
-        for index, scored in enumerate(self.scorer.prompt_logprobs(prompts, top_k)):
+        for index, scored in enumerate(self.scorer.prompt_logprobs(prompts, top_k, splits)):
             ids = prompts[index] + [scored.next_token]
             strings = [self._token_string(t) for t in ids]
             offsets, position = [], 0
@@ -224,10 +260,14 @@ class ModelEndpoint:
         return choices
 
     def _generate(self, prompts: list[list[int]], max_tokens: int, stop: list[str], temperature: float,
-                  seed: int | None) -> list[dict[str, Any]]:
+                  seed: int | None, splits: list[int] | None) -> list[dict[str, Any]]:
         choices = []
+        eos = self.tokenizer.specials.eos
         for index, prompt in enumerate(prompts):
-            result = self.scorer.generate(prompt, max_tokens, stop, temperature=temperature, seed=seed)
+            kept, budget = fit_generation(prompt, max_tokens, self.max_length, eos)
+            split = None if splits is None else max(splits[index] - (len(prompt) - len(kept)), 0)
+            result = self.scorer.generate(kept, budget, stop, temperature=temperature, seed=seed,
+                                          prefix=splits is not None, prefix_length=split)
             choices.append({"index": index, "text": result.text, "logprobs": None,
                             "finish_reason": result.finish_reason, "_generated": result.token_ids})
         return choices

@@ -18,7 +18,7 @@ def evaluate(
 
     Args:
         model: a model-args string (``"checkpoint=DIR"`` or ``"module=pkg.mod,tag=T"``), a dict of the same
-            arguments, a :class:`~birdie.harness.models.ScoringModel`, or a :class:`~birdie.harness.lm.BirdieLM`.
+            arguments, a :class:`~birdie.harness.adapters.ScoringModel`, or a :class:`~birdie.harness.lm.BirdieLM`.
         tasks: task or group names; birdie's offline pack (``birdie_smoke`` and its tasks) is always available.
         include_path: further task directories.
         builtin_tasks: also index lm-eval's built-in tasks (about 5 s; they need the hub for their data).
@@ -28,7 +28,7 @@ def evaluate(
     from lm_eval.tasks import TaskManager
 
     from birdie.harness.lm import BirdieLM
-    from birdie.harness.models import ScoringModel, parse_model_args
+    from birdie.harness.adapters import ScoringModel, parse_model_args
 
     if isinstance(model, str):
         model = parse_model_args(model)

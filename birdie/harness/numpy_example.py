@@ -4,7 +4,7 @@ It is a tiny random-weight Elman RNN over birdie's byte tokenizer: useful as a t
 the model the harness tests and benchmark run without torch models. Pass it as
 ``--model_args module=birdie.harness.numpy_example,tag=tiny``.
 
-Hooks (see :class:`birdie.harness.models.UserModuleModel`):
+Hooks (see :class:`birdie.harness.adapters.UserModuleModel`):
 
 * ``load_model(tag, **kwargs)``: the weights; ``tag`` picks a size (``"tiny"``), ``seed`` and ``hidden`` override.
 * ``load_tokenizer(tag, **kwargs)``: ``"bytes"``.
@@ -59,20 +59,28 @@ def load_tokenizer(tag: str = "tiny", **_: object) -> str:
     return "bytes"
 
 
+# Products go through np.einsum, not ``@``: BLAS picks its kernel and summation order by the batch shape, so a row's
+# float32 result would depend on which other rows share its call (a state-reuse batch vs. a server batch differed in
+# the last bits). einsum sums each output element in the same order whatever the batch, so every path agrees
+# bit for bit.
+def _matmul(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    return np.einsum("...h,hk->...k", x, weight)
+
+
 def _run(model: NumpyRNN, inputs: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """inputs (B, T, H) -> (logits (B, T, V), last hidden (B, H))."""
     outputs = np.empty_like(inputs)
     for t in range(inputs.shape[1]):
-        hidden = np.tanh(inputs[:, t] + hidden @ model.recur)
+        hidden = np.tanh(inputs[:, t] + _matmul(hidden, model.recur))
         outputs[:, t] = hidden
-    return outputs @ model.out, hidden
+    return _matmul(outputs, model.out), hidden
 
 
 def _inputs(model: NumpyRNN, input_ids: np.ndarray, prefix_lengths: np.ndarray) -> np.ndarray:
     x = model.embed[np.asarray(input_ids)]
     for b, length in enumerate(np.asarray(prefix_lengths)):
         if length > 0:
-            x[b, :length] += x[b, :length].mean(axis=0) @ model.mix
+            x[b, :length] += _matmul(x[b, :length].mean(axis=0), model.mix)
     return x
 
 
@@ -102,5 +110,5 @@ def scan_contexts(model: NumpyRNN, contexts: list, prefix_lengths: list) -> np.n
         real[row, width - len(context) :] = True
     hidden = np.zeros((len(contexts), model.recur.shape[0]), dtype=np.float32)
     for t in range(width):
-        hidden = np.where(real[:, t, None], np.tanh(x[:, t] + hidden @ model.recur), hidden)
+        hidden = np.where(real[:, t, None], np.tanh(x[:, t] + _matmul(hidden, model.recur)), hidden)
     return hidden

@@ -18,7 +18,7 @@ from typing import Any
 
 from birdie.harness.core import Scorer, ScorerConfig
 from birdie.harness.endpoint import ModelEndpoint, RequestError, ServerLimits
-from birdie.harness.models import as_bool, load_scoring_model, parse_model_args
+from birdie.harness.adapters import as_bool, load_scoring_model, parse_model_args
 
 #: how long a child may take to load its model before the request fails (seconds)
 CHILD_LOAD_TIMEOUT_S = 600.0

@@ -22,7 +22,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--scoring", choices=("auto", "prefix", "causal"), default="auto",
-                        help="generation mode for --checkpoint (echo log-probs are always causal)")
+                        help="whether --checkpoint accepts the prefix_length extension (prefix-LM scoring); auto: how "
+                             "it was trained (training.json). Stock OpenAI requests are always causal")
     parser.add_argument("--batch-size", type=int, default=16, help="rows per model call")
     parser.add_argument("--device", default=None, help="torch device for checkpoints (default: cpu)")
     parser.add_argument("--isolate", action="store_true",
@@ -33,7 +34,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(args: argparse.Namespace) -> dict[str, dict[str, str]]:
-    from birdie.harness.models import parse_model_args
+    from birdie.harness.adapters import parse_model_args
 
     models: dict[str, dict[str, str]] = {}
     if args.checkpoint:

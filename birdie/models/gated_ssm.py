@@ -82,4 +82,4 @@ class GatedSSMMixer(Mixer):
         return y, RecurrentState(h=forward_h)
 
 
-register_family("gated_ssm", GatedSSMMixer, has_mlp=False)
+register_family("gated_ssm", GatedSSMMixer, has_mlp=False, fixed_size_state=True)

@@ -181,4 +181,4 @@ class HawkMixer(Mixer):
         return y, RecurrentState(h=forward_h, conv=window[:, 1:])
 
 
-register_family("hawk", HawkMixer, has_mlp=True)
+register_family("hawk", HawkMixer, has_mlp=True, fixed_size_state=True)

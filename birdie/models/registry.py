@@ -28,19 +28,23 @@ MixerFactory = Callable[[ModelConfig, int], Mixer]
 @dataclass(frozen=True)
 class Family:
     """A registered family: ``mixer(config, layer_index)`` builds one layer's mixer; ``has_mlp`` adds the
-    shell's gated MLP after it in every block."""
+    shell's gated MLP after it in every block; ``fixed_size_state`` says its decoding state has a fixed size and
+    restarts at segment boundaries (a recurrence, not a KV cache), so contexts of different lengths can be read in
+    one left-padded batch (the scoring harness's fast path)."""
 
     name: str
     mixer: MixerFactory
     has_mlp: bool
+    fixed_size_state: bool = False
 
 
 _REGISTRY: dict[str, Family] = {}
 
 
-def register_family(name: str, mixer: MixerFactory, *, has_mlp: bool) -> Family:
-    """Register ``mixer`` under ``name``. Registering the same mixer again is a no-op; another one raises."""
-    family = Family(name=name, mixer=mixer, has_mlp=has_mlp)
+def register_family(name: str, mixer: MixerFactory, *, has_mlp: bool, fixed_size_state: bool = False) -> Family:
+    """Register ``mixer`` under ``name`` (see :class:`Family` for the flags). Registering the same family again is
+    a no-op; another one under the same name raises."""
+    family = Family(name=name, mixer=mixer, has_mlp=has_mlp, fixed_size_state=fixed_size_state)
     existing = _REGISTRY.get(name)
     if existing is not None and existing != family:
         raise ValueError(f"model family {name!r} is already registered with {existing.mixer!r}")

@@ -120,4 +120,4 @@ class LinearAttention(Mixer):
         return self._output(attended[:, :, None], x.dtype)[:, 0], state
 
 
-register_family("supra", LinearAttention, has_mlp=True)
+register_family("supra", LinearAttention, has_mlp=True, fixed_size_state=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from birdie.harness.models import BirdieScoringModel, load_scoring_model
+from birdie.harness.adapters import BirdieScoringModel, load_scoring_model
 from birdie.tokenizers import ByteTokenizer
 
 NUMPY_MODULE = "birdie.harness.numpy_example"

@@ -11,8 +11,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from birdie.harness.adapters import load_scoring_model
 from birdie.harness.core import Scorer, ScorerConfig
-from birdie.harness.models import load_scoring_model
 from birdie.harness.states import concat_states, state_row
 from birdie.tokenizers import ByteTokenizer
 from harness_reference import naive_continuation
@@ -61,7 +61,7 @@ def test_birdie_model_fast_paths_equal_naive(birdie_model, requests, prefix):
 
 
 def test_recurrent_models_read_contexts_of_different_lengths_in_one_batch():
-    from birdie.harness.models import BirdieScoringModel
+    from birdie.harness.adapters import BirdieScoringModel
     from birdie.models import create
 
     torch.manual_seed(0)
@@ -204,3 +204,25 @@ def test_state_rows_and_concatenation_handle_nested_states():
     assert row[0][0].h.tolist() == [[2.0, 2.0, 2.0]] and row[0][1][0].tolist() == [[1.0, 1.0]]
     with pytest.raises(TypeError, match="cannot batch a state leaf"):
         concat_states([object(), object()])
+
+
+def test_a_family_registered_with_a_fixed_size_state_gets_the_batched_context_path():
+    from birdie.harness.adapters import BirdieScoringModel
+    from birdie.models import ModelConfig, create, get_family, register_family
+
+    hawk = get_family("hawk")
+    register_family("test_fixed_state", hawk.mixer, has_mlp=True, fixed_size_state=True)
+    register_family("test_cache_state", hawk.mixer, has_mlp=True)
+    tok = ByteTokenizer()
+    base = create("hawk-tiny", vocab_size=tok.vocab_size).config.to_dict()
+    torch.manual_seed(0)
+    fixed = BirdieScoringModel(create(ModelConfig.from_dict({**base, "family": "test_fixed_state"})), tok)
+    other = BirdieScoringModel(create(ModelConfig.from_dict({**base, "family": "test_cache_state"})), tok)
+    assert callable(getattr(fixed, "scan_contexts", None)) and not hasattr(other, "scan_contexts")
+    requests = [(_encode(tok, ["a cat" + " sat" * n]), _encode(tok, [" on"])) for n in range(4)]
+    scorer = Scorer(fixed, ScorerConfig(batch_size=8))
+    scores = scorer.loglikelihood(requests, prefix=False)
+    assert scorer.stats["model_calls"] == 2  # one call reads the four contexts, one runs their tails
+    for score, (context, continuation) in zip(scores, requests):
+        picked, _ = naive_continuation(fixed, context, continuation, prefix=False)
+        np.testing.assert_allclose(score.token_logprobs, picked, rtol=1e-5, atol=1e-5)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from birdie.harness.evaluation import evaluate
-from birdie.harness.models import load_scoring_model
+from birdie.harness.adapters import load_scoring_model
 from harness_reference import assert_same_responses, direct_responses, logged_responses
 
 NUMPY_ARGS = "module=birdie.harness.numpy_example,tag=tiny"
@@ -65,17 +65,6 @@ def test_bad_model_args_are_rejected_with_the_fix():
         BirdieLM(module="birdie.harness.numpy_example", tag="tiny", state_reuse="maybe")
     with pytest.raises(TypeError, match="lacks the hook"):
         BirdieLM(module="json")
-
-
-def test_generation_longer_than_the_window_is_rejected_not_truncated_silently(numpy_model):
-    from types import SimpleNamespace
-
-    from birdie.harness.lm import BirdieLM
-
-    lm = BirdieLM(model=numpy_model, max_length=16)
-    with pytest.raises(ValueError, match="max_gen_toks=15 leaves no room for the prompt in max_length=16"):
-        lm.generate_until([SimpleNamespace(args=("some context", {"until": ["."], "max_gen_toks": 15}))])
-    lm.generate_until([SimpleNamespace(args=("some context", {"until": ["."], "max_gen_toks": 14}))])  # fits: runs
 
 
 def test_birdie_lm_eval_console_command_runs_the_harness_cli(tmp_path, monkeypatch):

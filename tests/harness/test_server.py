@@ -125,7 +125,9 @@ def test_string_prompts_stop_strings_and_tokenizer_endpoints(served):
     ({"model": "tiny", "prompt": "hi", "max_tokens": "ten"}, 400, "'max_tokens' must be"),
     ({"model": "tiny", "prompt": "hi", "echo": True, "max_tokens": 3}, 400, "exactly one generated token"),
     ({"model": "tiny", "prompt": [[1, 99999]]}, 400, "outside"),
-    ({"model": "tiny", "prompt": [1] * 5000, "max_tokens": 1}, 400, "at most 4096 positions"),
+    ({"model": "tiny", "prompt": [1] * 5000, "echo": True, "max_tokens": 1}, 400, "at most 4096 positions"),
+    ({"model": "tiny", "prompt": [{"role": "user", "content": "hi"}]}, 400, "this model has no chat template"),
+    ({"model": "tiny", "prompt": [1, 2], "prefix_length": 1}, 400, "'prefix_length' needs a prefix-LM model"),
     ({"model": "tiny", "prompt": ["a"] * 300}, 413, "the limit is 256"),
     ({"model": "nope", "prompt": "hi"}, 404, "unknown model 'nope'; served models: ckpt, tiny"),
 ])
