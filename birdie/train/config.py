@@ -66,9 +66,14 @@ class DataConfig(Section):
                                            "loss) of a prompt/completion record")
     tokenizer: str = option("bytes", "tokenizer spec: bytes | tiktoken:NAME | path of a tokenizer.json")
     num_workers: int = option(0, "pipeline worker processes per rank (0 = in the training process)")
+    batch_timeout_s: float | None = option(300.0, "with workers: fail when the worker owing the next batch "
+                                                  "delivers nothing for this many seconds (none = wait forever)")
 
     def __post_init__(self) -> None:
         self.require("num_workers", self.num_workers >= 0, "must be >= 0")
+        self.require("batch_timeout_s", self.batch_timeout_s is None or (math.isfinite(self.batch_timeout_s)
+                                                                         and self.batch_timeout_s > 0),
+                     "must be > 0 seconds (or none to wait forever)")
         if self.source in ("files", "shards"):
             self.require("paths", bool(self.paths), f"must list at least one path when data.source={self.source}")
         if self.source == "callable":
@@ -108,6 +113,9 @@ class TrainLoopConfig(Section):
         "auto", "bf16 autocast (auto = bf16 on GPUs that support it, fp32 elsewhere)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "device (auto = cuda when available)")
     out: str = option("runs/birdie", "output directory (metrics, plots, checkpoints, export)")
+    check_memory: bool = option(True, "refuse a run whose step needs more memory than the device has (a lower-bound "
+                                      "estimate from batch_size x sequence_length and the model, checked before "
+                                      "allocating); false skips the check")
 
     def __post_init__(self) -> None:
         self.require("steps", self.steps >= 1, "must be >= 1")

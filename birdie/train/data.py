@@ -47,6 +47,10 @@ def data_source(config: TrainConfig) -> Any:
         if len(data.paths) != 1:
             raise ConfigError(f"data.paths={data.paths!r} must name one shard directory (with manifest.jsonl) "
                               "when data.source=shards")
+        if not (Path(data.paths[0]) / "manifest.jsonl").is_file():
+            raise ConfigError(f"data.paths={data.paths!r}: {data.paths[0]} has no manifest.jsonl, so it is not a "
+                              "shard directory; write one with `birdie data tokenize`, or use data.source=files for "
+                              "text files")
         return data.paths[0]
     return list(data.paths)
 
@@ -121,7 +125,8 @@ def build_curriculum(config: TrainConfig, tokenizer: Tokenizer, runtime: Runtime
         "accelerator": placement,
         "seed": config.train.seed,
         "log_path": log_path,
-        "pipeline_options": {"prompt_key": config.data.prompt_key, "completion_key": config.data.completion_key},
+        "pipeline_options": {"prompt_key": config.data.prompt_key, "completion_key": config.data.completion_key,
+                             "batch_timeout_s": config.data.batch_timeout_s},
     }
     for key in ("warmup_steps", "steps_between_evaluations", "num_validation_batches", "validation_batch_size",
                 "decision_delay_batches", "background_decisions"):
@@ -129,5 +134,5 @@ def build_curriculum(config: TrainConfig, tokenizer: Tokenizer, runtime: Runtime
             settings[key] = options.pop(key)
     try:
         return Birdie(settings)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise ConfigError(f"objectives/data: {error}") from None
