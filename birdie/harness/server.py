@@ -128,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _error_payload(status: int, message: str) -> dict[str, Any]:
-    kind = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large"}.get(status, "server_error")
+    kinds = {404: "not_found_error", 413: "request_too_large"}
+    kind = kinds.get(status, "invalid_request_error" if status < 500 else "server_error")
     return {"error": {"message": message, "type": kind, "code": status}}
 
 
