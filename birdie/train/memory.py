@@ -22,21 +22,22 @@ BATCH_PLANES = 5
 
 
 def step_memory(model_config: dict[str, Any], num_params: int, micro_batch: int, sequence_length: int,
-                bf16: bool) -> dict[str, int]:
-    """Lower bounds in bytes of one training step's memory, by part.
+                bf16: bool, fsdp: int = 1, tp: int = 1) -> dict[str, int]:
+    """Lower bounds in bytes of one rank's memory in a training step, by part.
 
-    ``weights``: parameters, gradients and AdamW's two moments (fp32); ``activations``: what autograd keeps per
-    layer (at least the residual stream, the block's inputs and the MLP's hidden values per token);
-    ``logits``: the fp32 logits and their gradient; ``batches``: the pipeline's int64 buffers.
+    ``weights``: parameters, gradients and AdamW's two moments (fp32), sharded over ``fsdp * tp`` ranks;
+    ``activations``: what autograd keeps per layer (at least the residual stream, the block's inputs and the MLP's
+    hidden values per token) and ``logits`` (fp32, and their gradient), both taken as split over ``tp`` ranks so
+    that the bound stays below the truth; ``batches``: the pipeline's int64 buffers.
     """
     tokens = micro_batch * sequence_length
     d_model, vocab = model_config["d_model"], model_config["vocab_size"]
     hidden = model_config.get("mlp_hidden") or 8 * d_model // 3
     element = 2 if bf16 else 4
     return {
-        "weights": 16 * num_params,
-        "activations": tokens * model_config["n_layers"] * (4 * d_model + 2 * hidden) * element,
-        "logits": tokens * vocab * 4 * 2,
+        "weights": 16 * num_params // (fsdp * tp),
+        "activations": tokens * model_config["n_layers"] * (4 * d_model + 2 * hidden) * element // tp,
+        "logits": tokens * vocab * 4 * 2 // tp,
         "batches": tokens * BATCH_PLANES * 8 * BATCHES_IN_FLIGHT,
     }
 
@@ -52,10 +53,10 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def check_step_memory(model_config: dict[str, Any], num_params: int, micro_batch: int, sequence_length: int,
-                      bf16: bool, device: torch.device) -> None:
+                      bf16: bool, device: torch.device, fsdp: int = 1, tp: int = 1) -> None:
     """Raise :class:`ConfigError` when :func:`step_memory`'s bound exceeds :func:`available_memory`, with the
     numbers and the fix. On a GPU the pipeline's batches live in host memory and are not counted against it."""
-    parts = step_memory(model_config, num_params, micro_batch, sequence_length, bf16)
+    parts = step_memory(model_config, num_params, micro_batch, sequence_length, bf16, fsdp, tp)
     if device.type == "cuda":
         parts.pop("batches")
     have = available_memory(device)

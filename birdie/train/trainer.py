@@ -74,7 +74,7 @@ class Trainer:
         self.model_config = model.config.to_dict()
         if config.train.check_memory:
             check_step_memory(self.model_config, sum(p.numel() for p in model.parameters()), self.micro_batch,
-                              config.train.sequence_length, self.bf16, runtime.device)
+                              config.train.sequence_length, self.bf16, runtime.device, runtime.fsdp, runtime.tp)
         self.model = apply_parallelism(model.to(runtime.device), runtime)
         if config.model.compile:
             self.model.compile()

@@ -69,6 +69,9 @@ def test_the_step_memory_bound_grows_with_the_tokens_of_a_micro_batch():
     for part in ("activations", "logits", "batches"):
         assert four[part] == 4 * one[part]
     assert memory.step_memory(config, 1000, 4, 256, bf16=True)["activations"] == one["activations"] // 2
+    sharded = memory.step_memory(config, 1000, 4, 256, bf16=False, fsdp=4, tp=2)
+    assert sharded["weights"] == one["weights"] // 8 and sharded["logits"] == one["logits"] // 2
+    assert sharded["batches"] == one["batches"]
 
 
 def test_a_step_too_large_for_memory_fails_fast_with_the_numbers_and_the_fix(capsys, tmp_path):
