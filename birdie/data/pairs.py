@@ -56,9 +56,22 @@ def read_item(item: Any, source: Source, tokenizer: Tokenizer,
 
 
 def tokenize_text(value: Any, tokenizer: Tokenizer) -> np.ndarray | None:
-    """Ids of a ``str`` (blank -> empty) or a 1-D integer array (as is); None for anything else."""
+    """Ids of a ``str`` (blank -> empty) or a 1-D integer array (as is); None for anything else.
+
+    Raises:
+        ValueError: an array of non-integer ids (floats are not truncated to ids), or an id outside the
+            tokenizer's vocabulary (it would index past the model's embedding).
+    """
     if isinstance(value, str):
         return tokenizer.encode(value) if value.strip() else np.zeros(0, dtype=np.int32)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "fcb":
+        raise ValueError(f"a pre-tokenized document holds {value.dtype} values ({value[:8]!r:.80}); token ids must "
+                         "be integers: pass an integer array")
     if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":  # signed or unsigned ints
+        vocab = tokenizer.vocab_size
+        if len(value) and (value.max() >= vocab or value.min() < 0):
+            bad = int(value[(value >= vocab) | (value < 0)][0])
+            raise ValueError(f"a pre-tokenized document holds token id {bad}, outside the tokenizer's vocabulary "
+                             f"[0, {vocab}); tokenize with the pipeline's tokenizer")
         return value.astype(np.int32, copy=False)
     return None

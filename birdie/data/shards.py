@@ -42,6 +42,9 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 def write_shard(directory: str | os.PathLike, name: str, documents: Sequence[np.ndarray], dtype: np.dtype) -> dict:
     """Write one shard of token-id ``documents``; return its manifest entry."""
+    for document in documents:
+        if np.asarray(document).dtype.kind not in "iu":
+            raise TypeError(f"shard {name}: token ids must be integers, got a {np.asarray(document).dtype} document")
     lengths = np.array([len(d) for d in documents], dtype=np.int64)
     offsets = np.zeros(len(documents) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -65,11 +68,12 @@ class ShardSource(IndexedSource):
         self.directory = Path(directory)
         if not (self.directory / MANIFEST).is_file():
             raise FileNotFoundError(f"{self.directory} has no {MANIFEST}; write shards with `birdie data tokenize`")
-        self.manifest = [json.loads(line) for line in (self.directory / MANIFEST).read_text().splitlines() if line]
+        self.manifest = read_manifest(self.directory)
         self.meta = json.loads((self.directory / META).read_text()) if (self.directory / META).is_file() else {}
         if self.meta and self.meta.get("format") != FORMAT:
             raise ValueError(f"{self.directory / META} describes format {self.meta.get('format')!r}, not {FORMAT!r}")
         self.validation_fraction = validation_fraction
+        self.vocab_size: int | None = self.meta.get("vocab_size")
         counts = np.array([entry["num_sequences"] for entry in self.manifest], dtype=np.int64)
         # Python ints: item() runs per document, where bisect on a list costs a fraction of np.searchsorted.
         self._first = [0, *np.cumsum(counts).tolist()]
@@ -87,30 +91,88 @@ class ShardSource(IndexedSource):
                 f"pipeline's tokenizer has {tokenizer.vocab_size}; pass the tokenizer they were written with "
                 "(meta.json records its spec) or re-tokenize"
             )
+        self.vocab_size = tokenizer.vocab_size
 
     @cached_property
     def _arrays(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        arrays = []
-        for entry in self.manifest:
-            # A plain ndarray view of the memory map: slicing it skips np.memmap's per-slice bookkeeping.
-            tokens = np.asarray(np.load(self.directory / f"{entry['shard']}.tokens.npy", mmap_mode="r"))
-            offsets = np.load(self.directory / f"{entry['shard']}.offsets.npy")
-            if len(offsets) != entry["num_sequences"] + 1 or offsets[-1] != entry["num_tokens"]:
-                raise ValueError(f"shard {entry['shard']} in {self.directory} does not match {MANIFEST}; rewrite it")
-            arrays.append((tokens, offsets))
-        return arrays
+        """Every shard's (tokens, offsets), opened and checked (see :func:`open_shard`) once per process."""
+        return [open_shard(self.directory, entry) for entry in self.manifest]
 
     def item(self, index: int) -> np.ndarray:
         shard = bisect_right(self._first, index) - 1
         tokens, offsets = self._arrays[shard]
         local = index - self._first[shard]
-        return tokens[offsets[local]:offsets[local + 1]]
+        document = tokens[offsets[local]:offsets[local + 1]]
+        vocab = self.vocab_size
+        if vocab is not None and len(document) and (document.max() >= vocab or document.min() < 0):
+            bad = int(document[(document >= vocab) | (document < 0)][0])
+            name = self.directory / f"{self.manifest[shard]['shard']}.tokens.npy"
+            raise ValueError(f"{name}: document {local} holds token id {bad}, outside the vocabulary [0, {vocab}); "
+                             "the file is corrupt or was written with another tokenizer: re-tokenize")
+        return document
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_arrays", None)  # memory maps are reopened by each process
         state.pop("_split_indices", None)  # and the split recomputed, rather than pickled
         return state
+
+
+def read_manifest(directory: Path) -> list[dict]:
+    """The entries of ``directory/manifest.jsonl``, each checked: a shard name that stays inside ``directory``
+    and non-negative integer counts (a ValueError names the line otherwise)."""
+    entries = []
+    for number, line in enumerate((directory / MANIFEST).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{directory / MANIFEST} line {number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} is not JSON ({error}); rewrite the shards") from None
+        name = entry.get("shard") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise ValueError(f"{where}: shard {name!r} must be a file name inside {directory}, not a path")
+        for key in ("num_tokens", "num_sequences"):
+            value = entry.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{where}: {key}={value!r} must be an integer >= 0")
+        entries.append(entry)
+    return entries
+
+
+def open_shard(directory: Path, entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's tokens (memory-mapped) and offsets, checked against each other and the manifest ``entry``:
+    integer ids, int offsets starting at 0, never decreasing, ending at the token count. A ValueError names the
+    file otherwise (a flipped byte in an offsets file would read the wrong documents)."""
+    arrays = []
+    for kind in ("tokens", "offsets"):
+        path = directory / f"{entry['shard']}.{kind}.npy"
+        try:
+            # A plain ndarray view of the memory map: slicing it skips np.memmap's per-slice bookkeeping.
+            array = np.asarray(np.load(path, mmap_mode="r" if kind == "tokens" else None, allow_pickle=False))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path} cannot be read ({error}); the shard is missing or corrupt: rewrite it") from None
+        if array.ndim != 1 or array.dtype.kind not in "iu":
+            raise ValueError(f"{path} holds a {array.dtype} array of shape {array.shape}, not 1-D integer "
+                             f"{kind}; the shard is corrupt: rewrite it")
+        arrays.append((path, array))
+    (tokens_path, tokens), (offsets_path, offsets) = arrays
+    problem = None
+    steps = np.diff(offsets.astype(np.int64))
+    if len(offsets) != entry["num_sequences"] + 1:
+        problem = f"has {len(offsets)} entries, but {MANIFEST} lists {entry['num_sequences']} documents (+1)"
+    elif offsets[0] != 0:
+        problem = f"starts at {offsets[0]}, not 0"
+    elif (steps < 0).any():
+        at = int(np.argmax(steps < 0))
+        problem = f"decreases at entry {at + 1} ({offsets[at]} -> {offsets[at + 1]})"
+    elif offsets[-1] != len(tokens) or len(tokens) != entry["num_tokens"]:
+        problem = (f"ends at {offsets[-1]}, but {tokens_path.name} holds {len(tokens)} tokens and {MANIFEST} "
+                   f"lists {entry['num_tokens']}")
+    if problem is not None:
+        raise ValueError(f"{offsets_path} {problem}; the shard is corrupt: rewrite it")
+    return tokens, offsets
 
 
 def _tokenize_range(task: tuple[int, int, int]) -> tuple[dict, int]:

@@ -33,6 +33,10 @@ def as_source(obj: Any = None, text_grabber_fn: TextGrabber | None = None) -> So
         single = obj[0] if isinstance(obj, (list, tuple)) and len(obj) == 1 else obj
         if isinstance(single, (str, os.PathLike)) and (Path(single) / MANIFEST).is_file():
             return ShardSource(single)
+        for path in obj if isinstance(obj, (list, tuple)) else [obj]:
+            if Path(path).is_dir() and any(Path(path).glob("*.tokens.npy")):
+                raise FileNotFoundError(f"{path} holds shards (*.tokens.npy) but no {MANIFEST}, which lists them; "
+                                        "restore it or re-run `birdie data tokenize` into a new directory")
         return files_source(obj, text_grabber_fn)
     if type(obj).__module__.startswith("datasets"):
         return DatasetSource(obj, text_grabber_fn)

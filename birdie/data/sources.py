@@ -265,6 +265,36 @@ def files_source(
     if len(builders) > 1:
         raise ValueError(f"mixed file types {sorted(suffixes)}: pass text, JSON and parquet files separately")
     builder = builders.pop()
+    for file in files:
+        if os.path.getsize(file) == 0:
+            raise ValueError(f"{file} is empty; give it some text or leave it out of the data paths")
     kwargs = {"sample_by": txt_sample_by} if builder == "text" else {}
-    dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+    try:
+        dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
+    except Exception:
+        problem = _first_non_utf8(files) if builder in ("text", "json") else None
+        if problem is None:
+            raise
+        raise ValueError(problem) from None
     return DatasetSource(dataset, text_grabber_fn, validation_fraction)
+
+
+def _first_non_utf8(files: Sequence[str], chunk_bytes: int = 1 << 20) -> str | None:
+    """Why the first of ``files`` that is not valid UTF-8 is not (naming the file and the byte), or None."""
+    import codecs
+
+    for file in files:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        position = 0
+        with open(file, "rb") as handle:
+            while True:
+                chunk = handle.read(chunk_bytes)
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as error:
+                    return (f"{file} is not UTF-8 text (byte {position + error.start}: {error.reason}); convert it "
+                            "(e.g. `iconv -f latin1 -t utf-8`) or leave it out of the data paths")
+                if not chunk:
+                    break
+                position += len(chunk)
+    return None

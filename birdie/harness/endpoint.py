@@ -21,6 +21,7 @@ This is the part of ``birdie serve`` that knows the wire format lm-eval's ``loca
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -82,6 +83,17 @@ def _refuse_chat(prompt: Any) -> None:
     """Chat messages (what lm-eval sends with --apply_chat_template) get a 400 that says why."""
     if isinstance(prompt, dict) or (isinstance(prompt, list) and any(isinstance(p, dict) for p in prompt)):
         raise RequestError(400, NO_CHAT_TEMPLATE)
+
+
+def _finite(value: int | float, name: str) -> float:
+    """``value`` as a finite float (a huge integer or a float that JSON parsing overflowed to inf is a 400)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise RequestError(400, f"'{name}'={value!r:.40} must be a finite number")
+    return number
 
 
 class ModelEndpoint:
@@ -169,8 +181,10 @@ class ModelEndpoint:
         echo = _field(body, "echo", (bool,), False, "true or false")
         prompts = self._prompts(body.get("prompt"), allow_empty=not echo)
         top = _field(body, "logprobs", (int,), None, "an integer")
-        temperature = float(_field(body, "temperature", (int, float), 1.0, "a number"))
+        temperature = _finite(_field(body, "temperature", (int, float), 1.0, "a number"), "temperature")
         seed = _field(body, "seed", (int,), None, "an integer")
+        if seed is not None and not 0 <= seed < 1 << 64:
+            raise RequestError(400, f"'seed'={seed} must be in [0, 2**64)")
         n = _field(body, "n", (int,), 1, "an integer")
         stop = body.get("stop")
         stop = [stop] if isinstance(stop, str) else stop

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import multiprocessing
 import threading
 from typing import Any
@@ -22,6 +23,22 @@ from birdie.harness.adapters import as_bool, load_scoring_model, parse_model_arg
 
 #: how long a child may take to load its model before the request fails (seconds)
 CHILD_LOAD_TIMEOUT_S = 600.0
+#: the request of the health check's smoke forward pass (log-probs of a short prompt and one greedy token)
+SMOKE_REQUEST = {"prompt": "Hello", "echo": True, "max_tokens": 1, "logprobs": 1, "temperature": 0}
+
+
+def smoke_test(endpoint: Any) -> str | None:
+    """Run one forward pass through ``endpoint``; None when it gave finite log-probs, else what went wrong."""
+    try:
+        reply = endpoint.handle("completions", dict(SMOKE_REQUEST))
+        logprobs = reply["choices"][0]["logprobs"]
+        values = [v for v in logprobs["token_logprobs"] if v is not None]
+        values += [v for top in logprobs["top_logprobs"] if top for v in top.values()]
+    except Exception as error:  # whatever breaks the model breaks its health, with the reason
+        return f"the smoke forward pass failed: {type(error).__name__}: {error}"
+    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return f"the smoke forward pass gave non-finite log-probs {values[:8]}: the weights are corrupt"
+    return None
 
 
 def build_endpoint(name: str, args: dict[str, Any], limits: ServerLimits) -> ModelEndpoint:
@@ -125,6 +142,8 @@ class ModelPool:
         self._lock = threading.Lock()
         self._active_name: str | None = None
         self._active: Any = None
+        self._checked: tuple[Any, str | None] | None = None  # (loaded model, its smoke test's problem or None)
+        self._load_errors: dict[str, str] = {}  # models whose load failed in a health check -> why
         self.loads = 0
 
     @property
@@ -134,15 +153,42 @@ class ModelPool:
     def call(self, name: str | None, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run ``operation`` on model ``name`` (default: the first served model), loading it if needed."""
         name = self.default if name is None else name
-        if not isinstance(name, str) or name not in self.models:
+        if not isinstance(name, str):
+            raise RequestError(400, f"'model' must be a string; served models: {', '.join(self.models)}")
+        if name not in self.models:
             raise RequestError(404, f"unknown model {name!r}; served models: {', '.join(self.models)}")
         with self._lock:
-            if self._active_name != name:
-                self._unload()
-                self._active = self._load(name)
-                self._active_name = name
-                self.loads += 1
+            self._activate(name)
             return self._active.handle(operation, body)
+
+    def health(self) -> str | None:
+        """None when the active model (else the first served one) passed a smoke forward pass, else the reason.
+
+        The pass runs once per load. A model that failed to load is not loaded again by health checks (requests
+        still try, so a repaired file is picked up).
+        """
+        with self._lock:
+            name = self._active_name or self.default
+            if self._active is None and name in self._load_errors:
+                return self._load_errors[name]
+            try:
+                self._activate(name)
+            except Exception as error:
+                self._load_errors[name] = f"model {name!r} failed to load: {type(error).__name__}: {error}"
+                return self._load_errors[name]
+            if self._checked is None or self._checked[0] is not self._active:
+                self._checked = (self._active, smoke_test(self._active))
+            problem = self._checked[1]
+            return None if problem is None else f"model {name!r}: {problem}"
+
+    def _activate(self, name: str) -> None:
+        """Make ``name`` the loaded model (the caller holds the lock)."""
+        if self._active_name != name:
+            self._unload()
+            self._active = self._load(name)
+            self._active_name = name
+            self._load_errors.pop(name, None)
+            self.loads += 1
 
     def _load(self, name: str) -> Any:
         args = dict(self.models[name])
@@ -152,7 +198,7 @@ class ModelPool:
         return build_endpoint(name, args, self.limits)
 
     def _unload(self) -> None:
-        active, self._active, self._active_name = self._active, None, None
+        active, self._active, self._active_name, self._checked = self._active, None, None, None
         if isinstance(active, ChildEndpoint):
             active.close()
             return

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         pass
     print(f"birdie serve: {', '.join(server.pool.models)} at {server.url}/v1/completions", flush=True)
+    problem = server.pool.health()  # loads the first model now and runs its smoke forward pass
+    if problem is not None:
+        print(f"birdie serve: WARNING: /health reports: {problem}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

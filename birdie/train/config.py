@@ -53,9 +53,14 @@ class DataConfig:
     tokenizer: str = option("bytes", "tokenizer spec: bytes | tiktoken:NAME | path of a tokenizer.json")
     num_workers: int = option(0, "pipeline worker processes per rank (0 = in the training process)")
     resampled: bool = option(False, "source=open_lm: draw shards with replacement (open_lm's --dataset-resampled)")
+    batch_timeout_s: float | None = option(300.0, "with workers: fail when the worker owing the next batch "
+                                                  "delivers nothing for this many seconds (none = wait forever)")
 
     def __post_init__(self) -> None:
         check(self, "num_workers", self.num_workers >= 0, "must be >= 0")
+        check(self, "batch_timeout_s", self.batch_timeout_s is None or (math.isfinite(self.batch_timeout_s)
+                                                                        and self.batch_timeout_s > 0),
+              "must be > 0 seconds (or none to wait forever)")
         if self.source in ("files", "shards", "open_lm"):
             check(self, "paths", bool(self.paths), f"must list at least one path when data.source={self.source}")
         if self.source == "callable":
@@ -77,6 +82,9 @@ class TrainLoopConfig:
     out: str = option("runs/birdie", "output directory (metrics, plots, checkpoints, export)")
     overwrite: bool = option(False, "start afresh in a train.out that holds another run, deleting its checkpoints, "
                                     "logs and export (without it such a run is refused unless resumed)")
+    check_memory: bool = option(True, "refuse a run whose step needs more memory than the device has (a lower-bound "
+                                      "estimate from batch_size x sequence_length and the model, checked before "
+                                      "allocating); false skips the check")
 
     def __post_init__(self) -> None:
         check(self, "steps", self.steps >= 1, "must be >= 1")

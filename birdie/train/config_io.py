@@ -183,14 +183,29 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             import tomllib
         except ImportError:  # Python 3.10
             import tomli as tomllib
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}; fix the syntax there") from None
     elif path.suffix in (".yaml", ".yml", ".json"):
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {str(path)!r}{_yaml_error_text(error)}; fix the syntax there") from None
     else:
         raise ConfigError(f"config file {str(path)!r}: use a .yaml, .yml, .json or .toml file")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
     return data
+
+
+def _yaml_error_text(error: Exception) -> str:
+    """`` line L, column C: problem`` of a YAML parse error (PyYAML's marks count from 0)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
 
 
 def merge(base: dict[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import operator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -46,6 +47,10 @@ def data_source(config: TrainConfig) -> Any:
         if len(data.paths) != 1:
             raise ConfigError(f"data.paths={data.paths!r} must name one shard directory (with manifest.jsonl) "
                               "when data.source=shards")
+        if not (Path(data.paths[0]) / "manifest.jsonl").is_file():
+            raise ConfigError(f"data.paths={data.paths!r}: {data.paths[0]} has no manifest.jsonl, so it is not a "
+                              "shard directory; write one with `birdie data tokenize`, or use data.source=files for "
+                              "text files")
         return data.paths[0]
     return list(data.paths)
 
@@ -70,7 +75,8 @@ def build_curriculum(config: TrainConfig, tokenizer: Tokenizer, runtime: Runtime
         accelerator=placement,
         seed=config.train.seed,
         log_path=log_path,
-        pipeline_options={"prompt_key": config.data.prompt_key, "completion_key": config.data.completion_key},
+        pipeline_options={"prompt_key": config.data.prompt_key, "completion_key": config.data.completion_key,
+                          "batch_timeout_s": config.data.batch_timeout_s},
         batch_keys=BATCH_KEYS,
         curriculum=config.curriculum,
     )
@@ -79,5 +85,5 @@ def build_curriculum(config: TrainConfig, tokenizer: Tokenizer, runtime: Runtime
     except ConfigError as error:
         ours = str(error).startswith("CurriculumConfig.")  # a curriculum field: name it by its config path
         raise (error.at("curriculum") if ours else ConfigError(f"curriculum/data: {error}")) from None
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         raise ConfigError(f"curriculum/data: {error}") from None

@@ -23,6 +23,7 @@ from birdie.train.config_io import save_config
 from birdie.train.curriculum_setup import build_curriculum
 from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
 from birdie.train.export import export_model, load_weights, model_files, read_weights
+from birdie.train.memory import check_step_memory
 from birdie.train.metrics import MetricsLogger
 from birdie.train.optim import build_optimizer, build_scheduler
 from birdie.train.rundir import LogPositions, prepare_run_dir
@@ -77,6 +78,9 @@ class Trainer:
         self.tokenizer = load_tokenizer(config.data.tokenizer)
         model = self._build_model()
         self.model_config = model.config.to_dict()
+        if config.train.check_memory:
+            check_step_memory(self.model_config, sum(p.numel() for p in model.parameters()), self.micro_batch,
+                              config.train.sequence_length, self.bf16, runtime.device, runtime.fsdp, runtime.tp)
         self.model = apply_parallelism(model.to(runtime.device), runtime)
         if config.model.compile:
             self.model.compile()

@@ -17,6 +17,15 @@ from birdie.tokenizers import ByteTokenizer
 LEAK = "LEAKED TEXT FIELD"
 
 
+class WideByteTokenizer(ByteTokenizer):
+    """The byte tokenizer with a vocabulary wide enough for the marker ids of :func:`id_pairs` (below 2**20): the
+    pipeline rejects pre-tokenized ids outside the tokenizer's vocabulary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vocab_size = 1 << 20
+
+
 def id_pairs(split, worker_id, num_workers, rng_seed, lengths=((3, 2), (4, 1), (2, 3)), first_id=10):
     """Unlimited pairs of token-id arrays with the given (prompt, completion) lengths, cycled: pair ``i`` has prompt
     ids from ``first_id + 30 i`` and completion ids from ``first_id + 30 i + 2000`` (all distinct)."""
@@ -68,7 +77,7 @@ def reference_row(examples, begin, length, pad):
 
 
 def test_a_pair_is_packed_as_prompt_prefix_and_completion_target_with_eos():
-    tokenizer = ByteTokenizer()
+    tokenizer = WideByteTokenizer()
     specials = tokenizer.specials
     with Pipeline(tokenizer, [Supervised()], id_pairs, batch_size=1, sequence_length=16, num_streams=1) as pipeline:
         first, second = next(pipeline), next(pipeline)
@@ -83,7 +92,7 @@ def test_a_pair_is_packed_as_prompt_prefix_and_completion_target_with_eos():
 
 
 def test_without_eos_the_target_is_the_completion_alone():
-    with Pipeline(ByteTokenizer(), [Supervised(append_eos=False)], id_pairs, batch_size=1, sequence_length=16,
+    with Pipeline(WideByteTokenizer(), [Supervised(append_eos=False)], id_pairs, batch_size=1, sequence_length=16,
                   num_streams=1) as pipeline:
         batch = next(pipeline)
     assert batch["label_ids"][0, :5].tolist() == [-100, -100, -100, 2010, 2011]
@@ -91,7 +100,7 @@ def test_without_eos_the_target_is_the_completion_alone():
 
 
 def test_labels_cover_exactly_the_completion_of_phone_book_pairs():
-    tokenizer = ByteTokenizer()
+    tokenizer = WideByteTokenizer()
     answers = {}
 
     def source(*args):  # records what it yields (the pipeline runs in this process)
@@ -115,7 +124,7 @@ def test_labels_cover_exactly_the_completion_of_phone_book_pairs():
 
 
 def test_pairs_and_text_items_mix_each_served_by_its_own_objectives():
-    tokenizer = ByteTokenizer()
+    tokenizer = WideByteTokenizer()
     mixture = [Supervised(prob=0.5), NextTokenPrediction(prob=0.5, paradigm="prepend")]
     with Pipeline(tokenizer, mixture, mixed_items, batch_size=4, sequence_length=256, num_streams=2) as pipeline:
         batches = [next(pipeline) for _ in range(4)]
@@ -138,7 +147,7 @@ def test_pairs_and_text_items_mix_each_served_by_its_own_objectives():
 
 
 def test_without_a_supervised_objective_pair_records_are_read_as_text():
-    tokenizer = ByteTokenizer()
+    tokenizer = WideByteTokenizer()
     with Pipeline(tokenizer, "ntp", id_pairs, batch_size=1, sequence_length=64, num_streams=1) as pipeline:
         batch = next(pipeline)
     assert LEAK in tokenizer.decode([t for t in batch["label_ids"][0].tolist() if 0 <= t < 256])
@@ -147,11 +156,11 @@ def test_without_a_supervised_objective_pair_records_are_read_as_text():
 def _stream(num_workers, resume_after=None, batches=8):
     mixture = [Supervised(prob=0.6), NextTokenPrediction(prob=0.4)]
     options = dict(batch_size=2, sequence_length=256, num_streams=3, prefetch=3, seed=5)
-    with Pipeline(ByteTokenizer(), mixture, mixed_items, num_workers=num_workers, **options) as pipeline:
+    with Pipeline(WideByteTokenizer(), mixture, mixed_items, num_workers=num_workers, **options) as pipeline:
         out = [next(pipeline) for _ in range(resume_after or batches)]
         state = pipeline.state_dict()
     if resume_after is not None:
-        with Pipeline(ByteTokenizer(), mixture, mixed_items, num_workers=0, **options) as pipeline:
+        with Pipeline(WideByteTokenizer(), mixture, mixed_items, num_workers=0, **options) as pipeline:
             pipeline.load_state_dict(state)
             out += [next(pipeline) for _ in range(batches - resume_after)]
     return out, state
@@ -175,7 +184,7 @@ def test_mixed_streams_do_not_depend_on_the_number_of_workers():
 
 def test_a_pair_longer_than_a_row_is_a_counted_skip_never_truncated():
     long_first = lambda *a: id_pairs(*a, lengths=((20, 5), (3, 2), (2, 2)))  # noqa: E731
-    with Pipeline(ByteTokenizer(), [Supervised()], long_first, batch_size=1, sequence_length=16,
+    with Pipeline(WideByteTokenizer(), [Supervised()], long_first, batch_size=1, sequence_length=16,
                   num_streams=1) as pipeline:
         batch = next(pipeline)
         stats = pipeline.stats()
@@ -187,7 +196,7 @@ def test_a_pair_longer_than_a_row_is_a_counted_skip_never_truncated():
 
 def test_only_over_long_pairs_raise_a_clear_error():
     too_long = lambda *a: id_pairs(*a, lengths=((20, 5),))  # noqa: E731
-    with Pipeline(ByteTokenizer(), [Supervised()], too_long, batch_size=1, sequence_length=16, num_streams=1,
+    with Pipeline(WideByteTokenizer(), [Supervised()], too_long, batch_size=1, sequence_length=16, num_streams=1,
                   max_consecutive_skips=5) as pipeline:
         with pytest.raises(PipelineDataError, match="supervised skipped 5 samples in a row .*needs 26 positions"):
             next(pipeline)
@@ -195,14 +204,14 @@ def test_only_over_long_pairs_raise_a_clear_error():
 
 def test_text_without_a_text_objective_raises_a_clear_error():
     text = lambda *a: iter([{"text": "plain text only"}] * 50)  # noqa: E731
-    with Pipeline(ByteTokenizer(), [Supervised()], text, batch_size=1, sequence_length=16, num_streams=1,
+    with Pipeline(WideByteTokenizer(), [Supervised()], text, batch_size=1, sequence_length=16, num_streams=1,
                   max_consecutive_skips=5) as pipeline:
         with pytest.raises(PipelineDataError, match="5 text documents in a row had no objective.*'supervised'"):
             next(pipeline)
 
 
 def test_validation_batches_hold_only_the_documents_each_configuration_serves():
-    tokenizer = ByteTokenizer()
+    tokenizer = WideByteTokenizer()
     mixture = [Supervised(prob=0.5), NextTokenPrediction(prob=0.5, paradigm="prepend")]
     with Pipeline(tokenizer, mixture, mixed_items, batch_size=2, sequence_length=256, num_streams=1) as pipeline:
         validation = pipeline.validation_batches()
@@ -215,18 +224,18 @@ def test_validation_batches_hold_only_the_documents_each_configuration_serves():
 
 def test_pair_keys_are_configurable_and_validated():
     renamed = lambda *a: ({"question": item["prefix"], "answer": item["target"]} for item in id_pairs(*a))  # noqa
-    with Pipeline(ByteTokenizer(), [Supervised()], renamed, batch_size=1, sequence_length=16, num_streams=1,
+    with Pipeline(WideByteTokenizer(), [Supervised()], renamed, batch_size=1, sequence_length=16, num_streams=1,
                   prompt_key="question", completion_key="answer") as pipeline:
         assert next(pipeline)["input_ids"][0, :3].tolist() == [10, 11, 12]
     with pytest.raises(ValueError, match="PipelineConfig.completion_key='q' must differ from prompt_key"):
-        Pipeline(ByteTokenizer(), [Supervised()], renamed, prompt_key="q", completion_key="q")
+        Pipeline(WideByteTokenizer(), [Supervised()], renamed, prompt_key="q", completion_key="q")
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 14), st.integers(1, 14)), min_size=1, max_size=6),
        st.integers(1, 3), st.integers(2, 8))
 def test_every_pair_is_packed_whole_once_in_order_or_skipped_when_longer_than_a_row(lengths, batch_size, min_segment):
-    tokenizer = ByteTokenizer()
+    tokenizer = WideByteTokenizer()
     eos, length = tokenizer.specials.eos, 16
     assume(any(p + c + 1 <= length for p, c in lengths))  # only over-long pairs raise (tested above)
     source = lambda *a: id_pairs(*a, lengths=lengths)  # noqa: E731
