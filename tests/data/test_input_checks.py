@@ -11,7 +11,8 @@ import pytest
 from birdie.data.pairs import tokenize_text
 from birdie.data.pipeline import Pipeline
 from birdie.data.shards import MANIFEST, ShardSource, tokenize_to_shards, write_shard
-from birdie.data.sources import as_source, files_source
+from birdie.data.source_dispatch import as_source
+from birdie.data.sources import files_source
 from birdie.objectives import NextTokenPrediction
 
 TEXTS = [f"story number {i} about a dog and a ball" for i in range(30)]

@@ -13,7 +13,7 @@ from birdie.train import memory
 from birdie.train.cli import build_parser, config_from_args
 from birdie.train.config import ConfigError
 from birdie.train.config_io import build_config, read_config_file
-from birdie.train.data import build_curriculum, data_source
+from birdie.train.curriculum_setup import build_curriculum, data_source
 from birdie.train.trainer import Trainer
 from birdie.tokenizers import ByteTokenizer
 from tests.train.helpers import SINGLE
@@ -46,7 +46,7 @@ def test_a_shard_directory_without_a_manifest_is_a_config_error(tmp_path):
 def test_the_batch_timeout_is_settable_and_reaches_the_pipeline(value, expected):
     parser = argparse.ArgumentParser()
     build_parser(parser)
-    config = config_from_args(parser.parse_args(["--data.batch_timeout_s", value, "--objectives.agent", "ntp"]))
+    config = config_from_args(parser.parse_args(["--data.batch_timeout_s", value, "--curriculum.agent", "ntp"]))
     assert config.data.batch_timeout_s == expected
     curriculum = build_curriculum(config, ByteTokenizer(), SINGLE, 2, None)
     try:
