@@ -88,7 +88,7 @@ def test_a_step_too_large_for_memory_fails_fast_with_the_numbers_and_the_fix(cap
 def test_check_memory_false_skips_the_bound(monkeypatch, tmp_path, check):
     monkeypatch.setattr(memory, "available_memory", lambda device: 1)  # a machine with no memory
     config = build_config({"train": {"steps": 1, "out": str(tmp_path / "run"), "device": "cpu",
-                                     "check_memory": check}, "objectives": {"agent": "ntp"}})
+                                     "check_memory": check}, "curriculum": {"agent": "ntp"}})
     if check:
         with pytest.raises(ConfigError, match="but the cpu has 0.0 GiB"):
             Trainer(config, SINGLE)
