@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import yaml
@@ -29,6 +29,7 @@ from birdie.train.config import ConfigError
 from birdie.train.distributed import Runtime, apply_parallelism, gradient_sync, init_runtime, shutdown
 from birdie.train.metrics import MetricsLogger
 from birdie.train.optim import build_optimizer, build_scheduler
+from birdie.train.stateful import ModelState, OptimizerState, TrainingState
 from birdie.train.step import autocast
 
 
@@ -125,20 +126,31 @@ class FinetuneTrainer:
         resume_step = self._resume() if config.checkpoint.resume else None
         self.metrics = MetricsLogger(self.out, config.logging, config.to_dict(), runtime.is_main, resume_step)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The loop's progress (a shared checkpoint owner): the step; the data position follows from it."""
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+
+    def _states(self) -> TrainingState:
+        return TrainingState(
+            sharded={"model": ModelState(self.model), "optim": OptimizerState(self.model, self.optimizer)},
+            shared={"progress": self, "schedule": self.scheduler})
+
     def _resume(self) -> int:
         path = ckpt.resolve_checkpoint(self.config.checkpoint.resume, self.out)
-        shared, _ = ckpt.load_checkpoint(path, self.model, self.optimizer, self.runtime)
-        self.step = shared["step"]
-        self.scheduler.load_state_dict(shared["scheduler"])
+        # DCP's .metadata is a pickle: a checkpoint of this run directory is the run's own, any other needs trust
+        own = path.resolve().is_relative_to((self.out / "checkpoints").resolve())
+        ckpt.load_checkpoint(path, self._states(), self.runtime, trusted=own or self.config.checkpoint.trust_checkpoint)
         if self.runtime.is_main:
             print(f"resumed from {path} at step {self.step}")
         return self.step
 
     def save(self) -> Path:
-        """Checkpoint the model, optimizer, schedule and step (the data position follows from the step)."""
-        shared = {"step": self.step, "scheduler": self.scheduler.state_dict()}
-        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer, shared, {},
-                                    self.runtime, self.config.checkpoint.milestone_every)
+        """Checkpoint the model, optimizer, schedule and step."""
+        return ckpt.save_checkpoint(self.out / "checkpoints", self.step, self._states(), self.runtime,
+                                    self.config.checkpoint.milestone_every)
 
     def fit(self) -> FinetuneSummary:
         cfg, runtime = self.config, self.runtime

@@ -8,7 +8,6 @@ token. Exported like a language model (``model.safetensors`` + ``config.json`` +
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -79,23 +78,3 @@ def score_inputs(sequences: Sequence[np.ndarray], pad_id: int) -> dict[str, Tens
     examples = [Example(np.append(ids, pad_id), np.zeros(len(ids) + 1, dtype=bool)) for ids in sequences]
     batch = pad(examples, None, pad_id)
     return {k: batch[k] for k in ("input_ids", "segment_ids", "position_ids")}
-
-
-def load_reward_model(directory: str | Path, trust_checkpoint: bool = False) -> tuple[RewardModel, Any]:
-    """``(reward model, tokenizer)`` from an export written by ``birdie rm`` (eval mode, CPU); a checkpoint
-    directory needs ``trust_checkpoint`` (see :func:`birdie.train.export.read_weights`)."""
-    import json
-
-    from birdie.models import LanguageModel, ModelConfig
-    from birdie.tokenizers import load_tokenizer
-    from birdie.train.export import MODEL_CONFIG, TOKENIZER, load_weights, read_weights
-
-    directory = Path(directory)
-    config = ModelConfig.from_dict(json.loads((directory / MODEL_CONFIG).read_text()))
-    model = RewardModel(LanguageModel(config))
-    try:
-        load_weights(model, read_weights(directory, trust_checkpoint), strict=True)
-    except ValueError as error:
-        raise ValueError(f"{directory}: {error}; export the reward model again with birdie rm") from None
-    model.tokenizer = load_tokenizer(directory / TOKENIZER)
-    return model.eval(), model.tokenizer

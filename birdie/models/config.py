@@ -121,7 +121,8 @@ class ModelConfig:
         if scaling is None:
             return
         kind = dict(scaling).get("rope_type")
-        check(self, "rope_scaling", kind in ROPE_SCALINGS, f"has rope_type={kind!r}; it must be one of {list(ROPE_SCALINGS)}")
+        check(self, "rope_scaling", kind in ROPE_SCALINGS,
+              f"rope_type={kind!r} must be one of {list(ROPE_SCALINGS)}")
         missing = [key for key in ROPE_SCALINGS[kind] if not isinstance(scaling.get(key), (int, float))]
         check(self, "rope_scaling", not missing, f"({kind}) needs numeric {missing}")
         object.__setattr__(self, "rope_scaling", dict(scaling))

@@ -184,17 +184,19 @@ def load(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Module, T
     from birdie.models import LanguageModel, ModelConfig
 
     directory = _model_dir(Path(path))
-    if (read_training_record(directory) or {}).get("head") == "reward":  # written by birdie rm
-        from birdie.finetune.reward_model import load_reward_model
-
-        return load_reward_model(directory, trust_checkpoint)
     weights = read_weights(directory, trust_checkpoint)
     config = ModelConfig.from_dict(json.loads((directory / MODEL_CONFIG).read_text()))
     model = LanguageModel(config)
+    if (read_training_record(directory) or {}).get("head") == "reward":  # written by birdie rm
+        from birdie.finetune.reward_model import RewardModel
+
+        model = RewardModel(model)
     try:
         load_weights(model, weights, strict=True)
     except ValueError as error:
         raise ValueError(f"{directory}: {error}; its {MODEL_CONFIG} and weights disagree, so the directory was "
                          "edited or written by another program: export the model again") from None
     tokenizer = load_tokenizer(directory / TOKENIZER)
+    if hasattr(model, "tokenizer"):
+        model.tokenizer = tokenizer  # a reward model's score(texts) encodes with it
     return model.eval(), tokenizer

@@ -78,7 +78,7 @@ MALFORMED_COMPLETIONS = [
     ({**GOOD, "model": ["tiny"]}, "'model' must be a string"),
     ({**GOOD, "prompt": {}}, "prompt"),
     ({**GOOD, "prompt": []}, "prompt"),
-    ({**GOOD, "prompt": [[]]}, "at least one token"),
+    ({**GOOD, "echo": True, "max_tokens": 1, "prompt": [[]]}, "at least one token"),
     ({**GOOD, "prompt": [1.5]}, "prompt"),
     ({**GOOD, "prompt": [[1, [2]]]}, "integer token ids"),
     ({**GOOD, "prompt": [-1]}, "outside"),
@@ -201,18 +201,21 @@ def test_health_is_ok_after_a_smoke_pass_of_the_first_model():
 def _corrupt_copy(source: str, target, how: str) -> str:
     from safetensors.torch import load_file, save_file
 
+    from birdie.train.integrity import write_manifest
+
     shutil.copytree(source, target)
     weights = target / "model.safetensors"
     if how == "nan":
         tensors = load_file(weights)
         save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in tensors.items()},
                   weights)
+        write_manifest(target)  # a consistent export whose weights are NaN: the finite check must catch it
     else:
         weights.write_bytes(weights.read_bytes()[:100])
     return str(target)
 
 
-@pytest.mark.parametrize("how, reason", [("nan", "non-finite"), ("truncated", "failed to load")])
+@pytest.mark.parametrize("how, reason", [("nan", "NaN or infinite"), ("truncated", "failed to load")])
 def test_health_reports_a_broken_model_with_the_reason(birdie_checkpoint, tmp_path, how, reason):
     broken = _corrupt_copy(birdie_checkpoint, tmp_path / "broken", how)
     server = make_server({"bad": {"checkpoint": broken, "scoring": "causal"}, "tiny": NUMPY_ARGS}, port=0)
