@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("birdie.eval.cli", "phone-book retrieval, story infilling and SQuAD v2 evaluations"),
     "serve": ("birdie.harness.serve_cli", "serve checkpoints over an OpenAI-compatible HTTP API"),
     "plot": ("birdie.curriculum.plot_cli", "plot the objective mixture and losses from a decision log"),
+    "experiment": ("birdie.experiment.cli", "replicate the Birdie effect: NTP vs UL2 vs Birdie at equal tokens"),
 }
 
 
