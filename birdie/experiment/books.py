@@ -25,5 +25,5 @@ def cpu_books(split: str, worker_id: int, num_workers: int, rng_seed: int) -> It
 
 
 def gpu_books(split: str, worker_id: int, num_workers: int, rng_seed: int) -> Iterator[dict[str, Any]]:
-    """Books of the GPU ladder: 50-150 entries, 1-16 queries, all three layouts."""
+    """Books of the GPU ladder: 100-250 entries, 1-16 queries, all three layouts."""
     return _books("gpu", split, worker_id, num_workers, rng_seed)

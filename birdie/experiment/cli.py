@@ -55,7 +55,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                                 "have fixed token budgets)")
     replicate.add_argument("--scale", choices=list(SCALES), default="cpu",
                            help="cpu: tiny Hawk, 2 cores; gpu, gpu-m, gpu-l: Hawk and Gated SSM on one GPU at "
-                                "about 40M, 300M and 1.4B parameters (20 tokens per parameter)")
+                                "about 28M, 210M and 1.1B parameters (20 tokens per parameter)")
     replicate.add_argument("--seeds", type=_positive(int), default=2, help="seeds repeating every arm (default 2)")
     replicate.add_argument("--arms", type=_arms, default=ARMS,
                            help="comma-separated arms (default all): " + "; ".join(f"{a}: {h}" for a, h in

@@ -83,7 +83,8 @@ class Scale:
 
 
 def _gpu_rung(name: str, d_model: int, hawk_layers: int, ssm_layers: int, params: int) -> Scale:
-    """One rung of the GPU ladder: ~20 tokens per parameter, 2,048-token rows, fine-tuning at 4,096."""
+    """One rung of the GPU ladder: ~20 tokens per parameter, 2,048-token rows, fine-tuning at 8,192 (books of
+    100-250 entries, up to ~6,800 bytes)."""
     tokens = 20 * params
     return Scale(
         name=name,
@@ -92,8 +93,8 @@ def _gpu_rung(name: str, d_model: int, hawk_layers: int, ssm_layers: int, params
                 ("gated_ssm", "gated-ssm-1.4b", (("vocab_size", 512), ("d_model", d_model),
                                                  ("n_layers", ssm_layers), ("state_dim", d_model * 5 // 4)))),
         sequence_length=2048, batch_size=64, lr=1e-3 if d_model < 1024 else 6e-4,
-        finetune_sequence_length=4096, finetune_batch_size=32, finetune_lr=1e-4,
-        book_entries=(50, 150), max_queries=16, tokens_per_arm=tokens, finetune_tokens=max(tokens // 20, 2 ** 24),
+        finetune_sequence_length=8192, finetune_batch_size=16, finetune_lr=1e-4,
+        book_entries=(100, 250), max_queries=16, tokens_per_arm=tokens, finetune_tokens=max(tokens // 20, 2 ** 24),
         eval_books=256, eval_infilling_items=1000, evaluations=40, mixture="birdie",
         books="birdie.experiment.books:gpu_books",
     )
@@ -110,9 +111,11 @@ SCALES: dict[str, Scale] = {
         book_entries=(4, 8), max_queries=2, eval_books=48, eval_infilling_items=120, evaluations=8,
     ),
     # The GPU ladder (byte tokens keep the data pipeline identical to the CPU run; vocab 512 covers them).
-    "gpu": _gpu_rung("gpu", 512, 8, 16, 40_000_000),
-    "gpu-m": _gpu_rung("gpu-m", 1024, 16, 32, 300_000_000),
-    "gpu-l": _gpu_rung("gpu-l", 2048, 20, 48, 1_400_000_000),
+    # Parameters (`birdie experiment replicate --help` prints them for a run): Hawk / Gated SSM 29 M / 27 M,
+    # 209 M / 211 M, 1.03 B / 1.26 B; the token budget is 20 x their rounded mean.
+    "gpu": _gpu_rung("gpu", 512, 8, 16, 28_000_000),
+    "gpu-m": _gpu_rung("gpu-m", 1024, 16, 32, 210_000_000),
+    "gpu-l": _gpu_rung("gpu-l", 2048, 20, 48, 1_150_000_000),
 }
 DEFAULT_BUDGET_MINUTES = 60.0
 

@@ -66,12 +66,13 @@ def test_finetuning_follows_the_phone_book_recipe(tmp_path):
     assert config.model.overrides["max_seq_len"] >= config.train.sequence_length
 
 
-def test_the_scale_books_fit_the_finetuning_rows():
-    from birdie.experiment.books import cpu_books
+@pytest.mark.parametrize("scale_name", ["cpu", "gpu"])
+def test_the_scale_books_fit_the_finetuning_rows(scale_name):
+    from birdie.train.data import import_callable
 
-    scale = SCALES["cpu"]
-    for example in list(zip(range(50), cpu_books("train", 0, 1, 0))):
-        record = example[1]
+    scale = SCALES[scale_name]
+    books = import_callable(scale.books)
+    for _, record in zip(range(50), books("train", 0, 1, 0)):
         # bytes + paradigm/begin/eos tokens must fit one row
         assert len((record["prefix"] + record["target"]).encode()) + 4 <= scale.finetune_sequence_length
 
