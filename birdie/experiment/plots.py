@@ -24,6 +24,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _rows(results: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {}
     for result in results:
@@ -41,10 +48,7 @@ def plot_losses(results: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set(xlabel="training tokens", ylabel="training loss (nats/token)",
            title="pretraining loss per arm (each arm's own objectives)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_mixture(results: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -61,10 +65,7 @@ def plot_mixture(results: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if not agents:
         axes[0, 0].text(0.5, 0.5, "no arm ran the Birdie agent", ha="center", va="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_retrieval(results: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -82,10 +83,7 @@ def plot_retrieval(results: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set(xlabel="numbers asked for at once", ylabel="digit accuracy", ylim=(0, 1),
            title="phone-book retrieval after fine-tuning (mean ± sd over seeds)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_all(results: Sequence[dict[str, Any]], out: Path) -> list[Path]:
