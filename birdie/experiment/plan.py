@@ -101,9 +101,9 @@ def _gpu_rung(name: str, d_model: int, hawk_layers: int, ssm_layers: int, params
 
 
 SCALES: dict[str, Scale] = {
-    # Two cores: hawk-tiny-sized Hawk (d_model 96, 2 layers, byte tokens), 256-token pretraining rows, phone books
-    # of 4-8 entries (~300 bytes) asked for 1-2 numbers, fine-tuned on 512-token rows. The probe in
-    # docs/results.md shows this book size is learnable at this model size by fine-tuning with enough steps.
+    # Two cores: hawk-tiny-shaped Hawk (d_model 96, 2 layers, byte tokens), 256-token pretraining rows, phone books
+    # of 4-8 entries (~200-400 bytes) asked for 1-2 numbers, fine-tuned on 512-token rows. docs/results.md reports
+    # the probe of whether fine-tuning alone learns these books at this size, and how many steps it needs.
     "cpu": Scale(
         name="cpu", models=(("hawk", "hawk-tiny", (("d_model", 96), ("state_dim", 96))),),
         sequence_length=256, batch_size=8, lr=3e-3,

@@ -9,6 +9,7 @@ from birdie.experiment.plan import ARMS
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~5 minutes on 2 idle cores; far longer on a loaded machine
 def test_replicate_runs_end_to_end_and_reports_every_arm(tmp_path, capsys):
     out = tmp_path / "replicate"
     argv = ["experiment", "replicate", "--budget-minutes", "3", "--seeds", "1", "--threads", "1", "--out", str(out)]
