@@ -68,9 +68,10 @@ def run_context(plan: ExperimentPlan, argv: Sequence[str]) -> dict[str, Any]:
 
 
 def _cell(stat: dict[str, Any]) -> str:
+    digits = 0 if abs(stat["mean"]) >= 100 else 3  # seconds need no decimals; accuracies and losses do
     if stat["spread"] is None:
-        return f"{stat['mean']:.3f} (1 seed)"
-    return f"{stat['mean']:.3f} ± {stat['spread']:.3f}"
+        return f"{stat['mean']:.{digits}f} (1 seed)"
+    return f"{stat['mean']:.{digits}f} ± {stat['spread']:.{digits}f}"
 
 
 def _table(rows: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
