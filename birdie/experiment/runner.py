@@ -41,8 +41,10 @@ def _thin(points: list[Any], limit: int) -> list[Any]:
     return [points[int(i * stride)] for i in range(limit)] + [points[-1]]
 
 
-def _mixture_over_time(decision_files: list[tuple[Path, int]], tokens_per_step: int) -> list[dict[str, Any]]:
-    """``[{"tokens", "class_mixture"}]`` from the Birdie stages' decision logs (``(path, first step)`` pairs)."""
+def _mixture_over_time(decision_files: list[tuple[Path, int]], tokens_per_step: int,
+                       total_tokens: int) -> list[dict[str, Any]]:
+    """``[{"tokens", "class_mixture"}]`` from the Birdie stages' decision logs (``(path, first step)`` pairs); the
+    last mixture is repeated at ``total_tokens`` so that it, too, spans the tokens it was in force for."""
     from birdie.curriculum.log import read_log
 
     points = []
@@ -50,6 +52,8 @@ def _mixture_over_time(decision_files: list[tuple[Path, int]], tokens_per_step: 
         if path.is_file():
             points += [{"tokens": (offset + r["step"]) * tokens_per_step, "class_mixture": r["class_mixture"]}
                        for r in read_log(path)]
+    if points:
+        points.append({"tokens": total_tokens, "class_mixture": points[-1]["class_mixture"]})
     return points
 
 
@@ -94,7 +98,7 @@ def run_arm(plan: ExperimentPlan, out: Path, model: str, arm: str, seed: int) ->
         "infilling": infilling,
         "val_loss": evaluate.final_validation_losses(metrics_files[-1]),
         "loss_curve": _thin(evaluate.loss_curve(metrics_files, tokens_per_step), CURVE_POINTS),
-        "mixture": _mixture_over_time(decision_files, tokens_per_step),
+        "mixture": _mixture_over_time(decision_files, tokens_per_step, plan.pretrain_tokens),
         "eval_wall_s": round(time.perf_counter() - started, 2),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

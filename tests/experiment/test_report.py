@@ -51,3 +51,16 @@ def test_the_three_figures_are_written(tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
     # without a Birdie arm the mixture figure says so instead of failing
     assert plot_all([arm_result("ntp", 0, 0.1)], tmp_path / "ntp_only")[1].is_file()
+
+
+def test_the_mixture_over_time_continues_a_second_stage_and_lasts_to_the_end(tmp_path):
+    from birdie.experiment.runner import _mixture_over_time
+
+    log = tmp_path / "decisions.jsonl"
+    log.write_text("".join(json.dumps({"step": step, "class_mixture": {"copying": share}, "class_losses": {}}) + "\n"
+                           for step, share in ((0, 0.5), (10, 0.9))))
+    points = _mixture_over_time([(log, 20)], tokens_per_step=100, total_tokens=4000)
+    # the stage started at step 20; the last decision holds until the last token
+    assert [p["tokens"] for p in points] == [2000, 3000, 4000]
+    assert [p["class_mixture"]["copying"] for p in points] == [0.5, 0.9, 0.9]
+    assert _mixture_over_time([(tmp_path / "absent.jsonl", 0)], 100, 4000) == []
