@@ -97,7 +97,9 @@ def make_plan(args: argparse.Namespace, out: Path) -> Any:
     saved = store.saved_plan(out, requested)
     if saved is not None:
         print(f"resuming {out} ({out / store.PLAN})")
-        return ExperimentPlan(**saved)
+        plan = ExperimentPlan(**saved)
+        store.write_json(out / store.PLAN, plan.to_dict())
+        return plan
     books, items = eval_sizes(scale, budget)
     fields = {**requested, "eval_books": books, "eval_infilling_items": items}
     if budget is None:
@@ -146,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"birdie experiment replicate: {error}", file=sys.stderr)
         return 2
     context_path = out / "context.json"
-    context = store.read_json(context_path) if context_path.is_file() else run_context(plan, command_line(args))
+    context = run_context(plan, command_line(args))
+    if context_path.is_file():  # a resume: the first start's time and machine, this invocation's command and plan
+        first = store.read_json(context_path)
+        context.update(started_at=first["started_at"], machine=first["machine"])
     store.write_json(context_path, context)
     print(f"birdie experiment replicate: scale {plan.scale}, arms {', '.join(plan.arms)}, {plan.seeds} seed(s); "
           f"{plan.pretrain_tokens:,} pretraining tokens ({plan.pretrain_steps} steps) + {plan.finetune_tokens:,} "

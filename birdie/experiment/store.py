@@ -3,6 +3,7 @@
 ::
 
     OUT/plan.json                         the plan (scale, arms, seeds, steps): a resumed run must match it
+                                          (it may add arms or seeds, which then train the same steps)
     OUT/arms/MODEL-ARM-seedS/             one arm of one seed
         pretrain-STAGE/                   a trainer run per pretraining stage (checkpoints, metrics, export)
         finetune/                         the phone-book fine-tuning run
@@ -58,25 +59,32 @@ def saved_result(out: Path, model: str, arm: str, seed: int) -> dict[str, Any] |
     return read_json(path) if path.is_file() else None
 
 
-PLAN_KEYS = ("scale", "arms", "seeds", "budget_minutes", "data")
+PLAN_KEYS = ("scale", "budget_minutes", "data")
 
 
 def saved_plan(out: Path, requested: dict[str, Any]) -> dict[str, Any] | None:
-    """The plan ``out`` already holds when it was asked for with the same ``requested`` options (a resume), or
-    None for a directory without a plan.
+    """The plan ``out`` already holds, for a resume, or None for a directory without a plan.
 
-    Raises ValueError naming the differing options when ``out`` holds another run's plan.
+    A resume may add arms or seeds: the saved plan comes back with the requested ``arms`` and ``seeds`` and keeps
+    its steps, so the new arms train the same tokens as the saved ones. Raises ValueError naming the option when
+    ``out`` holds another run's plan (another scale, budget or data, or fewer arms or seeds than it holds).
     """
     path = out / PLAN
     if not path.is_file():
         return None
     saved = read_json(path)
     differing = [key for key in PLAN_KEYS if _normal(saved.get(key)) != _normal(requested.get(key))]
+    dropped = sorted(set(saved["arms"]) - set(requested["arms"]))
+    if dropped:
+        differing.append("arms")
+    if requested["seeds"] < saved["seeds"]:
+        differing.append("seeds")
     if differing:
         raise ValueError(f"{path} holds a run with other options ("
                          + ", ".join(f"{k}={saved.get(k)!r}, asked {requested.get(k)!r}" for k in differing)
-                         + "); rerun with its options to resume it, or give another --out")
-    return saved
+                         + "); rerun with its options (more arms or seeds may be added) to resume it, or give "
+                         "another --out")
+    return {**saved, "arms": list(requested["arms"]), "seeds": requested["seeds"]}
 
 
 def _normal(value: Any) -> Any:

@@ -42,4 +42,5 @@ def test_resuming_with_other_options_is_refused_before_training(capsys, tmp_path
     assert code == 2
     err = capsys.readouterr().err
     assert "holds a run with other options (arms=['ntp', 'birdie'], asked ('ntp', 'ul2'))" in err
+    assert "more arms or seeds may be added" in err
     assert not (tmp_path / "arms").exists()

@@ -70,8 +70,14 @@ def test_a_resumed_run_must_ask_for_the_same_plan(tmp_path):
     assert store.saved_plan(tmp_path, requested) is None
     store.write_json(tmp_path / store.PLAN, plan(budget_minutes=60.0).to_dict())
     assert store.saved_plan(tmp_path, requested)["pretrain_steps"] == 20
-    with pytest.raises(ValueError, match=r"seeds=2, asked 3.*another --out"):
-        store.saved_plan(tmp_path, {**requested, "seeds": 3})
+    with pytest.raises(ValueError, match=r"seeds=2, asked 1.*another --out"):
+        store.saved_plan(tmp_path, {**requested, "seeds": 1})
+    with pytest.raises(ValueError, match=r"budget_minutes=60.0, asked 30.0"):
+        store.saved_plan(tmp_path, {**requested, "budget_minutes": 30.0})
+    # adding arms or seeds keeps the saved steps, so the new arms train the same tokens
+    extended = store.saved_plan(tmp_path, {**requested, "arms": ("ntp", "birdie", "second_stage"), "seeds": 3})
+    assert extended["arms"] == ["ntp", "birdie", "second_stage"] and extended["seeds"] == 3
+    assert extended["pretrain_steps"] == 20
 
 
 def test_a_failed_save_leaves_the_previous_file_whole(tmp_path):
