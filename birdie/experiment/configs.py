@@ -75,8 +75,10 @@ def pretrain_config(plan: ExperimentPlan, model: str, stage: str, steps: int, se
     values["data"] = _data_section(plan)
     values["objectives"] = {
         "mixture": scale.mixture, "agent": agent, "ratios": ratios,
+        # 8 validation rows per configuration: the GPU mixture has 104 configurations, and full batches at every
+        # evaluation would cost as much compute as the training itself.
         "agent_options": {"warmup_steps": every, "steps_between_evaluations": every, "num_validation_batches": 1,
-                          "validation_batch_size": scale.batch_size},
+                          "validation_batch_size": min(scale.batch_size, 8)},
     }
     values["optimizer"] = {"lr": scale.lr, "weight_decay": 0.1, "grad_clip": 1.0}
     values["schedule"] = {"warmup_steps": min(50, max(1, steps // 10)), "decay": "cosine", "final_lr_ratio": 0.1}

@@ -18,6 +18,16 @@ from birdie.train.metrics import read_metrics
 INFILLING_MODES = ("prefix", "causal")
 
 
+def _load(export: Path) -> tuple[Any, Any]:
+    """The exported model (on the GPU when there is one, as training was) and its tokenizer."""
+    import torch
+
+    import birdie
+
+    model, tokenizer = birdie.load(export)
+    return model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer
+
+
 def phonebook_items(plan: ExperimentPlan, seed: int) -> list[dict[str, Any]]:
     """The seed's evaluation books: ``plan.eval_books`` books cycling through 1..max_queries queries."""
     from birdie.eval.phonebook import PhonebookConfig, generate_phonebooks
@@ -36,10 +46,9 @@ def infilling_items(plan: ExperimentPlan, seed: int) -> list[dict[str, Any]]:
 
 def evaluate_phonebook_model(plan: ExperimentPlan, export: Path, seed: int) -> dict[str, Any]:
     """``score_phonebook``'s metrics of the fine-tuned model in ``export`` (plus three sample predictions)."""
-    import birdie
     from birdie.eval.phonebook import evaluate_phonebook
 
-    model, tokenizer = birdie.load(export)
+    model, tokenizer = _load(export)
     items = phonebook_items(plan, seed)
     metrics, predictions = evaluate_phonebook(model, tokenizer, items, batch_size=16)
     metrics["by_num_queries"] = {str(k): v for k, v in metrics["by_num_queries"].items()}
@@ -50,11 +59,10 @@ def evaluate_phonebook_model(plan: ExperimentPlan, export: Path, seed: int) -> d
 
 def evaluate_infilling_model(plan: ExperimentPlan, export: Path, seed: int) -> dict[str, float]:
     """Story-infilling accuracy of the pretrained model in ``export``, per prompt layout."""
-    import birdie
     from birdie.eval.scoring import PromptFormat
     from birdie.eval.story_infilling import evaluate_story_infilling
 
-    model, tokenizer = birdie.load(export)
+    model, tokenizer = _load(export)
     items = infilling_items(plan, seed)
     return {mode: evaluate_story_infilling(model, tokenizer, items, batch_size=16,
                                            prompt_format=PromptFormat(mode=mode))[0]["accuracy"]

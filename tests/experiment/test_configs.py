@@ -120,3 +120,15 @@ def test_eval_sizes_shrink_with_short_budgets_but_cover_every_query_count():
 def test_a_bad_plan_names_its_field(field, value, message):
     with pytest.raises(ValueError, match=f"ExperimentPlan.{field}=.*{message}"):
         plan(**{field: value})
+
+
+def test_gpu_configs_validate_with_the_paper_mixture_and_small_validation_batches(tmp_path):
+    rung = ExperimentPlan(scale="gpu", arms=ARMS, seeds=1, pretrain_steps=6104, finetune_steps=306,
+                          eval_books=256, eval_infilling_items=1000)
+    for model in ("hawk", "gated_ssm"):
+        config = configs.pretrain_config(rung, model, "birdie", 6104, 0, tmp_path / model)
+        assert config.objectives.mixture == "birdie" and config.train.sequence_length == 2048
+        # 104 configurations are measured at each of 40 evaluations: 8 rows each keeps that to ~12% of training
+        assert config.objectives.agent_options["validation_batch_size"] == 8
+        finetune = configs.finetune_config(rung, model, 0, tmp_path / "export", tmp_path / "ft")
+        assert finetune.train.sequence_length == 8192 <= finetune.model.overrides["max_seq_len"]
