@@ -52,7 +52,7 @@ def _data_section(plan: ExperimentPlan) -> dict[str, Any]:
 def _common(scale: Scale, model: str, out: Path, seed: int, steps: int) -> dict[str, dict[str, Any]]:
     return {
         "model": {"preset": scale.preset(model), "overrides": scale.model_overrides(model)},
-        "train": {"steps": steps, "seed": seed, "out": str(out), "grad_accum": 1},
+        "train": {"steps": steps, "seed": seed, "out": str(out)},
         # A checkpoint each quarter: a killed run loses at most a quarter of a stage.
         "checkpoint": {"save_every": max(1, steps // 4), "export": True},
         "logging": {"log_every": max(1, steps // 100), "progress": False, "plots": True},
@@ -71,7 +71,8 @@ def pretrain_config(plan: ExperimentPlan, model: str, stage: str, steps: int, se
     agent, ratios = ARM_WEIGHTING[stage]
     every = max(1, steps // scale.evaluations)
     values = _common(scale, model, out, seed, steps)
-    values["train"].update(sequence_length=scale.sequence_length, batch_size=scale.batch_size)
+    values["train"].update(sequence_length=scale.sequence_length, batch_size=scale.batch_size,
+                           grad_accum=scale.grad_accum)
     values["data"] = _data_section(plan)
     values["objectives"] = {
         "mixture": scale.mixture, "agent": agent, "ratios": ratios,
@@ -100,7 +101,8 @@ def finetune_config(plan: ExperimentPlan, model: str, seed: int, pretrained: Pat
     steps = plan.finetune_steps
     values = _common(scale, model, out, seed, steps)
     values["model"]["pretrained"] = str(pretrained)
-    values["train"].update(sequence_length=scale.finetune_sequence_length, batch_size=scale.finetune_batch_size)
+    values["train"].update(sequence_length=scale.finetune_sequence_length, batch_size=scale.finetune_batch_size,
+                           grad_accum=scale.finetune_grad_accum)
     values["data"] = {"source": "callable", "callable": scale.books, "prompt_key": "prefix",
                       "completion_key": "target", "tokenizer": "bytes"}
     # One validation measurement (at step 0) is all the supervised mixture needs: there is nothing to re-weight.

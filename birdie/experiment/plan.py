@@ -51,6 +51,8 @@ class Scale:
         mixture: the objective configurations every arm trains from and is validated on (``objectives.mixture``);
             arms differ only in who weights them, so every arm reports the same per-objective losses.
         books: the phone-book fine-tuning source (``data.callable``), sized like ``book_entries``/``max_queries``.
+        grad_accum, finetune_grad_accum: micro-steps per optimizer step (rows per micro-batch = batch / accum), so
+            the GPU rungs' activations fit one 80 GB GPU; they do not change the tokens per step.
     """
 
     name: str
@@ -70,6 +72,8 @@ class Scale:
     evaluations: int = 10
     mixture: str = "demo"
     books: str = "birdie.experiment.books:cpu_books"
+    grad_accum: int = 1
+    finetune_grad_accum: int = 1
 
     def model_overrides(self, label: str) -> dict[str, Any]:
         """The preset overrides of model ``label`` (``max_seq_len`` covers the fine-tuning rows)."""
@@ -82,7 +86,8 @@ class Scale:
         return next(preset for name, preset, _ in self.models if name == label)
 
 
-def _gpu_rung(name: str, d_model: int, hawk_layers: int, ssm_layers: int, params: int) -> Scale:
+def _gpu_rung(name: str, d_model: int, hawk_layers: int, ssm_layers: int, params: int, grad_accum: int,
+              finetune_grad_accum: int) -> Scale:
     """One rung of the GPU ladder: ~20 tokens per parameter, 2,048-token rows, fine-tuning at 8,192 (books of
     100-250 entries, up to ~6,800 bytes)."""
     tokens = 20 * params
@@ -96,7 +101,7 @@ def _gpu_rung(name: str, d_model: int, hawk_layers: int, ssm_layers: int, params
         finetune_sequence_length=8192, finetune_batch_size=16, finetune_lr=1e-4,
         book_entries=(100, 250), max_queries=16, tokens_per_arm=tokens, finetune_tokens=max(tokens // 20, 2 ** 24),
         eval_books=256, eval_infilling_items=1000, evaluations=40, mixture="birdie",
-        books="birdie.experiment.books:gpu_books",
+        books="birdie.experiment.books:gpu_books", grad_accum=grad_accum, finetune_grad_accum=finetune_grad_accum,
     )
 
 
@@ -113,9 +118,10 @@ SCALES: dict[str, Scale] = {
     # The GPU ladder (byte tokens keep the data pipeline identical to the CPU run; vocab 512 covers them).
     # Parameters (`birdie experiment replicate --help` prints them for a run): Hawk / Gated SSM 29 M / 27 M,
     # 209 M / 211 M, 1.03 B / 1.26 B; the token budget is 20 x their rounded mean.
-    "gpu": _gpu_rung("gpu", 512, 8, 16, 28_000_000),
-    "gpu-m": _gpu_rung("gpu-m", 1024, 16, 32, 210_000_000),
-    "gpu-l": _gpu_rung("gpu-l", 2048, 20, 48, 1_150_000_000),
+    # Micro-batches: 16 / 4 / 2 rows of 2,048 and 4 / 2 / 1 rows of 8,192 (an estimate for 80 GB, not measured).
+    "gpu": _gpu_rung("gpu", 512, 8, 16, 28_000_000, grad_accum=4, finetune_grad_accum=4),
+    "gpu-m": _gpu_rung("gpu-m", 1024, 16, 32, 210_000_000, grad_accum=16, finetune_grad_accum=8),
+    "gpu-l": _gpu_rung("gpu-l", 2048, 20, 48, 1_150_000_000, grad_accum=32, finetune_grad_accum=16),
 }
 DEFAULT_BUDGET_MINUTES = 60.0
 

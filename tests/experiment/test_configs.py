@@ -132,3 +132,7 @@ def test_gpu_configs_validate_with_the_paper_mixture_and_small_validation_batche
         assert config.objectives.agent_options["validation_batch_size"] == 8
         finetune = configs.finetune_config(rung, model, 0, tmp_path / "export", tmp_path / "ft")
         assert finetune.train.sequence_length == 8192 <= finetune.model.overrides["max_seq_len"]
+    for name in ("gpu", "gpu-m", "gpu-l"):  # micro-batches divide the batches (the trainer's own check)
+        big = ExperimentPlan(scale=name, arms=ARMS, seeds=1, pretrain_steps=10, finetune_steps=10)
+        assert configs.pretrain_config(big, "hawk", "ntp", 10, 0, tmp_path).train.grad_accum == SCALES[name].grad_accum
+        assert configs.finetune_config(big, "hawk", 0, tmp_path, tmp_path).train.grad_accum > 1
