@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+#: two-sided 95% quantiles of Student's t for 1..10 degrees of freedom (1.96 beyond: the normal limit is close)
+T_95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
 
 def mean_spread(values: Sequence[float]) -> dict[str, Any]:
     """``{"mean", "spread", "n", "values"}`` of ``values`` (spread: sample standard deviation, None for n < 2)."""
@@ -61,8 +64,8 @@ def retrieval_gap(results: Sequence[dict[str, Any]], model: str, arm: str = "bir
     """Phone-book digit accuracy of ``arm`` minus ``baseline`` for ``model``, paired by seed.
 
     Returns ``{"gap": mean_spread of the per-seed differences, "beyond_spread": bool | None}`` (None when one of
-    the arms has no result); ``beyond_spread`` is True when the mean gap exceeds twice the standard error of the
-    paired differences (None with one seed: no spread to compare with).
+    the arms has no result); ``beyond_spread`` is a paired t-test at 95%: True when the mean gap exceeds
+    ``t(n-1) * sd / sqrt(n)`` (with two seeds t = 12.7: two seeds rarely settle anything), None with one seed.
     """
     by_seed: dict[str, dict[int, float]] = {arm: {}, baseline: {}}
     for result in results:
@@ -74,5 +77,6 @@ def retrieval_gap(results: Sequence[dict[str, Any]], model: str, arm: str = "bir
     gap = mean_spread([by_seed[arm][s] - by_seed[baseline][s] for s in common])
     beyond = None
     if gap["spread"] is not None:
-        beyond = abs(gap["mean"]) > 2 * gap["spread"] / math.sqrt(gap["n"])
+        quantile = T_95[gap["n"] - 2] if gap["n"] - 1 <= len(T_95) else 1.96
+        beyond = abs(gap["mean"]) > quantile * gap["spread"] / math.sqrt(gap["n"])
     return {"gap": gap, "beyond_spread": beyond}

@@ -90,8 +90,9 @@ def _gap_lines(results: Sequence[dict[str, Any]], models: Sequence[str]) -> list
             if gap is None:
                 continue
             stat = gap["gap"]
-            verdict = {None: "one seed: no spread to judge it against", True: "beyond the seed spread",
-                       False: "within the seed spread"}[gap["beyond_spread"]]
+            verdict = {None: "one seed: no spread to judge it against",
+                       True: "beyond the seed spread (paired t-test, 95%)",
+                       False: "within the seed spread (paired t-test, 95%)"}[gap["beyond_spread"]]
             spread = "" if stat["spread"] is None else f" ± {stat['spread']:.3f}"
             lines.append(f"- {model}: {arm} − ntp phone-book digit accuracy = {stat['mean']:+.3f}{spread} over "
                          f"{stat['n']} paired seed(s): {verdict}.")

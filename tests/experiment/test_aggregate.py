@@ -47,6 +47,10 @@ def test_the_gap_pairs_seeds_and_judges_it_against_the_paired_spread():
     noisy = [arm_result("ntp", 0, 0.1), arm_result("ntp", 1, 0.6), arm_result("birdie", 0, 0.5),
              arm_result("birdie", 1, 0.3)]
     assert retrieval_gap(noisy, "hawk")["beyond_spread"] is False
+    # two seeds: a gap 2.5 standard errors wide is not enough (t with 1 degree of freedom is 12.7)
+    two = [arm_result("ntp", 0, 0.100), arm_result("ntp", 1, 0.100), arm_result("birdie", 0, 0.096),
+           arm_result("birdie", 1, 0.098)]
+    assert retrieval_gap(two, "hawk")["beyond_spread"] is False
 
 
 def test_the_gap_needs_both_arms_and_cannot_be_judged_with_one_seed():
