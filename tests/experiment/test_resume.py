@@ -6,6 +6,7 @@ import pytest
 
 from birdie.experiment import configs, runner, store
 from birdie.experiment.plan import ExperimentPlan
+from birdie.train.integrity import write_manifest
 
 
 def plan(**fields) -> ExperimentPlan:
@@ -57,6 +58,7 @@ def test_a_stage_resumes_from_its_checkpoint_and_a_finished_stage_is_not_rerun(t
     step = run_dir / "checkpoints" / "step_000010"
     step.mkdir(parents=True)
     (step / "meta.json").write_text("{}")
+    write_manifest(step)  # written last: what makes a checkpoint complete
     (run_dir / "checkpoints" / "latest").write_text("step_000010")
     record = runner._train_stage(run_dir, lambda resume: {"resume": resume})
     assert trained[-1] == {"resume": True} and record["resumed"] is True
