@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("birdie.finetune.sft_cli", "supervised chat fine-tuning of an export (Tulu format)"),
     "dpo": ("birdie.finetune.dpo_cli", "direct preference optimisation of an export (DPO, cDPO, IPO)"),
     "rm": ("birdie.finetune.rm_cli", "train a reward model (scalar head, Bradley-Terry loss) from an export"),
+    "ppo": ("birdie.finetune.ppo_cli", "PPO/GRPO/RLOO of an export against a reward model or reward function"),
 }
 
 
