@@ -84,7 +84,6 @@ def _policy(config: RunConfig) -> tuple[torch.nn.Module, Any]:
         raise ValueError(f"--pretrained {config.pretrained}: no such export")
     print("no --pretrained and no runs/finetune/sft/export (birdie demo finetune): starting from a tiny random "
           "Transformer with the byte tokenizer")
-    torch.manual_seed(config.ppo.seed)
     tokenizer = ByteTokenizer()
     return create("transformer-tiny", vocab_size=tokenizer.vocab_size), tokenizer
 
@@ -93,6 +92,7 @@ def build(config: RunConfig) -> tuple[PPOTrainer, list[torch.Tensor], list[str]]
     """The trainer, the prompt ids and the prompt texts the reward sees (the last user turn)."""
     from birdie.finetune.story_qa import story_questions
 
+    torch.manual_seed(config.ppo.seed)  # the critic's fresh head: one run's initialisation, whatever ran before
     policy, tokenizer = _policy(config)
     reward_model = None
     if config.reward_model:
