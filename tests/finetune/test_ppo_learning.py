@@ -1,5 +1,7 @@
 """PPO and GRPO raise a checkable reward on a tiny random policy while the KL to the reference stays bounded."""
 
+import re
+
 import pytest
 import torch
 
@@ -15,9 +17,11 @@ STEPS = 12
 KL_BOUND = 8.0
 
 
-def share_of_a(prompts, completions):
-    """The share of the completion's characters that are 'a' (special tokens render as long names: no hack)."""
-    return [completion.count("a") / max(len(completion), 1) for completion in completions]
+def lowercase_letters(prompts, completions):
+    """The share of the 4 response positions that are ASCII lower-case letters (about 1 in 10 at random; special
+    tokens, rendered as names like <|mask_3|>, are removed first so they cannot earn it)."""
+    plain = (re.sub(r"<\|[^|]*\|>", "", completion) for completion in completions)
+    return [sum("a" <= ch <= "z" for ch in text) / 4 for text in plain]
 
 
 @pytest.mark.slow
@@ -28,7 +32,7 @@ def test_reward_rises_with_bounded_kl(algorithm):
     policy = create("transformer-tiny", vocab_size=tokenizer.vocab_size)
     config = PPOConfig(algorithm=algorithm, max_new_tokens=4, rollouts_per_prompt=8, temperature=1.0, lr=1e-2,
                        critic_lr=1e-2, ppo_epochs=2, kl_coef=0.05)
-    trainer = PPOTrainer(policy, tokenizer, share_of_a, config)
+    trainer = PPOTrainer(policy, tokenizer, lowercase_letters, config)
     prompts = [torch.tensor(prompt_ids([{"role": "user", "content": t}], tokenizer)) for t in TEXTS]
     history = [trainer.step(prompts, TEXTS) for _ in range(STEPS)]
     scores = [m["objective/scores"] for m in history]
