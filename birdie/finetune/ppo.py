@@ -13,6 +13,10 @@ One :meth:`PPOTrainer.step` takes a list of prompts and:
 4. runs ``ppo_epochs`` passes over shuffled mini-batches of ``mini_batch_prompts`` prompts with the clipped
    policy loss and (PPO) the clipped value loss, each model with its own AdamW (EasyLM: two optimizers).
 
+Under ``torchrun`` (a process group initialised) every rank rolls out its own prompts; advantages and rewards are
+whitened with the statistics of all ranks, losses are normalised by the global token count and gradients are
+averaged, so the update equals one process holding every rank's rollouts.
+
 ``easylm_compat=True`` reproduces EasyLM's quirk (§3.4): old log-probs, values and advantages are recomputed with
 the current parameters at every mini-batch (so the ratio is 1 and the clip never acts) and whitened per
 mini-batch.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from birdie.finetune import rl_math
@@ -113,7 +118,18 @@ class PPOTrainer:
         self.eos = tokenizer.specials.id("eos")
         self.policy_optimizer = self._adamw(policy, config.lr)
         self.critic_optimizer = self._adamw(self.critic, config.critic_lr) if self.critic is not None else None
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.rank = dist.get_rank() if self.world > 1 else 0
+        # each rank samples its own rollouts; the mini-batch order is drawn from the same stream on every rank
+        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
+
+    def _all_sum(self, value: Tensor) -> Tensor:
+        """``value`` summed over the data-parallel ranks (itself in one process)."""
+        if self.world == 1:
+            return value
+        value = value.clone()
+        dist.all_reduce(value)
+        return value
 
     def _adamw(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         # EasyLM: AdamW with b2 = 0.95 and no weight-decay mask; clip-by-global-norm per model.
@@ -158,9 +174,9 @@ class PPOTrainer:
             value = torch.cat(values) * mask
             rewards = rl_math.shaped_rewards(scores, kl, mask, cfg.kl_coef)
             if cfg.whiten_rewards:
-                rewards = rl_math.whiten(rewards, mask, shift_mean=False)
+                rewards = rl_math.whiten(rewards, mask, shift_mean=False, all_sum=self._all_sum)
             advantages, returns = rl_math.gae(rewards, value, mask, cfg.gamma, cfg.lam)
-            advantages = rl_math.whiten(advantages, mask)
+            advantages = rl_math.whiten(advantages, mask, all_sum=self._all_sum)
         else:
             sequence = scores - cfg.kl_coef * kl.sum(1)
             per_sequence = (rl_math.grpo_advantages(sequence, r) if cfg.algorithm == "grpo"
@@ -177,16 +193,19 @@ class PPOTrainer:
         logits_all = torch.cat(logits)
         logp = token_logps(logits_all, stats["responses"])
         mask = stats["mask"]
+        # local mean x local tokens / global tokens x ranks: averaging the ranks' gradients gives the global mean
+        local = mask.sum()
+        share = local * self.world / self._all_sum(local).clamp(min=1)
         pg, clipfrac, approx_kl = rl_math.policy_loss(logp, stats["old_logp"], stats["advantages"], mask,
                                                       self.config.clip_range)
-        out = {"pg": pg, "clipfrac": clipfrac, "approx_kl": approx_kl,
+        out = {"pg": pg * share, "clipfrac": clipfrac, "approx_kl": approx_kl,
                "entropy": rl_math.masked_mean(entropy(logits_all.detach()), mask)}
         if self.critic is not None:
             values = torch.cat([self.critic.response_values(rollouts.prompts[g], rollouts.responses[g * r:(g + 1) * r])
                                 for g in groups])
             vf, vf_clipfrac = rl_math.value_loss(values, stats["values"], stats["returns"], mask,
                                                  self.config.clip_range_value)
-            out |= {"vf": vf, "vf_clipfrac": vf_clipfrac}
+            out |= {"vf": vf * share, "vf_clipfrac": vf_clipfrac}
         return out
 
     def _update(self, losses: dict[str, Tensor]) -> None:
@@ -196,6 +215,11 @@ class PPOTrainer:
         for model, optimizer in ((self.policy, self.policy_optimizer), (self.critic, self.critic_optimizer)):
             if model is None:
                 continue
+            if self.world > 1:
+                for parameter in model.parameters():
+                    if parameter.grad is not None:
+                        dist.all_reduce(parameter.grad)
+                        parameter.grad /= self.world
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -220,11 +244,11 @@ class PPOTrainer:
                 losses = self._losses(rollouts, groups, stats)
                 self._update(losses)
                 for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                    sums[key] = sums.get(key, 0.0) + float(self._all_sum(value.detach())) / self.world
                 updates += 1
         means = {key: value / updates for key, value in sums.items()}
         first = fixed if fixed is not None else self._statistics(rollouts, everything)
-        means["kl"] = float((first["kl"].sum(1)).mean())
+        means["kl"] = float(self._all_sum(first["kl"].sum()) / self._all_sum(torch.tensor(float(len(first["kl"])))))
         return means
 
     def step(self, prompts: list[Tensor], prompt_texts: list[str]) -> dict[str, float]:
@@ -236,12 +260,16 @@ class PPOTrainer:
         means = self.train_on(rollouts)
         finished = time.perf_counter()
         lengths = rollouts.mask.sum(1)
+        raw = rollouts.raw_scores.double()
+        total, squares, count = self._all_sum(torch.stack([raw.sum(), (raw ** 2).sum(), torch.tensor(len(raw.double()))
+                                                           .double()])).tolist()
+        mean = total / count
         metrics = {
-            "objective/scores": float(rollouts.raw_scores.mean()),
-            "objective/scores_std": float(rollouts.raw_scores.std()) if len(rollouts.raw_scores) > 1 else 0.0,
+            "objective/scores": mean,
+            "objective/scores_std": max((squares - count * mean ** 2) / max(count - 1, 1), 0.0) ** 0.5,
             "objective/kl": means["kl"],
             "objective/entropy": means["entropy"],
-            "objective/rlhf_reward": float(rollouts.scores.mean()) - self.config.kl_coef * means["kl"],
+            "objective/rlhf_reward": float(self._all_sum(rollouts.scores.sum()) / count) - self.config.kl_coef * means["kl"],
             "loss/policy_avg": means["pg"],
             "policy/clipfrac_avg": means["clipfrac"],
             "policy/approxkl_avg": means["approx_kl"],

@@ -8,6 +8,8 @@ positions as absent: they take no part in means, variances or the GAE recursion,
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -33,12 +35,24 @@ def masked_var(values: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
     return var
 
 
-def whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           all_sum: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """``(values - mean) / sqrt(var + eps)`` with masked statistics; masked positions come out 0.
 
     ``shift_mean=False`` adds the mean back (EasyLM/TRL's ``whiten_rewards`` keeps the reward level).
+    ``all_sum`` sums a tensor over data-parallel ranks: the statistics are then those of every rank's values
+    together (what one process holding the whole batch computes).
     """
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    if all_sum is None:
+        mean, var = masked_mean(values, mask), masked_var(values, mask)
+    else:
+        real = mask.to(values.dtype)
+        total, count = all_sum(torch.stack([(values * real).sum(), real.sum()])).unbind()
+        mean = total / count.clamp(min=1)
+        squares = all_sum((((values - mean) ** 2) * real).sum())
+        if count < 2:
+            raise ValueError(f"whiten needs at least 2 unmasked values over all ranks, got {int(count)}")
+        var = squares / (count - 1)
     out = (values - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
