@@ -113,15 +113,16 @@ class PPOTrainer:
         self.policy, self.tokenizer, self.reward, self.config = policy, tokenizer, reward, config
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
         self.critic = None
+        self.device = next(policy.parameters()).device
         if config.algorithm == "ppo":
-            self.critic = critic if critic is not None else ValueModel.from_policy(policy)
+            self.critic = (critic if critic is not None else ValueModel.from_policy(policy)).to(self.device)
         self.eos = tokenizer.specials.id("eos")
         self.policy_optimizer = self._adamw(policy, config.lr)
         self.critic_optimizer = self._adamw(self.critic, config.critic_lr) if self.critic is not None else None
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.rank = dist.get_rank() if self.world > 1 else 0
         # each rank samples its own rollouts; the mini-batch order is drawn from the same stream on every rank
-        self.generator = torch.Generator().manual_seed(config.seed * 1_000_003 + self.rank)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed * 1_000_003 + self.rank)
 
     def _all_sum(self, value: Tensor) -> Tensor:
         """``value`` summed over the data-parallel ranks (itself in one process)."""
@@ -145,7 +146,7 @@ class PPOTrainer:
         mask = response_mask(responses, self.eos)
         completions = [self._decode(row) for row in responses]
         texts = [text for text in prompt_texts for _ in range(cfg.rollouts_per_prompt)]
-        raw = checked_scores(self.reward, texts, completions)
+        raw = checked_scores(self.reward, texts, completions).to(self.device)
         scores = raw - cfg.missing_eos_penalty * (~has_eos(responses, self.eos)).float()
         scores = scores * cfg.reward_gain + cfg.reward_bias
         return Rollouts(prompts, responses, mask, scores, raw, completions)
@@ -237,7 +238,7 @@ class PPOTrainer:
         updates = 0
         self.policy.train()
         for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(count, generator=self.generator).tolist()
+            order = torch.randperm(count, generator=self.generator, device=self.device).tolist()
             for start in range(0, count, size):
                 groups = order[start:start + size]
                 stats = self._statistics(rollouts, groups) if fixed is None else _select(fixed, groups, cfg)
@@ -248,7 +249,7 @@ class PPOTrainer:
                 updates += 1
         means = {key: value / updates for key, value in sums.items()}
         first = fixed if fixed is not None else self._statistics(rollouts, everything)
-        means["kl"] = float(self._all_sum(first["kl"].sum()) / self._all_sum(torch.tensor(float(len(first["kl"])))))
+        means["kl"] = float(self._all_sum(first["kl"].sum()) / self._all_sum(first["kl"].new_tensor(float(len(first["kl"])))))
         return means
 
     def step(self, prompts: list[Tensor], prompt_texts: list[str]) -> dict[str, float]:
@@ -261,8 +262,8 @@ class PPOTrainer:
         finished = time.perf_counter()
         lengths = rollouts.mask.sum(1)
         raw = rollouts.raw_scores.double()
-        total, squares, count = self._all_sum(torch.stack([raw.sum(), (raw ** 2).sum(), torch.tensor(len(raw.double()))
-                                                           .double()])).tolist()
+        total, squares, count = self._all_sum(torch.stack([raw.sum(), (raw ** 2).sum(),
+                                                           raw.new_tensor(float(len(raw)))])).tolist()
         mean = total / count
         metrics = {
             "objective/scores": mean,

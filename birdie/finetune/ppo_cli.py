@@ -33,6 +33,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
     parser.add_argument("--critic-init", dest="critic_init", default="auto",
                         help="auto (reward model when given, else policy), reward_model or policy")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     hints = typing.get_type_hints(PPOConfig)
     for item in dataclasses.fields(PPOConfig):
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         config = RunConfig(pretrained=args.pretrained, reward_model=args.reward_model,
                            reward_callable=args.reward_callable, data=args.data, steps=args.steps,
                            prompts_per_step=args.prompts_per_step, out=args.out, save_every=args.save_every,
-                           resume=args.resume, progress=args.progress, critic_init=args.critic_init,
+                           resume=args.resume, progress=args.progress, critic_init=args.critic_init, device=args.device,
                            ppo=PPOConfig(**ppo_values))
         history = run_ppo(config)
     except (ValueError, DataError) as error:

@@ -4,17 +4,23 @@ The prompts of step ``s`` are positions ``s * prompts_per_step ...`` of a permut
 ``(seed, pass)``, so the prompt position follows from the step. A checkpoint (``OUT/checkpoints/step_N.pt``, read
 back with ``weights_only=True``) holds the policy, critic, both optimizers, the sampling generator and the step, so
 a resumed run samples and updates exactly as the uninterrupted one.
+
+Under ``torchrun`` each rank takes its slice of the step's prompts (``prompts_per_step`` must divide by the number
+of processes; gloo on CPU, NCCL on GPUs); rank 0 writes the metrics, checkpoints (with every rank's generator) and
+the export.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from birdie.finetune.datasets import DataError, read_jsonl
 from birdie.finetune.ppo import PPOConfig, PPOTrainer
@@ -38,6 +44,7 @@ class RunConfig:
     resume: bool = False
     progress: bool = True
     critic_init: str = "auto"
+    device: str = "auto"
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
@@ -48,6 +55,8 @@ class RunConfig:
         if self.data and not (self.reward_model or self.reward_callable):
             raise ValueError(f"--data {self.data}: custom prompts need a reward: --reward-model RM_EXPORT or "
                              "--reward.callable module:function")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={self.device!r} must be 'auto', 'cpu' or 'cuda'")
         if self.critic_init not in ("auto", "reward_model", "policy"):
             raise ValueError("critic_init must be 'auto', 'reward_model' or 'policy'")
 
@@ -117,8 +126,29 @@ def build(config: RunConfig) -> tuple[PPOTrainer, list[torch.Tensor], list[str]]
         if use_rm and reward_model is None:
             raise ValueError("critic_init=reward_model needs --reward-model")
         critic = ValueModel.from_reward_model(reward_model) if use_rm else ValueModel.from_policy(policy)
-    trainer = PPOTrainer(policy.train(), tokenizer, reward, config.ppo, critic)
-    return trainer, [torch.from_numpy(i) for i in ids], [m[-1]["content"] for m in conversations]
+    device = _device(config)
+    if reward_model is not None:
+        reward_model.to(device)
+    trainer = PPOTrainer(policy.to(device).train(), tokenizer, reward, config.ppo, critic)
+    return trainer, [torch.from_numpy(i).to(device) for i in ids], [m[-1]["content"] for m in conversations]
+
+
+def _device(config: RunConfig) -> torch.device:
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _init_distributed(config: RunConfig) -> tuple[int, int]:
+    """``(rank, world size)``; starts the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return 0, 1
+    if config.prompts_per_step % world:
+        raise ValueError(f"--prompts-per-step {config.prompts_per_step} must be divisible by the {world} processes")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if _device(config).type == "cuda" else "gloo")
+    return dist.get_rank(), world
 
 
 def step_prompts(count: int, per_step: int, step: int, seed: int) -> list[int]:
@@ -131,18 +161,25 @@ def step_prompts(count: int, per_step: int, step: int, seed: int) -> list[int]:
 
 
 def _state(trainer: PPOTrainer, step: int) -> dict[str, Any]:
+    generators = [trainer.generator.get_state()]
+    if trainer.world > 1:
+        generators = [torch.empty(0)] * trainer.world
+        dist.all_gather_object(generators, trainer.generator.get_state())
     state = {"step": step, "policy": trainer.policy.state_dict(), "policy_opt": trainer.policy_optimizer.state_dict(),
-             "generator": trainer.generator.get_state()}
+             "generators": generators}
     if trainer.critic is not None:
         state |= {"critic": trainer.critic.state_dict(), "critic_opt": trainer.critic_optimizer.state_dict()}
     return state
 
 
 def _restore(trainer: PPOTrainer, path: Path) -> int:
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location=trainer.device)
     trainer.policy.load_state_dict(state["policy"])
     trainer.policy_optimizer.load_state_dict(state["policy_opt"])
-    trainer.generator.set_state(state["generator"])
+    if len(state["generators"]) != trainer.world:
+        raise ValueError(f"{path} was written by {len(state['generators'])} processes; resume it with as many "
+                         f"(this run has {trainer.world})")
+    trainer.generator.set_state(state["generators"][trainer.rank])
     if trainer.critic is not None:
         trainer.critic.load_state_dict(state["critic"])
         trainer.critic_optimizer.load_state_dict(state["critic_opt"])
@@ -157,7 +194,10 @@ def latest_checkpoint(out: Path) -> Path | None:
 def run_ppo(config: RunConfig) -> list[dict[str, float]]:
     """Run ``config`` to ``config.steps``; returns the metrics of the steps run in this call."""
     out = Path(config.out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    rank, world = _init_distributed(config)
+    main = rank == 0
+    if main:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     trainer, prompts, texts = build(config)
     step = 0
     if config.resume:
@@ -166,19 +206,22 @@ def run_ppo(config: RunConfig) -> list[dict[str, float]]:
             raise ValueError(f"--resume: no checkpoint under {out / 'checkpoints'}")
         step = _restore(trainer, path)
     metrics_path = out / "metrics.jsonl"
-    kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step] \
-        if step and metrics_path.exists() else []
-    metrics_path.write_text("".join(line + "\n" for line in kept))
+    if main:
+        kept = [line for line in metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step] \
+            if step and metrics_path.exists() else []
+        metrics_path.write_text("".join(line + "\n" for line in kept))
     progress = None
-    if config.progress:
+    if config.progress and main:
         from tqdm.auto import tqdm
 
         progress = tqdm(total=config.steps, initial=step, desc="ppo", unit="step", dynamic_ncols=True)
     history = []
-    with metrics_path.open("a") as handle:
+    per_rank = config.prompts_per_step // world
+    with open(metrics_path if main else os.devnull, "a") as handle:
         while step < config.steps:
             started = time.perf_counter()
             chosen = step_prompts(len(prompts), config.prompts_per_step, step, config.ppo.seed)
+            chosen = chosen[rank * per_rank:(rank + 1) * per_rank]
             metrics = trainer.step([prompts[i] for i in chosen], [texts[i] for i in chosen])
             step += 1
             metrics |= {"step": step, "time/step_s": time.perf_counter() - started}
@@ -190,10 +233,14 @@ def run_ppo(config: RunConfig) -> list[dict[str, float]]:
                                      refresh=False)
                 progress.update(1)
             if (config.save_every and step % config.save_every == 0) or step == config.steps:
-                torch.save(_state(trainer, step), out / "checkpoints" / f"step_{step}.pt")
+                state = _state(trainer, step)
+                if main:
+                    torch.save(state, out / "checkpoints" / f"step_{step}.pt")
     if progress is not None:
         progress.close()
     from birdie.train.export import export_model
 
-    export_model(out / "export", trainer.policy, trainer.policy.config.to_dict(), trainer.tokenizer)
+    export_model(out / "export", trainer.policy, trainer.policy.config.to_dict(), trainer.tokenizer, is_main=main)
+    if world > 1:
+        dist.barrier()
     return history
