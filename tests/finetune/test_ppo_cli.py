@@ -63,3 +63,20 @@ def test_bad_prompt_files_are_named(tmp_path, capsys, rows, message):
 def test_custom_prompts_need_a_reward(tmp_path, capsys):
     assert main(["ppo", "--data", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "run"), *FAST]) == 2
     assert "need a reward" in capsys.readouterr().err
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_torchrun_two_processes_run_and_resume(tmp_path, capsys):
+    from tests.train.helpers import run_torchrun
+
+    base = make_base(tmp_path / "base")
+    out = tmp_path / "two"
+    args = ["-m", "birdie", "ppo", "--pretrained", str(base), "--out", str(out), "--device", "cpu", *FAST]
+    done = run_torchrun([*args, "--steps", "2"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_torchrun([*args, "--steps", "3", "--resume"], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [m["step"] for m in metrics(out)] == [1, 2, 3]  # rank 0 alone writes, one line per step
+    assert main(["ppo", "--pretrained", str(base), "--out", str(out), "--steps", "4", "--resume", *FAST]) == 2
+    assert "written by 2 processes; resume it with as many" in capsys.readouterr().err
