@@ -8,7 +8,6 @@ per completion.
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Callable, Sequence
 
@@ -24,16 +23,16 @@ class RewardError(ValueError):
 
 def load_callable(spec: str) -> RewardFn:
     """The function named ``module:function`` (``--reward.callable``)."""
+    from birdie.train.config import ConfigError
+    from birdie.train.data import import_callable
+
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise RewardError(f"reward.callable={spec!r} must look like 'package.module:function'")
     try:
-        function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise RewardError(f"reward.callable={spec!r} cannot be loaded: {error}") from None
-    if not callable(function):
-        raise RewardError(f"reward.callable={spec!r} is not callable")
-    return function
+        return import_callable(spec, "reward.callable")
+    except ConfigError as error:
+        raise RewardError(str(error)) from None
 
 
 def checked_scores(function: RewardFn, prompts: list[str], completions: list[str]) -> Tensor:

@@ -24,15 +24,15 @@ NAMED_MIXTURES = ("birdie", "ul2", "ul2_decoder", "ntp")
 DEMO_MIXTURE = Path(__file__).with_name("demo_mixture.yaml")
 
 
-def import_callable(spec: str) -> Callable[..., Any]:
-    """``'package.module:function'`` -> the function."""
+def import_callable(spec: str, field: str = "data.callable") -> Callable[..., Any]:
+    """``'package.module:function'`` -> the function; errors name the option ``field``."""
     module_name, _, attribute = spec.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ConfigError(f"data.callable={spec!r} cannot be imported: {error}") from None
+        raise ConfigError(f"{field}={spec!r} cannot be imported: {error}") from None
     if not callable(target):
-        raise ConfigError(f"data.callable={spec!r} is not callable")
+        raise ConfigError(f"{field}={spec!r} is not callable")
     return target
 
 

@@ -86,7 +86,7 @@ def test_load_callable_errors():
     assert load_callable("operator:add") is operator.add
     with pytest.raises(RewardError, match="module:function|package.module:function"):
         load_callable("count_a")
-    with pytest.raises(RewardError, match="cannot be loaded"):
+    with pytest.raises(RewardError, match="cannot be imported"):
         load_callable("operator:missing")
 
 

@@ -40,7 +40,7 @@ def test_prompt_file_with_a_reward_callable(tmp_path, capsys):
     args = ["ppo", "--pretrained", str(base), "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "1",
             *FAST, "--ppo.algorithm", "rloo"]
     assert main([*args, "--reward.callable", "operator:missing"]) == 2
-    assert "cannot be loaded" in capsys.readouterr().err
+    assert "cannot be imported" in capsys.readouterr().err
     assert main([*args, "--reward.callable", "tests.finetune.test_ppo:count_a"]) == 0
     assert (tmp_path / "run/export/model.safetensors").is_file()
     assert len(metrics(tmp_path / "run")) == 1
