@@ -111,3 +111,16 @@ def test_story_answer_reward_gives_partial_credit():
     assert StoryAnswerReward.one("Tom", "To") == pytest.approx(2 / 3)
     assert StoryAnswerReward.one("Tom", "Xom") == 0.0
     assert StoryAnswerReward.one("Tom", "Tom and") == 0.5
+
+
+def test_critic_from_a_reward_model_starts_at_its_scores():
+    from birdie.finetune.reward_model import RewardModel
+    from birdie.finetune.rollout import ValueModel
+
+    torch.manual_seed(0)
+    reward_model = RewardModel(create("transformer-tiny", vocab_size=ByteTokenizer().vocab_size)).eval()
+    critic = ValueModel.from_reward_model(reward_model)
+    ids = torch.randint(0, 256, (3, 9))
+    torch.testing.assert_close(critic(ids)[:, -1], reward_model(ids))
+    critic.head.weight.data.add_(1.0)  # a copy: training the critic leaves the reward model alone
+    assert not torch.equal(critic.head.weight, reward_model.score_head.weight)
