@@ -233,7 +233,8 @@ class PPOTrainer:
         if count % size:
             raise ValueError(f"ppo.mini_batch_prompts={size} must divide the {count} prompts of a step")
         everything = list(range(count))
-        fixed = None if cfg.easylm_compat else self._statistics(rollouts, everything)
+        initial = self._statistics(rollouts, everything)  # the KL metric is the rollouts' before any update
+        fixed = None if cfg.easylm_compat else initial
         sums: dict[str, float] = {}
         updates = 0
         self.policy.train()
@@ -248,8 +249,8 @@ class PPOTrainer:
                     sums[key] = sums.get(key, 0.0) + float(self._all_sum(value.detach())) / self.world
                 updates += 1
         means = {key: value / updates for key, value in sums.items()}
-        first = fixed if fixed is not None else self._statistics(rollouts, everything)
-        means["kl"] = float(self._all_sum(first["kl"].sum()) / self._all_sum(first["kl"].new_tensor(float(len(first["kl"])))))
+        kl = initial["kl"]
+        means["kl"] = float(self._all_sum(kl.sum()) / self._all_sum(kl.new_tensor(float(len(kl)))))
         return means
 
     def step(self, prompts: list[Tensor], prompt_texts: list[str]) -> dict[str, float]:
