@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dpo": ("birdie.finetune.dpo_cli", "direct preference optimisation of an export (DPO, cDPO, IPO)"),
     "rm": ("birdie.finetune.rm_cli", "train a reward model (scalar head, Bradley-Terry loss) from an export"),
     "experiment": ("birdie.experiment.cli", "replicate the Birdie effect: NTP vs UL2 vs Birdie at equal tokens"),
+    "ppo": ("birdie.finetune.ppo_cli", "PPO/GRPO/RLOO of an export against a reward model or reward function"),
 }
 
 

@@ -16,6 +16,11 @@ _LAZY = {
     "dpo_loss": "birdie.finetune.losses",
     "reward_model_loss": "birdie.finetune.losses",
     "sequence_logps": "birdie.finetune.losses",
+    "gae": "birdie.finetune.rl_math",
+    "kl_k1": "birdie.finetune.rl_math",
+    "kl_k3": "birdie.finetune.rl_math",
+    "grpo_advantages": "birdie.finetune.rl_math",
+    "rloo_advantages": "birdie.finetune.rl_math",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

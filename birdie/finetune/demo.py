@@ -2,7 +2,8 @@
 
 Starts from ``--pretrained`` (default: ``runs/demo/export`` when ``birdie demo`` left one, else a small base trained
 first), fine-tunes it on chat rows answering story questions, then DPO on right-vs-corrupted answer pairs from the
-SFT model, then a reward model from the SFT model, and prints the held-out answer accuracy (the model prefers the
+SFT model, then a reward model from the SFT model, then PPO of the SFT model against the checkable story-answer
+reward (``birdie ppo``'s embedded default), and prints the held-out answer accuracy (the model prefers the
 right answer of a held-out story question to the corrupted one) before and after each stage.
 """
 
@@ -46,10 +47,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"birdie demo finetune: {error}", file=sys.stderr)
         return 2
+    from birdie.finetune.ppo_run import RunConfig, run_ppo
+
+    print("\n== birdie ppo ==")
+    ppo = run_ppo(RunConfig(pretrained=str(out / "sft" / "export"), out=str(out / "ppo"), steps=args.steps or 20,
+                            progress=not args.no_progress))
     elapsed = time.perf_counter() - started
     print(f"\nheld-out answer accuracy (right answer preferred to a corrupted one), {elapsed:.0f} s:")
     for command, summary in results:
         before, after = summary.eval_before.get("answer_accuracy"), summary.eval_after.get("answer_accuracy")
         what = "reward model ranks" if command == "rm" else "policy prefers"
         print(f"  {command:<4} {what}: {before:.3f} -> {after:.3f}   export {summary.export}")
+    print(f"  ppo  story-answer reward: {ppo[0]['objective/scores']:.3f} -> {ppo[-1]['objective/scores']:.3f} "
+          f"(KL {ppo[-1]['objective/kl']:.3f})   export {out / 'ppo' / 'export'}")
     return 0

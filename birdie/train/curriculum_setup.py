@@ -20,15 +20,15 @@ from birdie.train.config import ConfigError, TrainConfig
 from birdie.train.distributed import Runtime
 
 
-def import_callable(spec: str) -> Callable[..., Any]:
-    """``'package.module:function'`` -> the function."""
+def import_callable(spec: str, field: str = "data.callable") -> Callable[..., Any]:
+    """``'package.module:function'`` -> the function; errors name the option ``field``."""
     module_name, _, attribute = spec.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise ConfigError(f"data.callable={spec!r} cannot be imported: {error}") from None
+        raise ConfigError(f"{field}={spec!r} cannot be imported: {error}") from None
     if not callable(target):
-        raise ConfigError(f"data.callable={spec!r} is not callable")
+        raise ConfigError(f"{field}={spec!r} is not callable")
     return target
 
 

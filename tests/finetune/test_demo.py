@@ -16,7 +16,7 @@ def test_demo_chains_the_three_stages(tmp_path, capsys, monkeypatch):
     assert main(["demo", "finetune", "--pretrained", str(base), "--out", str(tmp_path / "ft"), "--steps", "2",
                  "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    for stage in ("sft", "dpo", "rm"):
+    for stage in ("sft", "dpo", "rm", "ppo"):
         assert f"== birdie {stage} ==" in printed and f"  {stage} " in printed
         assert (tmp_path / "ft" / stage / "export" / "model.safetensors").is_file()
     assert read_training_record(tmp_path / "ft" / "dpo" / "export")["base"] == str(tmp_path / "ft" / "sft" / "export")
