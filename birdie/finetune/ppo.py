@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from birdie.checks import check
 from birdie.finetune import rl_math
 from birdie.finetune.rewards import RewardFn, checked_scores
 from birdie.finetune.rollout import (ValueModel, entropy, has_eos, response_logits, response_mask, sample,
@@ -71,25 +72,23 @@ class PPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.algorithm in ALGORITHMS, f"ppo.algorithm={self.algorithm!r} must be one of {ALGORITHMS}"),
-            (self.rollouts_per_prompt >= 1, "ppo.rollouts_per_prompt must be >= 1"),
-            (self.algorithm == "ppo" or self.rollouts_per_prompt >= 2,
-             f"ppo.algorithm={self.algorithm} compares rollouts of a prompt: set ppo.rollouts_per_prompt >= 2"),
-            (self.max_new_tokens >= 1, "ppo.max_new_tokens must be >= 1"),
-            (self.temperature > 0, "ppo.temperature must be > 0 (PPO needs sampled rollouts)"),
-            (self.top_p is None or 0 < self.top_p <= 1, "ppo.top_p must be in (0, 1]"),
-            (self.kl_estimator in ("k1", "k3"), "ppo.kl_estimator must be 'k1' or 'k3'"),
-            (self.kl_coef >= 0, "ppo.kl_coef must be >= 0"),
-            (0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "ppo.gamma and ppo.lam must be in [0, 1]"),
-            (self.clip_range > 0 and self.clip_range_value > 0, "ppo.clip_range(_value) must be > 0"),
-            (self.ppo_epochs >= 1, "ppo.ppo_epochs must be >= 1"),
-            (self.mini_batch_prompts >= 0, "ppo.mini_batch_prompts must be >= 0 (0 = the whole batch)"),
-            (self.lr > 0 and self.critic_lr > 0, "ppo.lr and ppo.critic_lr must be > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        check(self, "algorithm", self.algorithm in ALGORITHMS, f"must be one of {ALGORITHMS}")
+        check(self, "rollouts_per_prompt", self.rollouts_per_prompt >= 1, "must be >= 1")
+        check(self, "rollouts_per_prompt", self.algorithm == "ppo" or self.rollouts_per_prompt >= 2,
+              f"is too few: algorithm={self.algorithm} compares rollouts of a prompt, set rollouts_per_prompt >= 2")
+        check(self, "max_new_tokens", self.max_new_tokens >= 1, "must be >= 1")
+        check(self, "temperature", self.temperature > 0, "must be > 0 (PPO needs sampled rollouts)")
+        check(self, "top_p", self.top_p is None or 0 < self.top_p <= 1, "must be in (0, 1]")
+        check(self, "kl_estimator", self.kl_estimator in ("k1", "k3"), "must be 'k1' or 'k3'")
+        check(self, "kl_coef", self.kl_coef >= 0, "must be >= 0")
+        check(self, "gamma", 0 <= self.gamma <= 1, "must be in [0, 1]")
+        check(self, "lam", 0 <= self.lam <= 1, "must be in [0, 1]")
+        check(self, "clip_range", self.clip_range > 0, "must be > 0")
+        check(self, "clip_range_value", self.clip_range_value > 0, "must be > 0")
+        check(self, "ppo_epochs", self.ppo_epochs >= 1, "must be >= 1")
+        check(self, "mini_batch_prompts", self.mini_batch_prompts >= 0, "must be >= 0 (0 = the whole batch)")
+        check(self, "lr", self.lr > 0, "must be > 0")
+        check(self, "critic_lr", self.critic_lr > 0, "must be > 0")
 
 
 @dataclass
