@@ -35,6 +35,7 @@ def layouts(draw):
     return tuple(lengths), tuple(prefix_lens), draw(st.integers(0, 5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 @settings(max_examples=8, deadline=None)
 @given(layout=layouts())

@@ -48,6 +48,7 @@ def test_two_processes_match_one_with_the_same_global_batch(two_process_run, sin
     assert_state_dicts_close(result["state"], model.state_dict(), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_sharded_checkpoint_loads_into_a_different_process_count(two_process_run, single_process_reference):
     reference_model, reference_optimizer, _ = single_process_reference

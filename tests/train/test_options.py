@@ -104,6 +104,7 @@ def test_pretokenized_shards_and_a_python_callable(tmp_path):
         train(tiny_config(tmp_path / "c", **{"data.source": "callable", "data.callable": "birdie.data.stories:missing"}))
 
 
+@pytest.mark.slow
 def test_uptraining_from_a_pretrained_export_strict_and_not(tmp_path, capsys):
     first, _ = _run(tmp_path / "base", **{"train.steps": 1, "checkpoint.export": True})
     with pytest.raises(ValueError, match="pass --load-not-strict"):
@@ -128,6 +129,7 @@ def test_optional_logging_backend_logs_or_says_what_to_install(tmp_path, backend
         assert list(tmp_path.glob(written))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_a_clear_error_before_saving(tmp_path):
     with pytest.raises(FloatingPointError, match="lower optimizer.lr"):
         train(tiny_config(tmp_path, **{"optimizer.lr": 1e6, "optimizer.grad_clip": 0.0, "train.steps": 6,

@@ -40,6 +40,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "resumed" / "metrics.jsonl")] == [4, 5, 6]
 
 
+@pytest.mark.slow
 def test_resume_latest_continues_a_finished_run_to_more_steps(tmp_path):
     first = train(tiny_config(tmp_path, **{"train.steps": 2}))
     more = train(tiny_config(tmp_path, **{"train.steps": 4, "checkpoint.resume": "latest"}))
@@ -55,6 +56,7 @@ def test_a_failed_resume_shuts_the_data_workers_down(tmp_path):
     assert set(multiprocessing.active_children()) <= before
 
 
+@pytest.mark.slow
 def test_resume_with_a_background_decision_pending_equals_uninterrupted(tmp_path):
     """The checkpoint at step 9 falls while the decision of the evaluation at step 8 is still pending."""
     settings = {"train.steps": 12, "checkpoint.save_every": 9, "checkpoint.milestone_every": 9,

@@ -81,6 +81,7 @@ def test_two_tensor_parallel_processes_match_one(tensor_parallel_run, single_pro
     assert_state_dicts_close(result["state"], model.state_dict(), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_tensor_parallel_checkpoint_loads_into_one_process(tensor_parallel_run, single_process_reference):
     reference_model, reference_optimizer, _ = single_process_reference
