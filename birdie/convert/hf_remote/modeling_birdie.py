@@ -24,12 +24,12 @@ The file is longer than birdie's 400-line guideline because it must be one self-
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from dataclasses import dataclass
-from typing import Any
 
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -424,9 +424,11 @@ class BirdieForCausalLM(PreTrainedModel, GenerationMixin):
                 "use_cache": use_cache}
 
     def _update_model_kwargs_for_generation(self, outputs: BirdieOutput, model_kwargs: dict, *args, **kwargs) -> dict:
+        """transformers' bookkeeping, plus the new state for the next step."""
         model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
         model_kwargs["state"] = outputs.state
         return model_kwargs
 
     def _reorder_cache(self, state: BirdieState | None, beam_idx: Tensor) -> BirdieState | None:
+        """Beam search: the state of the beams it keeps (rows ``beam_idx``)."""
         return None if state is None else state.select(beam_idx.to(state.tokens.device))
