@@ -1,14 +1,15 @@
 """Conversion cost and HF-exported generation speed.
 
-    python bench/convert.py [--layers 22] [--new-tokens 64] [--workdir /tmp/birdie-convert-bench]
+    python bench/convert.py [--layers 22] [--new-tokens 64] [--workdir /tmp/birdie-convert-bench] [--generation-only]
 
 1. ``convert from-hf`` of a 1.1B-parameter random Llama (TinyLlama's shape: d 2048, 22 layers, 32 heads / 4 KV,
    MLP 5632, vocabulary 32000; bf16, two safetensors shards), run in a child process: wall time and the child's
    peak resident memory, against the model's size (streaming per tensor keeps the peak far below it).
 2. ``convert to-hf`` of the result back to a native Llama directory, timed the same way.
 3. Greedy generation tokens/s of a random hawk-tiny export: birdie's own cached ``generate`` vs the
-   ``trust_remote_code`` model ``to-hf`` writes, through ``transformers``' ``generate`` (no cache: it re-runs the
-   sequence at every step).
+   ``trust_remote_code`` model ``to-hf`` writes, through ``transformers``' ``generate`` with its recurrent-state
+   cache (``use_cache=True``, the default) and without (``use_cache=False`` re-runs the sequence at every step).
+   The three are timed round-robin, best of ``--repeats``, after one warm-up each.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def timed_child(code: str) -> tuple[float, float]:
     return seconds, peak / 2**20
 
 
-def generation_speed(work: Path, new_tokens: int) -> tuple[float, float, bool]:
+def generation_speed(work: Path, new_tokens: int, repeats: int) -> tuple[dict[str, float], bool]:
+    """Tokens/s of each way to generate (best of ``repeats``) and whether all gave the same tokens."""
     from transformers import AutoModelForCausalLM
 
     from birdie.convert.to_hf import convert_to_hf
@@ -87,30 +89,49 @@ def generation_speed(work: Path, new_tokens: int) -> tuple[float, float, bool]:
     convert_to_hf(work / "hawk", work / "hawk-hf")
     hf = AutoModelForCausalLM.from_pretrained(work / "hawk-hf", trust_remote_code=True, dtype=torch.float32).eval()
     prompt = torch.as_tensor(tokenizer.encode("Once upon a time, a fox"), dtype=torch.long)[None]
-    rates, outputs = [], []
-    for run in (lambda: model.generate(prompt, new_tokens, temperature=0),
-                lambda: hf.generate(prompt, max_new_tokens=new_tokens, do_sample=False, min_new_tokens=new_tokens,
-                                    attention_mask=torch.ones_like(prompt))[:, prompt.shape[1]:]):
-        run()  # warm-up
-        start = time.perf_counter()
-        out = run()
-        rates.append(new_tokens / (time.perf_counter() - start))
-        outputs.append(out)
-    return rates[0], rates[1], torch.equal(outputs[0], outputs[1])
+
+    def hf_run(use_cache: bool):
+        return lambda: hf.generate(prompt, max_new_tokens=new_tokens, do_sample=False, min_new_tokens=new_tokens,
+                                   use_cache=use_cache)[:, prompt.shape[1]:]
+
+    runs = {"birdie": lambda: model.generate(prompt, new_tokens, temperature=0),
+            "hf-cache": hf_run(True), "hf-no-cache": hf_run(False)}
+    outputs = {name: run() for name, run in runs.items()}  # warm-up
+    rates = dict.fromkeys(runs, 0.0)
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            rates[name] = max(rates[name], new_tokens / (time.perf_counter() - start))
+    same = all(torch.equal(out, outputs["birdie"]) for out in outputs.values())
+    return rates, same
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=22)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default="/tmp/birdie-convert-bench")
+    parser.add_argument("--generation-only", action="store_true", help="skip the 1B conversions (part 3 only)")
     args = parser.parse_args()
     work = Path(args.workdir)
     if work.exists():
         raise SystemExit(f"{work} exists; pass a new --workdir")
-    params = write_random_llama(work / "llama-hf", args.layers)
-    size = params * 2 / 2**30
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if not args.generation_only:
+        convert_1b(work, args.layers)
+    rates, same = generation_speed(work, args.new_tokens, args.repeats)
+    print(f"hawk-tiny greedy, {args.new_tokens} new tokens, tok/s: birdie generate {rates['birdie']:7.1f}; HF generate "
+          f"(to-hf, trust_remote_code) with cache {rates['hf-cache']:7.1f} ({rates['birdie'] / rates['hf-cache']:.1f}x "
+          f"slower than birdie), without {rates['hf-no-cache']:7.1f} ({rates['birdie'] / rates['hf-no-cache']:.1f}x); "
+          f"same tokens: {same}")
+
+
+def convert_1b(work: Path, layers: int) -> None:
+    """Parts 1 and 2: time and peak memory of from-hf and to-hf of a random 1.1B Llama."""
+    params = write_random_llama(work / "llama-hf", layers)
+    size = params * 2 / 2**30
     print(f"random Llama: {params / 1e9:.2f}B parameters, bf16 {size:.2f} GiB in 2 shards")
     seconds, peak = timed_child(f"from birdie.convert.from_hf import convert_from_hf; "
                                 f"convert_from_hf({str(work / 'llama-hf')!r}, {str(work / 'birdie')!r})")
@@ -118,9 +139,6 @@ def main() -> None:
     seconds, peak = timed_child(f"from birdie.convert.to_hf import convert_to_hf; "
                                 f"convert_to_hf({str(work / 'birdie')!r}, {str(work / 'back-hf')!r})")
     print(f"to-hf:   {seconds:6.1f} s, peak RSS {peak:.2f} GiB ({peak / size:.2f}x the model)")
-    ours, theirs, same = generation_speed(work, args.new_tokens)
-    print(f"hawk-tiny greedy, {args.new_tokens} new tokens: birdie generate {ours:7.1f} tok/s, HF generate "
-          f"(to-hf, trust_remote_code) {theirs:7.1f} tok/s ({ours / theirs:.1f}x); same tokens: {same}")
 
 
 if __name__ == "__main__":

@@ -263,6 +263,11 @@ class SentencePieceTokenizer(ExtendedTokenizer):
         self.piece_count = pieces
         super().__init__(processor, base_vocab_size=first, num_sentinels=num_sentinels, special_names=special_names)
 
+    @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model (the bytes of its ``tokenizer.model``)."""
+        return self._proto
+
     @classmethod
     def from_file(cls, path: str | Path, first_special_id: int | None = None,
                   num_sentinels: int = NUM_SENTINELS) -> "SentencePieceTokenizer":

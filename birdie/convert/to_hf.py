@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from birdie.convert.hf_tokenizer_files import check_hf_tokenizer, write_hf_tokenizer
+from birdie.convert.hf_tokenizer_files import hf_tokenizer_json, write_hf_tokenizer
 from birdie.convert.safetensors_stream import ShardedReader, StreamingWriter
 from birdie.models.config import ModelConfig
 from birdie.models.registry import get_family
@@ -130,11 +130,11 @@ def convert_to_hf(source: str | Path, out: str | Path, remote_code: bool = False
                                     f"({MODEL_CONFIG}, {WEIGHTS}, {TOKENIZER})")
     config = ModelConfig.from_dict(json.loads((source / MODEL_CONFIG).read_text()))
     tokenizer = load_tokenizer(source / TOKENIZER)
-    check_hf_tokenizer(tokenizer)
+    tokenizer_json = hf_tokenizer_json(tokenizer)  # converted and checked before anything is written
     if (out / "config.json").exists():
         raise FileExistsError(f"{out / 'config.json'} exists; choose a new output directory")
     out.mkdir(parents=True, exist_ok=True)
-    write_hf_tokenizer(out, tokenizer, config.max_seq_len)
+    write_hf_tokenizer(out, tokenizer, tokenizer_json, config.max_seq_len)
     native = is_native(config) and not remote_code
     reader = ShardedReader({name: source / WEIGHTS for name in _names(source / WEIGHTS)})
     dtype = reader.dtype("tok_embeddings.weight")
