@@ -23,12 +23,9 @@ class RewardError(ValueError):
 
 def load_callable(spec: str) -> RewardFn:
     """The function named ``module:function`` (``--reward.callable``)."""
-    from birdie.train.config import ConfigError
-    from birdie.train.curriculum_setup import import_callable
+    from birdie.callables import import_callable
+    from birdie.checks import ConfigError
 
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise RewardError(f"reward.callable={spec!r} must look like 'package.module:function'")
     try:
         return import_callable(spec, "reward.callable")
     except ConfigError as error:

@@ -8,28 +8,16 @@ this module adds what the run knows: the tokenizer, the data source, the micro-b
 
 from __future__ import annotations
 
-import importlib
 import operator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
+from birdie.callables import import_callable
 from birdie.data.packing import BATCH_KEYS
 from birdie.tokenizers import Tokenizer
 from birdie.train.config import ConfigError, TrainConfig
 from birdie.train.distributed import Runtime
-
-
-def import_callable(spec: str, field: str = "data.callable") -> Callable[..., Any]:
-    """``'package.module:function'`` -> the function; errors name the option ``field``."""
-    module_name, _, attribute = spec.partition(":")
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"{field}={spec!r} cannot be imported: {error}") from None
-    if not callable(target):
-        raise ConfigError(f"{field}={spec!r} is not callable")
-    return target
 
 
 def data_source(config: TrainConfig) -> Any:

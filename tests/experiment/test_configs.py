@@ -68,7 +68,7 @@ def test_finetuning_follows_the_phone_book_recipe(tmp_path):
 
 @pytest.mark.parametrize("scale_name", ["cpu", "gpu"])
 def test_the_scale_books_fit_the_finetuning_rows(scale_name):
-    from birdie.train.curriculum_setup import import_callable
+    from birdie.callables import import_callable
 
     scale = SCALES[scale_name]
     books = import_callable(scale.books)
