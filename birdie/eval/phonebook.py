@@ -21,6 +21,7 @@ each, a missing digit counts wrong). Guessing digits uniformly gives about 10% d
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import random
@@ -231,9 +232,7 @@ def evaluate_phonebook(
     Each answer may run to the gold answer's token count plus two tokens (the scorer reads the first line).
     ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
     """
-    from birdie.eval.scoring import PromptFormat, greedy_generate
+    from birdie.eval.registry import evaluate_task, get_task
 
-    limits = [len(tokenizer.encode(item["answer"])) + 2 for item in items]
-    predictions = greedy_generate(model, tokenizer, [item["prompt"] for item in items], limits, batch_size, progress,
-                                  prompt_format or PromptFormat())
-    return score_phonebook(items, predictions), predictions
+    return evaluate_task(get_task("phonebook"), model, tokenizer, items, argparse.Namespace(), batch_size, progress,
+                         prompt_format)

@@ -11,6 +11,7 @@ Results are also bucketed by context length (tokens when a tokenizer is given, e
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import re
@@ -169,10 +170,10 @@ def evaluate_squad(
     Returns:
         ``(score_squad(...), predictions)`` with predictions in the official format ``{question_id: answer}``.
     """
-    from birdie.eval.scoring import PromptFormat, greedy_generate
+    from birdie.eval.registry import evaluate_task, get_task
 
-    outputs = greedy_generate(model, tokenizer, [example["prompt"] for example in examples], max_new_tokens,
-                              batch_size, progress, prompt_format or PromptFormat())
-    predictions = {example["id"]: output.strip().split("\n")[0].strip() for example, output in zip(examples, outputs)}
-    result = score_squad(examples, predictions, lambda text: len(tokenizer.encode(text)), bucket_edges)
-    return result, predictions
+    task = get_task("squad-v2")
+    _, answers = evaluate_task(task, model, tokenizer, examples, argparse.Namespace(max_new_tokens=max_new_tokens),
+                               batch_size, progress, prompt_format)
+    predictions = task.record(examples, answers)
+    return score_squad(examples, predictions, lambda text: len(tokenizer.encode(text)), bucket_edges), predictions

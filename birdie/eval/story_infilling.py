@@ -26,6 +26,7 @@ or a text file with one story per paragraph.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import random
@@ -190,9 +191,7 @@ def evaluate_story_infilling(
 
     ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
     """
-    from birdie.eval.scoring import PromptFormat, option_losses
+    from birdie.eval.registry import evaluate_task, get_task
 
-    losses = option_losses(model, tokenizer, [item["prompt"] for item in items],
-                           [item["options"] for item in items], batch_size, progress, prompt_format or PromptFormat())
-    choices = [min(range(len(row)), key=row.__getitem__) for row in losses]
-    return score_choices(items, choices), choices
+    return evaluate_task(get_task("story-infilling"), model, tokenizer, items, argparse.Namespace(), batch_size,
+                         progress, prompt_format)
