@@ -45,6 +45,7 @@ class EvalTask(ABC):
         request_type: ``"multiple_choice"`` (the option with the lowest per-token loss after the prompt is chosen;
             a prediction is the option's index) or ``"generate_until"`` (greedy text up to
             :meth:`max_new_tokens` tokens or EOS; a prediction is :meth:`prediction` of that text).
+        metrics: the headline metrics, keys of :meth:`score`'s result (lm-eval reports these).
         max_tokens: generate_until: the token budget of every answer (override :meth:`max_new_tokens` for a
             budget per item).
         batch_size: the default ``--batch-size``.
@@ -54,6 +55,7 @@ class EvalTask(ABC):
     name: ClassVar[str]
     help: ClassVar[str]
     request_type: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
     max_tokens: ClassVar[int] = 128
     batch_size: ClassVar[int] = 16
     standalone_hint: ClassVar[str] = ""
@@ -127,6 +129,9 @@ def register(task: type[EvalTask]) -> type[EvalTask]:
     if getattr(task, "request_type", None) not in REQUEST_TYPES:
         raise ValueError(f"{task.__name__}.request_type={getattr(task, 'request_type', None)!r}: use one of "
                          f"{REQUEST_TYPES}")
+    metrics = getattr(task, "metrics", None)
+    if not (isinstance(metrics, tuple) and metrics and all(isinstance(m, str) for m in metrics)):
+        raise ValueError(f"{task.__name__}.metrics={metrics!r}: name the headline keys of score(), e.g. ('accuracy',)")
     if name in _TASKS and type(_TASKS[name]) is not task:
         raise ValueError(f"an evaluation task named {name!r} is already registered ({type(_TASKS[name]).__name__})")
     _TASKS[name] = task()

@@ -52,6 +52,7 @@ class Phonebook(EvalTask):
     name = "phonebook"
     help = "multi-phone-number retrieval (digit accuracy)"
     request_type = "generate_until"
+    metrics = ("digit_accuracy", "number_exact_match", "item_exact_match")
     batch_size = 8
     standalone_hint = " to score, or --generate FILE to write a set"
 
@@ -114,6 +115,7 @@ class StoryInfilling(EvalTask):
     name = "story-infilling"
     help = "four-way multiple choice over story events (accuracy)"
     request_type = "multiple_choice"
+    metrics = ("accuracy",)
     standalone_hint = " to score, or --generate FILE"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -169,6 +171,7 @@ class SquadV2(EvalTask):
     name = "squad-v2"
     help = "SQuAD v2 answerable questions (contains-label, F1, exact match)"
     request_type = "generate_until"
+    metrics = ("contains_label", "f1", "exact_match")
     batch_size = 8
     standalone_hint = " or --predictions PRED.json"
 
