@@ -32,8 +32,8 @@ def _common(parser: argparse.ArgumentParser, batch_size: int) -> None:
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    """One sub-command per registered task (:func:`birdie.eval.registry.tasks`)."""
-    from birdie.eval.registry import tasks
+    """One sub-command per registered task (:func:`birdie.eval.tasks.tasks`)."""
+    from birdie.eval.tasks import tasks
 
     sub = parser.add_subparsers(dest="task", required=True)
     for name, task in tasks().items():
@@ -79,7 +79,8 @@ def run_task(args: argparse.Namespace) -> int:
     """``birdie eval TASK``: build or read the items, score a checkpoint (or the task's predictions file), print
     the task's table and write the result file."""
     import birdie
-    from birdie.eval.registry import evaluate_task, get_task
+    from birdie.eval.registry import evaluate_task
+    from birdie.eval.tasks import get_task
     from birdie.eval.scoring import PromptFormat
 
     started = time.time()

@@ -32,7 +32,8 @@ from typing import Any, Callable
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from birdie.eval.registry import EvalTask, lm_eval_name, tasks
+from birdie.eval.registry import EvalTask, lm_eval_name
+from birdie.eval.tasks import tasks
 
 _DIRECTORY: list[Path] = []
 

@@ -1,5 +1,7 @@
 """The evaluation-task registry: each task is one small :class:`EvalTask` class, registered once.
 
+The paper's tasks are registered beside their scorers (:mod:`birdie.eval.phonebook`,
+:mod:`birdie.eval.story_infilling`, :mod:`birdie.eval.squad`); :mod:`birdie.eval.tasks` lists every task.
 ``birdie eval TASK`` builds its sub-commands from this registry and scores every task through
 :func:`evaluate_task` (the harness core: batched option losses or batched greedy generation), and
 :mod:`birdie.eval.lm_eval_tasks` exposes every registered task to lm-evaluation-harness as ``birdie_TASK`` from the
@@ -143,19 +145,9 @@ def unregister(name: str) -> None:
     _TASKS.pop(name, None)
 
 
-def tasks() -> dict[str, EvalTask]:
-    """Every registered task by name, the built-in ones (:mod:`birdie.eval.tasks`) included."""
-    import birdie.eval.tasks  # noqa: F401  -- registers the paper's tasks
-
+def registered() -> dict[str, EvalTask]:
+    """The tasks registered so far, by name (:func:`birdie.eval.tasks.tasks` adds the built-in ones first)."""
     return dict(_TASKS)
-
-
-def get_task(name: str) -> EvalTask:
-    """The registered task ``name`` (``ValueError`` listing the known names otherwise)."""
-    known = tasks()
-    if name not in known:
-        raise ValueError(f"no evaluation task {name!r}; registered: {', '.join(sorted(known))}")
-    return known[name]
 
 
 def lm_eval_name(name: str) -> str:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from birdie.cli import main
-from birdie.eval.registry import EvalTask, get_task, register, unregister
+from birdie.eval.registry import EvalTask, register, unregister
+from birdie.eval.tasks import get_task
 
 FIXTURE = Path(__file__).parent / "fixtures" / "squad_v2_mini.json"
 PHONEBOOK = ["--num-books", "4", "--min-entries", "5", "--max-entries", "8", "--num-queries", "1-2"]
