@@ -118,6 +118,7 @@ class PaperTask(ConfigurableTask):
             "doc_to_text": "prompt",
             "doc_to_target": "target",
             "target_delimiter": "",
+            "generation_kwargs": {"until": [], "do_sample": False, "temperature": 0.0},  # per item: construct_requests
             "process_results": self._process_results,
             "metric_list": [{"metric": metric, "aggregation": self._aggregation(metric), "higher_is_better": True}
                             for metric in task.metrics],

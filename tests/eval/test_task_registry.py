@@ -181,7 +181,7 @@ def test_registration_errors_name_the_fix():
         get_task("nope")
 
 
-def test_lm_eval_task_options_and_tokenizer_errors_are_one_line():
+def test_lm_eval_task_options_and_tokenizer_errors_name_the_fix():
     from birdie.eval.lm_eval_tasks import PaperTask, task_options
 
     with pytest.raises(ValueError, match=r"birdie_squad_v2: .*--data.*--metadata"):

@@ -81,3 +81,21 @@ def test_bad_arguments(numpy_model):
         greedy_batch(scorer, [[1, 2]], [3], prefix_lengths=[5])
     with pytest.raises(ValueError, match="empty prompt"):
         greedy_batch(scorer, [[]], [3], prefix=False)
+
+
+def test_lm_eval_generate_until_batches_greedy_requests_with_the_same_outputs(numpy_model):
+    from lm_eval.api.instance import Instance
+
+    from birdie.harness.lm import BirdieLM
+
+    lm = BirdieLM(model=numpy_model, batch_size=4)
+    options = [{"until": ["\n"], "max_gen_toks": 6}, {"until": ["e"], "max_gen_toks": 9},
+               {"until": ["\n"], "max_gen_toks": 3}, {"until": [], "max_gen_toks": 5, "temperature": 0.7}]
+    requests = [Instance("generate_until", {}, (text, kwargs), 0) for text, kwargs in zip(TEXTS, options)]
+    expected = []
+    for text, kwargs in zip(TEXTS, options):
+        stop = kwargs["until"] + ["<|eos|>"]
+        prompt = [int(t) for t in numpy_model.tokenizer.encode(text)]
+        expected.append(lm.scorer.generate(prompt, kwargs["max_gen_toks"], stop,
+                                           temperature=kwargs.get("temperature", 0.0), seed=lm.seed).text)
+    assert lm.generate_until(requests) == expected
