@@ -1,4 +1,12 @@
-"""Loglikelihood requests/s of the harness scoring core on a multiple-choice workload, with and without state reuse.
+"""The harness benchmarks, side by side in one run:
+
+1. Loglikelihood requests/s of the scoring core on a multiple-choice workload, with and without state reuse.
+2. Wall time of the same lm-eval task set (``birdie_smoke``) through both front-ends, in-process and served
+   (``bench/harness_front_ends.py``), and rolling perplexity with and without state reuse.
+3. ``birdie eval`` greedy generation on a phone-book set: each prompt decoded alone (``Scorer.generate``, the path
+   before batching) vs. batched (``birdie.harness.decoding.greedy_batch``, now); outputs checked equal.
+
+Section 1 in detail:
 
 The workload looks like a 0-shot multiple-choice task: ``--docs`` documents, each a ~``--context-chars`` story
 context and 4 short choices (one loglikelihood request per choice). Both settings score the same requests in the
@@ -143,6 +151,32 @@ def server_bench(total_requests: int) -> None:
           f"p50 {off[0]:.2f} ms, p99 {off[1]:.2f} ms without")
 
 
+def generation_bench(models: list[str], books: int, batch_size: int) -> None:
+    """Section 3: the phone-book set decoded one prompt at a time vs. batched, same outputs."""
+    from birdie.eval.phonebook import PhonebookConfig, generate_phonebooks
+    from birdie.harness.decoding import greedy_batch
+    from birdie.models import create
+
+    tokenizer = ByteTokenizer()
+    items = generate_phonebooks(PhonebookConfig(books, 10, 20, (1, 2, 4), "question-context-question", 0))
+    prompts = [[int(t) for t in tokenizer.encode(item["prompt"])] for item in items]
+    limits = [len(tokenizer.encode(item["answer"])) + 2 for item in items]
+    print(f"\nbirdie eval phonebook generation: {books} prompts of ~{sum(map(len, prompts)) // books} tokens, "
+          f"~{sum(limits) // books} new tokens each, prefix mode, batch {batch_size}; outputs equal\n")
+    print("| model | one at a time s | batched s | speed-up |\n|---|---|---|---|")
+    for name in models:
+        torch.manual_seed(0)
+        model = BirdieScoringModel(create(name, vocab_size=tokenizer.vocab_size, max_seq_len=2048), tokenizer,
+                                   prefix_lm=True)
+        start = time.perf_counter()
+        alone = [Scorer(model).generate(p, n, prefix=True) for p, n in zip(prompts, limits)]
+        middle = time.perf_counter()
+        batched = greedy_batch(Scorer(model, ScorerConfig(batch_size=batch_size)), prompts, limits, prefix=True)
+        end = time.perf_counter()
+        assert batched == alone, f"{name}: batched decoding changed an output"
+        print(f"| {name} | {middle - start:.2f} | {end - middle:.2f} | {(middle - start) / (end - middle):.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=24)
@@ -151,10 +185,12 @@ def main() -> None:
     parser.add_argument("--models", default="hawk-tiny,gated-ssm-tiny,transformer-tiny,numpy")
     parser.add_argument("--server", action="store_true", help="benchmark birdie serve instead (see above)")
     parser.add_argument("--requests", type=int, default=400, help="--server: requests per setting")
+    parser.add_argument("--books", type=int, default=32, help="phone books decoded in section 3")
     args = parser.parse_args()
     if args.server:
         server_bench(args.requests)
         return
+    print(f"load average at start: {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     torch.manual_seed(0)
     tokenizer = ByteTokenizer()
     requests = workload(tokenizer, args.docs, args.context_chars)
@@ -176,6 +212,11 @@ def main() -> None:
         mode = "prefix" if model.prefix_lm else "causal"
         print(f"{name:<18}{mode:<8}{plain:>12.1f}{reuse:>12.1f}{reuse / plain:>9.2f}x"
               f"{f'{plain_tokens}/{reuse_tokens}':>26}")
+    import harness_front_ends  # beside this script; imports this module's workload
+
+    harness_front_ends.main([])
+    generation_bench(["hawk-tiny", "gated-ssm-tiny", "transformer-tiny"], args.books, 8)
+    print(f"load average at end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

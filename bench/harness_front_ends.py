@@ -96,7 +96,7 @@ def rolling(model, docs: list[list[int]], window: int, batch_size: int) -> dict[
     return seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="birdie_smoke")
     parser.add_argument("--docs", type=int, default=8)
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=254, help="tokens per perplexity window (lm-eval: max_length - 2)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--models", default="hawk-tiny,transformer-tiny,numpy")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as directory:
         times = front_ends(_export(directory), args.tasks.split(","))

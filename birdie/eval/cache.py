@@ -8,6 +8,7 @@ rather than silently scored.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -80,3 +81,15 @@ def cached_items(
 def default_set_path(task: str, options: dict[str, Any], cache_dir: str | Path | None = None) -> Path:
     """``CACHE/TASK-CHECKSUM.jsonl``: the cache file for a set with these options."""
     return Path(cache_dir or DEFAULT_CACHE_DIR) / f"{task}-{options_checksum(options)}.jsonl"
+
+
+def cached_set(options: argparse.Namespace, task: str, generator_options: dict[str, Any],
+               build: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``--data FILE`` if given, else the generated set at ``--generate FILE`` or in the cache (reused when its
+    manifest matches ``generator_options``)."""
+    if options.data:
+        return read_jsonl(options.data)
+    path = Path(options.generate) if options.generate else default_set_path(task, generator_options, options.cache_dir)
+    items, reused = cached_items(path, generator_options, build)
+    print(f"{'reused' if reused else 'wrote'} {len(items)} items: {path}")
+    return items

@@ -21,6 +21,7 @@ each, a missing digit counts wrong). Guessing digits uniformly gives about 10% d
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import random
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from birdie.checks import check
+from birdie.eval import cache
+from birdie.eval.registry import EvalTask, evaluate_task, register
 
 LAYOUTS = ("question-context-question", "question-context", "context-question")
 DIGITS_PER_NUMBER = 10
@@ -231,9 +234,74 @@ def evaluate_phonebook(
     Each answer may run to the gold answer's token count plus two tokens (the scorer reads the first line).
     ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
     """
-    from birdie.eval.scoring import PromptFormat, greedy_generate
+    return evaluate_task(Phonebook(), model, tokenizer, items, argparse.Namespace(), batch_size, progress,
+                         prompt_format)
 
-    limits = [len(tokenizer.encode(item["answer"])) + 2 for item in items]
-    predictions = greedy_generate(model, tokenizer, [item["prompt"] for item in items], limits, batch_size, progress,
-                                  prompt_format or PromptFormat())
-    return score_phonebook(items, predictions), predictions
+
+def parse_num_queries(text: str) -> tuple[int, ...]:
+    """``"1,2,4,8"`` or ``"1-32"`` (a range, inclusive) or a mix: ``"1-4,8,16"``."""
+    values: list[int] = []
+    try:
+        for part in str(text).split(","):
+            low, _, high = part.partition("-")
+            values += list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--num-queries {text!r}: use numbers and ranges like '1,2,4,8' or '1-32'")
+    return tuple(values)
+
+
+@register
+class Phonebook(EvalTask):
+    """Multi-phone-number retrieval: greedy answers scored by digit accuracy, by number of queries."""
+
+    name = "phonebook"
+    help = "multi-phone-number retrieval (digit accuracy)"
+    request_type = "generate_until"
+    metrics = ("digit_accuracy", "number_exact_match", "item_exact_match")
+    batch_size = 8
+    standalone_hint = " to score, or --generate FILE to write a set"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--generate", metavar="FILE", help="write the set to FILE (JSONL + manifest); score it "
+                                                                "too when --checkpoint is given")
+        parser.add_argument("--data", metavar="FILE", help="score an existing JSONL set instead of generating one")
+        parser.add_argument("--num-books", type=int, default=64, help="phone books in the set (paper: 1024)")
+        parser.add_argument("--min-entries", type=int, default=20, help="fewest names per book (paper: 750)")
+        parser.add_argument("--max-entries", type=int, default=40, help="most names per book (paper: 800)")
+        parser.add_argument("--num-queries", type=parse_num_queries, default=(1, 2, 4, 8),
+                            help="numbers asked for at once, e.g. '1,2,4,8' or '1-32' (paper)")
+        parser.add_argument("--layout", default="question-context-question",
+                            choices=["question-context-question", "question-context", "context-question"])
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--cache-dir", help=f"where generated sets are cached (default {cache.DEFAULT_CACHE_DIR})")
+
+    def _config(self, options: argparse.Namespace) -> Any:
+        return PhonebookConfig(options.num_books, options.min_entries, options.max_entries, options.num_queries,
+                               options.layout, options.seed)
+
+    def standalone(self, options: argparse.Namespace) -> bool:
+        self._config(options)  # a bad option is reported before anything is generated
+        return bool(options.generate)
+
+    def items(self, options: argparse.Namespace) -> list[dict[str, Any]]:
+        config = self._config(options)
+        return cache.cached_set(options, self.name, config.options(), lambda: generate_phonebooks(config))
+
+    def max_new_tokens(self, item: dict[str, Any], tokenizer: Any, options: argparse.Namespace) -> int:
+        """The gold answer's token count plus two (the scorer reads the first line)."""
+        return len(tokenizer.encode(item["answer"])) + 2
+
+    def score(self, items: Sequence[dict[str, Any]], predictions: Sequence[Any], tokenizer: Any) -> dict[str, Any]:
+        return score_phonebook(items, predictions)
+
+    def table(self, metrics: dict[str, Any], options: argparse.Namespace) -> tuple[list[str], list[list[Any]]]:
+        keys = ("num_items", "digit_accuracy", "number_exact_match", "item_exact_match")
+        rows = [[k, *(m[key] for key in keys)] for k, m in metrics["by_num_queries"].items()]
+        rows.append(["all", *(metrics[key] for key in keys)])
+        return ["queries", "items", "digit_acc", "number_em", "item_em"], rows
+
+    def notes(self, metrics: dict[str, Any]) -> list[str]:
+        return [f"random baseline: digit accuracy {metrics['random_digit_accuracy']:.3f}"]
+
+    def result_options(self, options: argparse.Namespace) -> dict[str, Any]:
+        return {"data": options.data} if options.data else self._config(options).options()

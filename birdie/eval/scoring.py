@@ -127,17 +127,27 @@ def greedy_generate(
 ) -> list[str]:
     """Greedy continuation of each prompt, laid out by ``prompt_format``.
 
-    The harness core reads each prompt once and decodes from its state until ``eos`` or ``max_new_tokens`` (one
-    value, or one per prompt); ``batch_size`` bounds the rows of its model calls. Returns the decoded new text per
-    prompt, in input order, without the ``eos``.
+    The harness core's batched greedy decoding (:func:`birdie.harness.decoding.greedy_batch`) decodes up to
+    ``batch_size`` prompts per model call until ``eos`` or ``max_new_tokens`` (one value, or one per prompt); the
+    outputs equal decoding each prompt alone. Returns the decoded new text per prompt, in input order, without the
+    ``eos``.
     """
+    from birdie.harness.decoding import greedy_batch
+
     limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(limits) != len(prompts):
         raise ValueError(f"greedy_generate: {len(prompts)} prompts but {len(limits)} max_new_tokens values")
     scorer = _scorer(model, tokenizer, batch_size)
-    outputs = []
-    for prompt, limit in tqdm(list(zip(prompts, limits)), desc="generating", disable=not progress, leave=False):
-        prefix, lead = prompt_format.layout(tokenizer, prompt)
-        ids = prefix.tolist() + lead.tolist()
-        outputs.append(scorer.generate(ids, limit, prefix=True, prefix_length=len(prefix)).text)
+    laid_out = [prompt_format.layout(tokenizer, prompt) for prompt in prompts]
+    requests = [(prefix.tolist() + lead.tolist(), len(prefix)) for prefix, lead in laid_out]
+    # Longest first, so rows of similar (for attention caches: equal) length share a chunk and its model calls.
+    order = sorted(range(len(prompts)), key=lambda i: -len(requests[i][0]))
+    outputs = [""] * len(prompts)
+    step = batch_size * 8  # prompts per core call: whole batches, small enough for a progress bar
+    for start in tqdm(range(0, len(order), step), desc="generating", disable=not progress, leave=False):
+        chunk = order[start : start + step]
+        generations = greedy_batch(scorer, [requests[i][0] for i in chunk], [limits[i] for i in chunk],
+                                   prefix=True, prefix_lengths=[requests[i][1] for i in chunk])
+        for i, generation in zip(chunk, generations):
+            outputs[i] = generation.text
     return outputs

@@ -11,12 +11,15 @@ Results are also bucketed by context length (tokens when a tokenizer is given, e
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import re
 import string
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+from birdie.eval.registry import EvalTask, evaluate_task, register
 
 #: Context-length bucket edges (the paper plots 100..500 tokens); the last bucket is open.
 DEFAULT_BUCKET_EDGES = (0, 100, 200, 300, 400, 500)
@@ -169,10 +172,77 @@ def evaluate_squad(
     Returns:
         ``(score_squad(...), predictions)`` with predictions in the official format ``{question_id: answer}``.
     """
-    from birdie.eval.scoring import PromptFormat, greedy_generate
+    task = SquadV2()
+    _, answers = evaluate_task(task, model, tokenizer, examples, argparse.Namespace(max_new_tokens=max_new_tokens),
+                               batch_size, progress, prompt_format)
+    predictions = task.record(examples, answers)
+    return score_squad(examples, predictions, lambda text: len(tokenizer.encode(text)), bucket_edges), predictions
 
-    outputs = greedy_generate(model, tokenizer, [example["prompt"] for example in examples], max_new_tokens,
-                              batch_size, progress, prompt_format or PromptFormat())
-    predictions = {example["id"]: output.strip().split("\n")[0].strip() for example, output in zip(examples, outputs)}
-    result = score_squad(examples, predictions, lambda text: len(tokenizer.encode(text)), bucket_edges)
-    return result, predictions
+
+@register
+class SquadV2(EvalTask):
+    """SQuAD v2 answerable questions: greedy answers (first line), contains-label, F1 and exact match."""
+
+    name = "squad-v2"
+    help = "SQuAD v2 answerable questions (contains-label, F1, exact match)"
+    request_type = "generate_until"
+    metrics = ("contains_label", "f1", "exact_match")
+    batch_size = 8
+    standalone_hint = " or --predictions PRED.json"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data", metavar="FILE", required=True,
+                            help="official SQuAD v2 JSON (e.g. dev-v2.0.json)")
+        parser.add_argument("--predictions", metavar="PRED.json", help="score this {question_id: answer} file "
+                                                                        "instead of a checkpoint (like the official "
+                                                                        "script)")
+        parser.add_argument("--limit", type=int, help="score only the first N answerable questions")
+        parser.add_argument("--max-new-tokens", type=int, default=128, help="greedy decoding limit (paper: 128)")
+        parser.add_argument("--write-predictions", metavar="FILE", help="also write the model's predictions here")
+
+    def standalone(self, options: argparse.Namespace) -> bool:
+        return bool(options.predictions)
+
+    def items(self, options: argparse.Namespace) -> list[dict[str, Any]]:
+        return load_squad(options.data)[: options.limit]
+
+    def max_new_tokens(self, item: dict[str, Any], tokenizer: Any, options: argparse.Namespace) -> int:
+        return options.max_new_tokens
+
+    def prediction(self, item: dict[str, Any], output: Any) -> str:
+        """The first line of the generated text, stripped."""
+        return output.strip().split("\n")[0].strip()
+
+    def given_predictions(self, options: argparse.Namespace, items: list[dict[str, Any]]) -> list[Any] | None:
+        if not options.predictions:
+            return None
+        by_id = load_predictions(options.predictions)
+        return [by_id.get(item["id"]) for item in items]
+
+    def score(self, items: Sequence[dict[str, Any]], predictions: Sequence[Any], tokenizer: Any) -> dict[str, Any]:
+        """Contexts are bucketed by token length when a model's tokenizer is given, else by words."""
+        length_of = (lambda text: len(tokenizer.encode(text))) if tokenizer is not None else None
+        return score_squad(items, self.record(items, predictions), length_of)
+
+    def record(self, items: Sequence[dict[str, Any]], predictions: Sequence[Any]) -> dict[str, str]:
+        """The official predictions format ``{question_id: answer}`` (questions without one left out)."""
+        return {item["id"]: p for item, p in zip(items, predictions) if p is not None}
+
+    def finish(self, options: argparse.Namespace, items: Sequence[dict[str, Any]], predictions: Sequence[Any]) -> None:
+        if options.write_predictions:
+            Path(options.write_predictions).write_text(
+                json.dumps(self.record(items, predictions), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def table(self, metrics: dict[str, Any], options: argparse.Namespace) -> tuple[list[str], list[list[Any]]]:
+        unit = "tokens" if options.checkpoint and not options.predictions else "words"
+        keys = ("num_questions", "contains_label", "f1", "exact_match")
+        rows = [[f"context {name} {unit}", *(m[key] for key in keys)] for name, m in metrics["by_context_length"].items()]
+        rows.append(["all", *(metrics[key] for key in keys)])
+        return ["bucket", "questions", "contains_label", "f1", "exact_match"], rows
+
+    def notes(self, metrics: dict[str, Any]) -> list[str]:
+        return [f"{metrics['missing']} questions had no prediction (scored 0)"] if metrics["missing"] else []
+
+    def result_options(self, options: argparse.Namespace) -> dict[str, Any]:
+        return {"data": options.data, "limit": options.limit, "max_new_tokens": options.max_new_tokens,
+                "predictions": options.predictions}

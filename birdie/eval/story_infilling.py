@@ -26,6 +26,8 @@ or a text file with one story per paragraph.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import itertools
 import json
 import random
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from birdie.checks import check
+from birdie.eval import cache
+from birdie.eval.registry import EvalTask, evaluate_task, register
 
 LETTERS = ("A", "B", "C", "D")
 RANDOM_ACCURACY = 1 / len(LETTERS)
@@ -190,9 +194,55 @@ def evaluate_story_infilling(
 
     ``prompt_format`` is a :class:`birdie.eval.scoring.PromptFormat` (default: prompt as bidirectional prefix).
     """
-    from birdie.eval.scoring import PromptFormat, option_losses
+    return evaluate_task(StoryInfilling(), model, tokenizer, items, argparse.Namespace(), batch_size, progress,
+                         prompt_format)
 
-    losses = option_losses(model, tokenizer, [item["prompt"] for item in items],
-                           [item["options"] for item in items], batch_size, progress, prompt_format or PromptFormat())
-    choices = [min(range(len(row)), key=row.__getitem__) for row in losses]
-    return score_choices(items, choices), choices
+
+@register
+class StoryInfilling(EvalTask):
+    """Pick the event that fills a story's blank among four options (accuracy; chance 25%)."""
+
+    name = "story-infilling"
+    help = "four-way multiple choice over story events (accuracy)"
+    request_type = "multiple_choice"
+    metrics = ("accuracy",)
+    standalone_hint = " to score, or --generate FILE"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--corpus", metavar="FILE", help="stories to build items from: JSONL with 'events' or "
+                                                              "'text', or text with one story per paragraph "
+                                                              "(default: the synthetic corpus's validation split)")
+        parser.add_argument("--generate", metavar="FILE", help="write the items to FILE (JSONL + manifest)")
+        parser.add_argument("--data", metavar="FILE", help="score an existing JSONL item set")
+        parser.add_argument("--num-items", type=int, default=200)
+        parser.add_argument("--min-events", type=int, default=3)
+        parser.add_argument("--max-events", type=int, default=7)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--cache-dir", help="where generated sets are cached")
+
+    def standalone(self, options: argparse.Namespace) -> bool:
+        return bool(options.generate)
+
+    def _options(self, options: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+        config = InfillingConfig(options.num_items, options.min_events, options.max_events, options.seed)
+        recorded = {**config.options(), "corpus": options.corpus}
+        if options.corpus:
+            recorded["corpus_sha256"] = hashlib.sha256(Path(options.corpus).read_bytes()).hexdigest()
+        return config, recorded
+
+    def items(self, options: argparse.Namespace) -> list[dict[str, Any]]:
+        config, recorded = self._options(options)
+        if options.corpus:
+            return cache.cached_set(options, self.name, recorded,
+                              lambda: items_from_stories(load_story_corpus(options.corpus), config))
+        return cache.cached_set(options, self.name, recorded, lambda: synthetic_items(config))
+
+    def score(self, items: Sequence[dict[str, Any]], predictions: Sequence[Any], tokenizer: Any) -> dict[str, Any]:
+        return score_choices(items, predictions)
+
+    def table(self, metrics: dict[str, Any], options: argparse.Namespace) -> tuple[list[str], list[list[Any]]]:
+        return ["items", "accuracy", "random"], [[metrics["num_items"], metrics["accuracy"],
+                                                  metrics["random_accuracy"]]]
+
+    def result_options(self, options: argparse.Namespace) -> dict[str, Any]:
+        return self._options(options)[1]

@@ -1,14 +1,16 @@
 """``birdie-lm-eval``: lm-eval's own command line with the ``birdie`` model registered.
 
-Every lm-eval flag works (``birdie-lm-eval run --model birdie --model_args checkpoint=DIR --tasks ...``). When
-``run``, ``ls`` or ``validate`` get no ``--include_path``, birdie's offline task pack is added, so
-``--tasks birdie_smoke`` works from any directory. Results are filed under the checkpoint's directory (or
-``module:tag``) instead of lm-eval's random name.
+Every lm-eval flag works (``birdie-lm-eval run --model birdie --model_args checkpoint=DIR --tasks ...``). Every task
+index this process builds also holds birdie's offline task pack and the registered evaluation tasks
+(:func:`birdie.harness.evaluation.task_paths`), beside any ``--include_path`` of yours, so ``--tasks birdie_smoke``
+or ``--tasks birdie_story_infilling`` works from any directory. Results are filed under the checkpoint's directory
+(or ``module:tag``) instead of lm-eval's random name.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 
@@ -18,15 +20,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     import birdie.harness.lm  # noqa: F401  -- registers --model birdie
     from lm_eval.__main__ import cli_evaluate
 
-    from birdie.harness.tasks import TASKS_DIR
-
     _name_results_after_the_model()
-    args = list(sys.argv[1:] if argv is None else argv)
-    takes_tasks = args[:1] in (["run"], ["ls"], ["validate"]) or any(a in ("--model", "--tasks") for a in args)
-    if takes_tasks and "--include_path" not in args and not {"-h", "--help"} & set(args):
-        args += ["--include_path", TASKS_DIR]
-    sys.argv = ["birdie-lm-eval", *args]
+    _index_birdie_tasks()
+    sys.argv = ["birdie-lm-eval", *(sys.argv[1:] if argv is None else argv)]
     cli_evaluate()
+
+
+def _index_birdie_tasks() -> None:
+    """Every ``TaskManager`` lm-eval's CLI builds in this process (``run``, ``ls``, ``validate``) also indexes
+    birdie's task paths, ahead of the user's ``--include_path`` (a later path overrides an earlier one)."""
+    import lm_eval.tasks
+
+    from birdie.harness.evaluation import task_paths
+
+    base = lm_eval.tasks.TaskManager
+    if getattr(base, "birdie", False):
+        return
+
+    class BirdieTaskManager(base):  # type: ignore[misc, valid-type]
+        birdie = True
+
+        def __init__(self, *args: Any, include_path: Any = None, **kwargs: Any) -> None:
+            extra = [include_path] if isinstance(include_path, (str, Path)) else list(include_path or [])
+            super().__init__(*args, include_path=[*task_paths(), *extra], **kwargs)
+
+    lm_eval.tasks.TaskManager = BirdieTaskManager
 
 
 def _name_results_after_the_model() -> None:

@@ -141,7 +141,11 @@ class BirdieLM(TemplateLM):
         return totals
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
-        outputs = []
+        """Greedy requests are decoded in batches (:func:`birdie.harness.decoding.greedy_batch`, the same outputs
+        as one at a time), grouped by their stop sequences; sampled ones one at a time with ``seed``."""
+        from birdie.harness.decoding import greedy_batch
+
+        prepared = []
         for context, gen_kwargs in (req.args for req in requests):
             options = dict(gen_kwargs)
             options.pop("do_sample", None)
@@ -151,9 +155,20 @@ class BirdieLM(TemplateLM):
             # tail), then the server's own fit: so both paths see the same prompt and budget.
             prompt = self.tok_encode(context)[-(self._window - max_tokens) :]
             prompt, max_tokens = fit_generation(prompt, max_tokens, self.scorer.model.max_length, self.prefix_token_id)
-            generation = self.scorer.generate(
-                prompt, max_tokens, stop, temperature=float(options.pop("temperature", 0.0)), seed=self.seed
-            )
-            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), generation.text)
-            outputs.append(generation.text)
+            prepared.append((prompt, max_tokens, tuple(stop), float(options.pop("temperature", 0.0))))
+        outputs: list[str] = [""] * len(requests)
+        greedy: dict[tuple[str, ...], list[int]] = {}
+        for index, (prompt, max_tokens, stop, temperature) in enumerate(prepared):
+            if temperature == 0:
+                greedy.setdefault(stop, []).append(index)
+            else:
+                outputs[index] = self.scorer.generate(prompt, max_tokens, stop, temperature=temperature,
+                                                      seed=self.seed).text
+        for stop, indices in greedy.items():
+            generations = greedy_batch(self.scorer, [prepared[i][0] for i in indices],
+                                       [prepared[i][1] for i in indices], stop)
+            for index, generation in zip(indices, generations):
+                outputs[index] = generation.text
+        for req, text in zip(requests, outputs):
+            self.cache_hook.add_partial("generate_until", req.args, text)
         return outputs

@@ -51,3 +51,8 @@ def concat_states(states: Sequence[Any]) -> Any:
 def state_row(state: Any, row: int) -> Any:
     """Row ``row`` of a batched state, as a batch-1 state."""
     return _map(lambda leaves: leaves[0][row : row + 1], [state])
+
+
+def select_rows(state: Any, rows: Sequence[int]) -> Any:
+    """The batched state made of rows ``rows`` of ``state``, in that order."""
+    return _map(lambda leaves: leaves[0][list(rows)], [state])
