@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.distributed as dist
@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from birdie.checks import check, option
 from birdie.finetune import rl_math
 from birdie.finetune.rewards import RewardFn, checked_scores
-from birdie.finetune.rollout import (ValueModel, entropy, has_eos, response_logits, response_mask, sample,
+from birdie.finetune.rollout import (ValueModel, entropy, gathered, has_eos, response_logits, response_mask, sample,
                                      token_logps)
 
 ALGORITHMS = ("ppo", "grpo", "rloo")
@@ -111,13 +111,21 @@ class PPOTrainer:
     """Policy, frozen reference, optional critic, reward; :meth:`step` runs one PPO iteration."""
 
     def __init__(self, policy: nn.Module, tokenizer: Any, reward: RewardFn, config: PPOConfig,
-                 critic: ValueModel | None = None) -> None:
-        self.policy, self.tokenizer, self.reward, self.config = policy, tokenizer, reward, config
+                 critic: ValueModel | None = None, shard: Callable[[nn.Module], nn.Module] | None = None) -> None:
+        """``shard`` (under torchrun) wraps each model for FSDP2 (:func:`birdie.train.distributed.
+        apply_parallelism`); the frozen reference and the critic are built from the unwrapped policy first.
+        Without it the models are replicated and gradients are all-reduced here."""
+        self.tokenizer, self.reward, self.config = tokenizer, reward, config
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
         self.critic = None
         self.device = next(policy.parameters()).device
         if config.algorithm == "ppo":
             self.critic = (critic if critic is not None else ValueModel.from_policy(policy)).to(self.device)
+        self.sharded = shard is not None
+        if shard is not None:
+            policy, self.reference = shard(policy), shard(self.reference)
+            self.critic = shard(self.critic) if self.critic is not None else None
+        self.policy = policy
         self.eos = tokenizer.specials.id("eos")
         self.policy_optimizer = self._adamw(policy, config.lr)
         self.critic_optimizer = self._adamw(self.critic, config.critic_lr) if self.critic is not None else None
@@ -143,8 +151,9 @@ class PPOTrainer:
         """Sample and score ``rollouts_per_prompt`` responses per prompt."""
         cfg = self.config
         self.policy.eval()
-        responses = torch.cat([sample(self.policy, prompt, cfg.rollouts_per_prompt, cfg.max_new_tokens,
-                                      cfg.temperature, cfg.top_p, self.eos, self.generator) for prompt in prompts])
+        with gathered(self.policy):
+            responses = torch.cat([sample(self.policy, prompt, cfg.rollouts_per_prompt, cfg.max_new_tokens,
+                                          cfg.temperature, cfg.top_p, self.eos, self.generator) for prompt in prompts])
         mask = response_mask(responses, self.eos)
         completions = [self._decode(row) for row in responses]
         texts = [text for text in prompt_texts for _ in range(cfg.rollouts_per_prompt)]
@@ -218,7 +227,7 @@ class PPOTrainer:
         for model, optimizer in ((self.policy, self.policy_optimizer), (self.critic, self.critic_optimizer)):
             if model is None:
                 continue
-            if self.world > 1:
+            if self.world > 1 and not self.sharded:  # FSDP2 averages the gradients itself
                 for parameter in model.parameters():
                     if parameter.grad is not None:
                         dist.all_reduce(parameter.grad)

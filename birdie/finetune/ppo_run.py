@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -27,7 +27,7 @@ from birdie.finetune.rewards import RewardFn, StoryAnswerReward, load_callable, 
 from birdie.finetune.rollout import ValueModel, check_prompts, prompt_ids
 from birdie.train import checkpoint as ckpt
 from birdie.train.config import ConfigError
-from birdie.train.distributed import Runtime, init_runtime, shutdown
+from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
 from birdie.train.stateful import ModelState, OptimizerState, TrainingState
 
 
@@ -98,8 +98,19 @@ def build(config: PPORunConfig, runtime: Runtime) -> tuple[PPOTrainer, list[torc
         critic = ValueModel.from_reward_model(reward_model) if use_rm else ValueModel.from_policy(policy)
     if reward_model is not None:
         reward_model.to(runtime.device)
-    trainer = PPOTrainer(policy.to(runtime.device).train(), tokenizer, reward, config.ppo, critic)
+    trainer = PPOTrainer(policy.to(runtime.device).train(), tokenizer, reward, config.ppo, critic, _sharder(runtime))
     return trainer, [torch.from_numpy(i).to(runtime.device) for i in ids], [m[-1]["content"] for m in conversations]
+
+
+def _sharder(runtime: Runtime) -> Callable[[torch.nn.Module], torch.nn.Module] | None:
+    """FSDP2 per block and at the root when the mesh has fsdp > 1; None (replicated models, gradients all-reduced
+    by the trainer) otherwise."""
+    if runtime.tp > 1:
+        raise ConfigError(f"distributed.mesh={runtime.dp},{runtime.fsdp},{runtime.tp}: birdie ppo has no tensor "
+                          "parallelism; use tp=1 (dp for replicas, fsdp to shard the models)")
+    if runtime.fsdp == 1:
+        return None
+    return lambda model: apply_parallelism(model, runtime)
 
 
 def step_prompts(count: int, per_step: int, step: int, seed: int) -> list[int]:
