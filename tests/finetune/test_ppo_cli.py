@@ -111,12 +111,14 @@ def test_custom_prompts_need_a_reward(tmp_path, capsys):
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_torchrun_two_processes_run_and_resume(tmp_path, capsys):
+@pytest.mark.parametrize("mesh", ["-1,1,1", "1,-1,1"])  # replicated models, FSDP2
+def test_torchrun_two_processes_run_and_resume(tmp_path, capsys, mesh):
     from tests.train.helpers import run_torchrun
 
     base = make_base(tmp_path / "base")
     out = tmp_path / "two"
-    args = ["-m", "birdie", "ppo", "--pretrained", str(base), "--out", str(out), "--device", "cpu", *FAST]
+    args = ["-m", "birdie", "ppo", "--pretrained", str(base), "--out", str(out), "--device", "cpu",
+            f"--distributed.mesh={mesh}", *FAST]
     done = run_torchrun([*args, "--steps", "2"], timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     done = run_torchrun([*args, "--steps", "3", "--resume"], timeout=300)
