@@ -67,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"birdie ppo: {error}", file=sys.stderr)
         return 2
     if history:
-        first, last = history[0], history[-1]
-        print(f"reward {first['objective/scores']:.3f} -> {last['objective/scores']:.3f}; KL {last['objective/kl']:.3f}; "
+        scores = [metrics["objective/scores"] for metrics in history]
+        window = min(5, len(scores))  # single steps are noisy: compare the first and last few
+        print(f"mean reward of the first {window} steps {sum(scores[:window]) / window:.3f} -> last {window} "
+              f"{sum(scores[-window:]) / window:.3f}; largest KL {max(m['objective/kl'] for m in history):.3f}; "
               f"metrics {config.train.out}/metrics.jsonl; export {config.train.out}/export")
     return 0

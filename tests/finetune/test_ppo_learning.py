@@ -8,12 +8,12 @@ from birdie.finetune.ppo_config import build_ppo_config
 from birdie.finetune.ppo_run import run_ppo
 from tests.finetune.helpers import make_base
 
-#: Summed per-response KL (nats over at most 8 tokens) the default run must stay under. A policy collapsed onto
-#: one token would be near 8 x log(512) ~ 50 nats from the near-uniform random reference; the default run
-#: measured at most ~9.
-KL_BOUND = 12.0
-#: How far the mean reward of the last 5 steps must rise above the first 5 steps' (a random policy earns ~0.06;
-#: the default run measured 0.22 with PPO, 0.27 with GRPO at step 36-40).
+#: Summed per-response KL (nats over at most 8 tokens) the default run must stay under: 2 nats per token. A policy
+#: collapsed onto one token would be near 8 x log(512) ~ 50 nats from the near-uniform random reference; the
+#: default run measured at most 6.5 (PPO) and 10.1 (GRPO).
+KL_BOUND = 16.0
+#: How far the mean reward of the last 5 steps must rise above the first 5 steps' (a random policy earns ~0.07;
+#: the default run measured 0.19 with PPO, 0.28 with GRPO over steps 36-40).
 MARGIN = 0.08
 
 
