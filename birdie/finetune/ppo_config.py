@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping
 from birdie.checks import ConfigError, check, option
 from birdie.finetune.ppo import PPOConfig
 from birdie.train.config import CheckpointConfig, DistributedConfig, LoggingConfig
-from birdie.train.config_io import add_leaf_arguments, build_section
+from birdie.train.config_io import add_leaf_arguments, build_sections
 
 
 @dataclass
@@ -100,14 +100,7 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def build_ppo_config(values: Mapping[str, Any] | None = None) -> PPORunConfig:
     """A validated config from nested ``{section: {field: value}}`` over :data:`COMMAND_DEFAULTS`."""
-    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in COMMAND_DEFAULTS.items()}
-    for name, given in (values or {}).items():
-        if name not in SECTIONS:
-            raise ConfigError(f"unknown config section {name!r}; valid: {', '.join(SECTIONS)}")
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"config section {name!r} must be a mapping of fields, got {given!r}")
-        merged.setdefault(name, {}).update(given)
-    return PPORunConfig(**{name: build_section(cls, merged.get(name, {}), name) for name, cls in SECTIONS.items()})
+    return PPORunConfig(**build_sections(SECTIONS, COMMAND_DEFAULTS, values))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

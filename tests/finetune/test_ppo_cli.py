@@ -9,7 +9,9 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from birdie.cli import main
+from birdie.checks import ConfigError
 from birdie.finetune.ppo_cli import build_parser, config_from_args
+from birdie.finetune.ppo_config import build_ppo_config
 from tests.finetune.helpers import make_base
 
 FAST = ["--no-progress", "--ppo.max_new_tokens", "3", "--ppo.rollouts_per_prompt", "2", "--prompts-per-step", "2"]
@@ -74,6 +76,10 @@ def test_the_config_is_read_like_birdie_train(tmp_path, capsys):
     assert built.logging.progress is False
     assert main(["ppo", "--ppo.kl_estimator", "k2", "--out", str(tmp_path / "run")]) == 2
     assert "ppo.kl_estimator" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown config section 'ppx'"):
+        build_ppo_config({"ppx": {"lr": 1.0}})
+    with pytest.raises(ConfigError, match="reward.model"):
+        build_ppo_config({"reward": {"model": "rm", "callable": "m:f"}})
 
 
 def test_prompt_file_with_a_reward_callable(tmp_path, capsys):
