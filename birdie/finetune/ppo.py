@@ -15,7 +15,8 @@ One :meth:`PPOTrainer.step` takes a list of prompts and:
 
 Under ``torchrun`` (a process group initialised) every rank rolls out its own prompts; advantages and rewards are
 whitened with the statistics of all ranks, losses are normalised by the global token count and gradients are
-averaged, so the update equals one process holding every rank's rollouts.
+averaged (by FSDP2 when the models are sharded, else here), so the update equals one process holding every
+rank's rollouts.
 
 ``easylm_compat=True`` reproduces EasyLM's quirk (§3.4): old log-probs, values and advantages are recomputed with
 the current parameters at every mini-batch (so the ratio is 1 and the clip never acts) and whitened per

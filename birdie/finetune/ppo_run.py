@@ -8,7 +8,8 @@ BLAKE2b ``manifest.json`` verified before anything is read back, so a resumed ru
 the uninterrupted one and a damaged file is refused by name.
 
 Under ``torchrun`` each rank takes its slice of the step's prompts (``prompts_per_step`` must divide by the number
-of processes; gloo on CPU, NCCL on GPUs); rank 0 writes the metrics and the export.
+of processes; gloo on CPU, NCCL on GPUs); with ``distributed.mesh`` fsdp > 1 the policy, reference and critic are
+sharded with FSDP2 (replicated otherwise); rank 0 writes the metrics and the export.
 """
 
 from __future__ import annotations
