@@ -69,6 +69,20 @@ def _policy(config: PPORunConfig) -> tuple[torch.nn.Module, Any]:
     return create("transformer-tiny", vocab_size=tokenizer.vocab_size), tokenizer
 
 
+def _reward_model(path: str) -> torch.nn.Module:
+    """The ``birdie rm`` export at ``path`` (``birdie.load`` builds it as a RewardModel), frozen."""
+    from birdie.finetune.reward_model import RewardModel
+    from birdie.train.export import load
+
+    if not Path(path).exists():
+        raise ValueError(f"reward.model={path}: no such export; train one with birdie rm")
+    model, _ = load(path)
+    if not isinstance(model, RewardModel):
+        raise ValueError(f"reward.model={path} is a language-model export, not a reward model; pass the export of "
+                         "birdie rm (its training.json says head: reward)")
+    return model.requires_grad_(False)
+
+
 def build(config: PPORunConfig, runtime: Runtime) -> tuple[PPOTrainer, list[torch.Tensor], list[str]]:
     """The trainer, the prompt ids and the prompt texts the reward sees (the last user turn)."""
     from birdie.finetune.story_qa import story_questions
@@ -77,9 +91,7 @@ def build(config: PPORunConfig, runtime: Runtime) -> tuple[PPOTrainer, list[torc
     policy, tokenizer = _policy(config)
     reward_model = None
     if config.reward.model:
-        from birdie.finetune.reward_model import load_reward_model
-
-        reward_model, _ = load_reward_model(config.reward.model)
+        reward_model = _reward_model(config.reward.model)
         reward: RewardFn = reward_model_function(reward_model)
     elif config.reward.callable:
         reward = load_callable(config.reward.callable)

@@ -62,7 +62,7 @@ def checked_scores(function: RewardFn, prompts: list[str], completions: list[str
 
 def reward_model_function(reward_model: torch.nn.Module) -> RewardFn:
     """Score each (prompt, completion) as the conversation ``[user: prompt, assistant: completion]`` with a
-    ``birdie rm`` export (loaded with :func:`birdie.finetune.reward_model.load_reward_model`)."""
+    ``birdie rm`` export (loaded with ``birdie.load``, which builds it as a ``RewardModel``)."""
 
     def score(prompts: list[str], completions: list[str]) -> list[float]:
         chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": c if c.strip() else " "}]

@@ -122,10 +122,11 @@ class ValueModel(nn.Module):
 
     @classmethod
     def from_reward_model(cls, reward_model: nn.Module) -> "ValueModel":
-        """A copy of a :class:`~birdie.finetune.reward_model.RewardModel` (EasyLM's default initialisation)."""
+        """A trainable copy of a (possibly frozen) :class:`~birdie.finetune.reward_model.RewardModel` (EasyLM's
+        default initialisation)."""
         import copy
 
-        clone = copy.deepcopy(reward_model)
+        clone = copy.deepcopy(reward_model).requires_grad_(True)
         return cls(clone.lm, clone.score_head)
 
     @classmethod

@@ -12,7 +12,8 @@ from birdie.cli import main
 from birdie.checks import ConfigError
 from birdie.finetune.ppo_cli import build_parser, config_from_args
 from birdie.finetune.ppo_config import build_ppo_config
-from tests.finetune.helpers import make_base
+from birdie.train.export import read_weights
+from tests.finetune.helpers import make_base, run
 
 FAST = ["--no-progress", "--ppo.max_new_tokens", "3", "--ppo.rollouts_per_prompt", "2", "--prompts-per-step", "2"]
 
@@ -132,3 +133,26 @@ def test_torchrun_two_processes_run_and_resume(tmp_path, capsys, mesh):
     assert [m["step"] for m in metrics(out)] == [1, 2, 3]  # rank 0 alone writes, one line per step
     assert main(["ppo", "--pretrained", str(base), "--out", str(out), "--steps", "4", "--resume", *FAST]) == 2
     assert "written by 2 processes; resume it with as many" in capsys.readouterr().err
+
+
+def test_a_reward_model_scores_and_initialises_the_critic(tmp_path):
+    base = make_base(tmp_path / "base")
+    run("rm", base, tmp_path / "rm", "--steps", "1")
+    out = tmp_path / "run"
+    assert main(["ppo", "--pretrained", str(base), "--reward-model", str(tmp_path / "rm/export"), "--out", str(out),
+                 "--steps", "1", "--ppo.critic_lr", "1e-12", *FAST]) == 0
+    critic_head = checkpoint_tensors(out, 1)["critic.head.weight"]
+    rm_head = read_weights(tmp_path / "rm/export")["score_head.weight"]
+    assert critic_head.shape == rm_head.shape and (critic_head - rm_head).abs().max() < 1e-6  # the RM's head
+    assert metrics(out)[0]["objective/scores_std"] > 0  # the reward model tells the rollouts apart
+    trained = tmp_path / "trained"  # the critic trains although the reward model it was copied from is frozen
+    assert main(["ppo", "--pretrained", str(base), "--reward-model", str(tmp_path / "rm/export"), "--out",
+                 str(trained), "--steps", "1", *FAST]) == 0
+    assert (checkpoint_tensors(trained, 1)["critic.head.weight"] - rm_head).abs().max() > 1e-4
+
+
+def test_a_language_model_is_refused_as_the_reward_model(tmp_path, capsys):
+    base = make_base(tmp_path / "base")
+    assert main(["ppo", "--pretrained", str(base), "--reward-model", str(base), "--out", str(tmp_path / "run"),
+                 *FAST]) == 2
+    assert "not a reward model" in capsys.readouterr().err
