@@ -1,7 +1,9 @@
 """PPO throughput: rollout tokens/s with birdie's decoding cache vs recomputing the whole prefix per token, and the
-share of a PPO step spent in generation, scoring and training.
+share of a PPO step spent in generation, scoring and training; with ``--trl``, GRPO steps of birdie side by side
+with TRL's ``GRPOTrainer`` on the same tiny model (``bench/ppo_trl.py``).
 
     python bench/ppo.py [--preset transformer-tiny] [--prompts 4] [--rollouts 4] [--new-tokens 32] [--repeats 3]
+    python bench/ppo.py --trl [--steps 8]
 
 Random-weight model, byte tokenizer, embedded story-question prompts, the story-answer reward (scoring is then a
 string comparison: a reward model would add one forward per rollout). The cached and recomputed rollouts sample
@@ -50,7 +52,14 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--trl", action="store_true", help="GRPO: birdie vs TRL's GRPOTrainer (needs trl)")
+    parser.add_argument("--steps", type=int, default=8, help="--trl: GRPO steps of each side")
     args = parser.parse_args()
+    if args.trl:
+        from ppo_trl import side_by_side
+
+        side_by_side(args.steps)
+        return
     torch.manual_seed(0)
     device = torch.device(args.device)
     tokenizer = ByteTokenizer()

@@ -15,7 +15,8 @@ One :meth:`PPOTrainer.step` takes a list of prompts and:
 
 Under ``torchrun`` (a process group initialised) every rank rolls out its own prompts; advantages and rewards are
 whitened with the statistics of all ranks, losses are normalised by the global token count and gradients are
-averaged, so the update equals one process holding every rank's rollouts.
+averaged (by FSDP2 when the models are sharded, else here), so the update equals one process holding every
+rank's rollouts.
 
 ``easylm_compat=True`` reproduces EasyLM's quirk (§3.4): old log-probs, values and advantages are recomputed with
 the current parameters at every mini-batch (so the ratio is 1 and the clip never acts) and whitened per
@@ -27,16 +28,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Literal
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from birdie.checks import check
+from birdie.checks import check, option
 from birdie.finetune import rl_math
 from birdie.finetune.rewards import RewardFn, checked_scores
-from birdie.finetune.rollout import (ValueModel, entropy, has_eos, response_logits, response_mask, sample,
+from birdie.finetune.rollout import (ValueModel, entropy, gathered, has_eos, response_logits, response_mask, sample,
                                      token_logps)
 
 ALGORITHMS = ("ppo", "grpo", "rloo")
@@ -44,32 +45,35 @@ ALGORITHMS = ("ppo", "grpo", "rloo")
 
 @dataclass
 class PPOConfig:
-    """Knobs of :class:`PPOTrainer`; the docs give each one's EasyLM and TRL name."""
+    """Knobs of :class:`PPOTrainer` (the library defaults follow EasyLM/TRL for real models; ``birdie ppo`` sizes
+    its own for the tiny CPU default run, see :mod:`birdie.finetune.ppo_config`); the docs give each one's EasyLM
+    and TRL name."""
 
-    algorithm: str = "ppo"
-    rollouts_per_prompt: int = 4
-    max_new_tokens: int = 16
-    temperature: float = 0.7
-    top_p: float | None = None
-    kl_coef: float = 0.05
-    kl_estimator: str = "k1"
-    gamma: float = 1.0
-    lam: float = 0.95
-    clip_range: float = 0.2
-    clip_range_value: float = 0.2
-    vf_coef: float = 0.1
-    ppo_epochs: int = 1
-    mini_batch_prompts: int = 0
-    reward_gain: float = 1.0
-    reward_bias: float = 0.0
-    whiten_rewards: bool = False
-    missing_eos_penalty: float = 0.0
-    easylm_compat: bool = False
-    lr: float = 1e-5
-    critic_lr: float = 1e-5
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    seed: int = 0
+    algorithm: Literal["ppo", "grpo", "rloo"] = option("ppo", "ppo (critic + GAE), grpo or rloo (group baselines, no "
+                                                             "critic)")
+    rollouts_per_prompt: int = option(4, "responses sampled per prompt (TRL num_generations)")
+    max_new_tokens: int = option(16, "response length cap (EasyLM max_continuation_len)")
+    temperature: float = option(0.7, "sampling temperature")
+    top_p: float | None = option(None, "nucleus sampling (none = off)")
+    kl_coef: float = option(0.05, "per-token KL penalty against the reference (TRL kl_coef / beta)")
+    kl_estimator: Literal["k1", "k3"] = option("k1", "k1 = logp - ref_logp, k3 = r - 1 - log r")
+    gamma: float = option(1.0, "GAE discount")
+    lam: float = option(0.95, "GAE lambda")
+    clip_range: float = option(0.2, "policy ratio clip (TRL cliprange)")
+    clip_range_value: float = option(0.2, "value clip (TRL cliprange_value)")
+    vf_coef: float = option(0.1, "value-loss weight")
+    ppo_epochs: int = option(1, "passes over each rollout batch (TRL num_ppo_epochs)")
+    mini_batch_prompts: int = option(0, "prompts per mini-batch (0 = the whole step)")
+    reward_gain: float = option(1.0, "score * reward_gain + reward_bias")
+    reward_bias: float = option(0.0, "score * reward_gain + reward_bias")
+    whiten_rewards: bool = option(False, "whiten the shaped per-token rewards (mean kept)")
+    missing_eos_penalty: float = option(0.0, "subtracted from the score of a response without EOS")
+    easylm_compat: bool = option(False, "recompute old log-probs, values and advantages per mini-batch, as EasyLM")
+    lr: float = option(1e-5, "policy AdamW learning rate")
+    critic_lr: float = option(1e-5, "critic AdamW learning rate")
+    weight_decay: float = option(0.0, "AdamW weight decay (both models)")
+    grad_clip: float = option(1.0, "clip each model's gradient norm (0 = off)")
+    seed: int = option(0, "seed of the sampling, the prompt order and the critic head")
 
     def __post_init__(self) -> None:
         check(self, "algorithm", self.algorithm in ALGORITHMS, f"must be one of {ALGORITHMS}")
@@ -108,13 +112,21 @@ class PPOTrainer:
     """Policy, frozen reference, optional critic, reward; :meth:`step` runs one PPO iteration."""
 
     def __init__(self, policy: nn.Module, tokenizer: Any, reward: RewardFn, config: PPOConfig,
-                 critic: ValueModel | None = None) -> None:
-        self.policy, self.tokenizer, self.reward, self.config = policy, tokenizer, reward, config
+                 critic: ValueModel | None = None, shard: Callable[[nn.Module], nn.Module] | None = None) -> None:
+        """``shard`` (under torchrun) wraps each model for FSDP2 (:func:`birdie.train.distributed.
+        apply_parallelism`); the frozen reference and the critic are built from the unwrapped policy first.
+        Without it the models are replicated and gradients are all-reduced here."""
+        self.tokenizer, self.reward, self.config = tokenizer, reward, config
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
         self.critic = None
         self.device = next(policy.parameters()).device
         if config.algorithm == "ppo":
             self.critic = (critic if critic is not None else ValueModel.from_policy(policy)).to(self.device)
+        self.sharded = shard is not None
+        if shard is not None:
+            policy, self.reference = shard(policy), shard(self.reference)
+            self.critic = shard(self.critic) if self.critic is not None else None
+        self.policy = policy
         self.eos = tokenizer.specials.id("eos")
         self.policy_optimizer = self._adamw(policy, config.lr)
         self.critic_optimizer = self._adamw(self.critic, config.critic_lr) if self.critic is not None else None
@@ -140,8 +152,9 @@ class PPOTrainer:
         """Sample and score ``rollouts_per_prompt`` responses per prompt."""
         cfg = self.config
         self.policy.eval()
-        responses = torch.cat([sample(self.policy, prompt, cfg.rollouts_per_prompt, cfg.max_new_tokens,
-                                      cfg.temperature, cfg.top_p, self.eos, self.generator) for prompt in prompts])
+        with gathered(self.policy):
+            responses = torch.cat([sample(self.policy, prompt, cfg.rollouts_per_prompt, cfg.max_new_tokens,
+                                          cfg.temperature, cfg.top_p, self.eos, self.generator) for prompt in prompts])
         mask = response_mask(responses, self.eos)
         completions = [self._decode(row) for row in responses]
         texts = [text for text in prompt_texts for _ in range(cfg.rollouts_per_prompt)]
@@ -215,7 +228,7 @@ class PPOTrainer:
         for model, optimizer in ((self.policy, self.policy_optimizer), (self.critic, self.critic_optimizer)):
             if model is None:
                 continue
-            if self.world > 1:
+            if self.world > 1 and not self.sharded:  # FSDP2 averages the gradients itself
                 for parameter in model.parameters():
                     if parameter.grad is not None:
                         dist.all_reduce(parameter.grad)

@@ -9,12 +9,15 @@ per completion.
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
+#: a special token as the tokenizer decodes it (``<|eos|>``, ``<|mask_3|>``)
+_SPECIAL = re.compile(r"<\|[^|]*\|>")
 
 
 class RewardError(ValueError):
@@ -56,7 +59,7 @@ def checked_scores(function: RewardFn, prompts: list[str], completions: list[str
 
 def reward_model_function(reward_model: torch.nn.Module) -> RewardFn:
     """Score each (prompt, completion) as the conversation ``[user: prompt, assistant: completion]`` with a
-    ``birdie rm`` export (loaded with :func:`birdie.finetune.reward_model.load_reward_model`)."""
+    ``birdie rm`` export (loaded with ``birdie.load``, which builds it as a ``RewardModel``)."""
 
     def score(prompts: list[str], completions: list[str]) -> list[float]:
         chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": c if c.strip() else " "}]
@@ -67,9 +70,12 @@ def reward_model_function(reward_model: torch.nn.Module) -> RewardFn:
 
 
 class StoryAnswerReward:
-    """The embedded checkable reward: for a story question's prompt, the share of the right answer's characters
-    that the completion reproduces from its start (1.0 = the answer exactly, then EOS). Partial credit gives a
-    tiny model a gradient before it can spell whole names."""
+    """The embedded checkable reward for a story question's prompt, graded so that a tiny random policy can climb
+    it: each character of the completion earns 1 where it is the answer's character at that position, 0.75 where
+    it occurs elsewhere in the answer (any case), 0.5 where it is another ASCII letter or a space, 0 otherwise (a
+    special token counts as one character earning 0); the sum is divided by ``max(len(answer), len(completion))``.
+    The answer exactly (then EOS) earns 1.0; longer completions are diluted, shorter ones lose the missing
+    characters. A random byte-level policy earns about 0.05, a policy that writes letters about 0.5."""
 
     def __init__(self, answers: dict[str, str]) -> None:
         self.answers = answers
@@ -79,11 +85,14 @@ class StoryAnswerReward:
 
     @staticmethod
     def one(answer: str, completion: str) -> float:
-        text = completion.strip()
-        matched = 0
-        for ours, theirs in zip(text, answer):
-            if ours != theirs:
-                break
-            matched += 1
-        penalty = 0.0 if len(text) <= len(answer) else 0.5  # said more than the answer
-        return matched / len(answer) - penalty
+        text = _SPECIAL.sub("\0", completion).strip()
+        folded = answer.lower()
+        total = 0.0
+        for position, ch in enumerate(text):
+            if position < len(answer) and ch == answer[position]:
+                total += 1.0
+            elif ch.lower() in folded:
+                total += 0.75
+            elif ch == " " or (ch.isascii() and ch.isalpha()):
+                total += 0.5
+        return total / max(len(answer), len(text), 1)

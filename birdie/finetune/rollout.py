@@ -8,7 +8,8 @@ up to and including the first EOS and 0 after it (``generate`` fills finished ro
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +52,30 @@ def response_mask(responses: Tensor, eos: int) -> Tensor:
 def has_eos(responses: Tensor, eos: int) -> Tensor:
     """(B,) bool: whether the row produced ``eos`` (a row cut at ``max_new_tokens`` has none)."""
     return (responses == eos).any(dim=1)
+
+
+@contextlib.contextmanager
+def gathered(model: nn.Module) -> Iterator[None]:
+    """Keep an FSDP2-sharded ``model`` unsharded (full parameters on every rank) inside the block; a plain model is
+    left alone. Cached generation calls ``hidden_states`` and the blocks' ``step``, which FSDP's forward hooks do
+    not see, so the parameters are gathered once here, kept through the blocks' forwards, and resharded after.
+    ``model`` must be the FSDP root."""
+    from torch.distributed.fsdp import FSDPModule
+
+    modules = [module for module in model.modules() if isinstance(module, FSDPModule)]
+    if modules:
+        # FSDP2 initialises lazily from the first forward it sees; the blocks' forwards below must not be first
+        # (each would make itself a root), and there is no public hook for this
+        modules[0]._get_fsdp_state()._lazy_init()
+    for module in modules:
+        module.unshard()
+        module.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.reshard()
+            module.set_reshard_after_forward(module is not model, recurse=False)
 
 
 @torch.no_grad()
@@ -97,10 +122,11 @@ class ValueModel(nn.Module):
 
     @classmethod
     def from_reward_model(cls, reward_model: nn.Module) -> "ValueModel":
-        """A copy of a :class:`~birdie.finetune.reward_model.RewardModel` (EasyLM's default initialisation)."""
+        """A trainable copy of a (possibly frozen) :class:`~birdie.finetune.reward_model.RewardModel` (EasyLM's
+        default initialisation)."""
         import copy
 
-        clone = copy.deepcopy(reward_model)
+        clone = copy.deepcopy(reward_model).requires_grad_(True)
         return cls(clone.lm, clone.score_head)
 
     @classmethod
@@ -113,6 +139,11 @@ class ValueModel(nn.Module):
         head = nn.Linear(trunk.config.d_model, 1, bias=False)
         nn.init.normal_(head.weight, std=trunk.config.init_std)
         return cls(trunk, head)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The trunk's blocks (FSDP2 shards per block)."""
+        return self.trunk.layers
 
     def forward(self, input_ids: Tensor) -> Tensor:
         from birdie.models.mixer import SequenceInfo

@@ -272,3 +272,17 @@ def _metavar(tp: Any) -> str:
 def dotted_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--section.field`` values given on the command line."""
     return {k: v for k, v in vars(args).items() if "." in k and k.split(".", 1)[0] in {*SECTIONS, "objectives"}}
+
+
+def build_sections(sections: Mapping[str, type], defaults: Mapping[str, Mapping[str, Any]],
+                   values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every section of ``sections`` built from a command's ``defaults`` overlaid field by field with the nested
+    ``values`` (``{section: {field: value}}``); an unknown section or a non-mapping is a :class:`ConfigError`."""
+    merged: dict[str, dict[str, Any]] = {name: dict(fields) for name, fields in defaults.items()}
+    for name, given in (values or {}).items():
+        if name not in sections:
+            raise ConfigError(f"unknown config section {name!r}; valid: {', '.join(sections)}")
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"config section {name!r} must be a mapping of fields, got {given!r}")
+        merged.setdefault(name, {}).update(given)
+    return {name: build_section(cls, merged.get(name, {}), name) for name, cls in sections.items()}

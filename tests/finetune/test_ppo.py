@@ -106,11 +106,15 @@ def test_config_validation():
         PPOConfig(algorithm="dpo")
 
 
-def test_story_answer_reward_gives_partial_credit():
-    assert StoryAnswerReward.one("Tom", " Tom") == 1.0
-    assert StoryAnswerReward.one("Tom", "To") == pytest.approx(2 / 3)
-    assert StoryAnswerReward.one("Tom", "Xom") == 0.0
-    assert StoryAnswerReward.one("Tom", "Tom and") == 0.5
+def test_story_answer_reward_gives_graded_credit():
+    one = StoryAnswerReward.one
+    assert one("Tom", " Tom") == 1.0  # the answer exactly (surrounding spaces ignored)
+    assert one("Tom", "To") == pytest.approx(2 / 3)  # a missing character earns nothing
+    assert one("Tom", "Xom") == pytest.approx((0.5 + 1 + 1) / 3)  # another letter: half
+    assert one("Tom", "mot") == pytest.approx((0.75 + 1 + 0.75) / 3)  # the answer's letters out of place, any case
+    assert one("Tom", "Tom and") == pytest.approx((3 + 4 * 0.5) / 7)  # saying more dilutes
+    assert one("Tom", "T<|mask_3|>7") == pytest.approx(1 / 3)  # a special token is one character earning 0
+    assert one("Tom", "") == 0.0
 
 
 def test_critic_from_a_reward_model_starts_at_its_scores():

@@ -1,41 +1,32 @@
-"""PPO and GRPO raise a checkable reward on a tiny random policy while the KL to the reference stays bounded."""
-
-import re
+"""The default ``birdie ppo`` run (a tiny random policy, the embedded story questions, the graded story-answer
+reward, the command's defaults) raises the mean reward well above the starting policy's while the KL to the
+reference stays bounded, with PPO and with GRPO."""
 
 import pytest
-import torch
 
-from birdie.finetune.ppo import PPOConfig, PPOTrainer
-from birdie.finetune.rollout import prompt_ids
-from birdie.models import create
-from birdie.tokenizers import ByteTokenizer
+from birdie.finetune.ppo_config import build_ppo_config
+from birdie.finetune.ppo_run import run_ppo
+from tests.finetune.helpers import make_base
 
-TEXTS = ["Say a", "Say b"]
-STEPS = 12
-#: Summed per-sequence KL (nats over at most 4 tokens) the runs must stay under: with kl_coef 0.05 a run that
-#: collapsed onto one token would pass ~20 (4 tokens x log 260 sampled at temperature 1).
-KL_BOUND = 8.0
-
-
-def lowercase_letters(prompts, completions):
-    """The share of the 4 response positions that are ASCII lower-case letters (about 1 in 10 at random; special
-    tokens, rendered as names like <|mask_3|>, are removed first so they cannot earn it)."""
-    plain = (re.sub(r"<\|[^|]*\|>", "", completion) for completion in completions)
-    return [sum("a" <= ch <= "z" for ch in text) / 4 for text in plain]
+#: Summed per-response KL (nats over at most 8 tokens) the default run must stay under: 2 nats per token. A policy
+#: collapsed onto one token would be near 8 x log(512) ~ 50 nats from the near-uniform random reference; the
+#: default run measured at most 6.5 (PPO) and 10.1 (GRPO).
+KL_BOUND = 16.0
+#: How far the mean reward of the last 5 steps must rise above the first 5 steps' (a random policy earns ~0.07;
+#: the default run measured 0.19 with PPO, 0.28 with GRPO over steps 36-40).
+MARGIN = 0.08
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
-def test_reward_rises_with_bounded_kl(algorithm):
-    torch.manual_seed(0)
-    tokenizer = ByteTokenizer()
-    policy = create("transformer-tiny", vocab_size=tokenizer.vocab_size)
-    config = PPOConfig(algorithm=algorithm, max_new_tokens=4, rollouts_per_prompt=8, temperature=1.0, lr=1e-2,
-                       critic_lr=1e-2, ppo_epochs=2, kl_coef=0.05)
-    trainer = PPOTrainer(policy, tokenizer, lowercase_letters, config)
-    prompts = [torch.tensor(prompt_ids([{"role": "user", "content": t}], tokenizer)) for t in TEXTS]
-    history = [trainer.step(prompts, TEXTS) for _ in range(STEPS)]
+def test_default_run_raises_the_reward_with_bounded_kl(tmp_path, algorithm):
+    base = make_base(tmp_path / "base")  # the same weights as the default's random transformer-tiny (seed 0)
+    config = build_ppo_config({"model": {"pretrained": str(base)}, "ppo": {"algorithm": algorithm},
+                               "train": {"out": str(tmp_path / "run"), "device": "cpu"},
+                               "logging": {"progress": False}, "checkpoint": {"export": False}})
+    assert config.train.steps == 40  # the default run, not a longer one
+    history = run_ppo(config)
     scores = [m["objective/scores"] for m in history]
-    start, end = sum(scores[:3]) / 3, sum(scores[-3:]) / 3
-    assert end > start + 0.15, scores
-    assert max(m["objective/kl"] for m in history) < KL_BOUND
+    start, end = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
+    assert end > start + MARGIN and end > 2 * start, scores
+    assert max(m["objective/kl"] for m in history) < KL_BOUND, [m["objective/kl"] for m in history]
