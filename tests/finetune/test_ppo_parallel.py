@@ -70,7 +70,12 @@ def worker(rank: int, store: str, algorithm: str, fsdp: bool, out: str) -> None:
 
 
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("algorithm, fsdp", [("ppo", False), ("grpo", False), ("ppo", True), ("grpo", True)])
+@pytest.mark.parametrize("algorithm, fsdp", [
+    ("ppo", True),
+    pytest.param("ppo", False, marks=pytest.mark.slow),
+    pytest.param("grpo", False, marks=pytest.mark.slow),
+    pytest.param("grpo", True, marks=pytest.mark.slow),
+])
 def test_two_processes_match_one(tmp_path, algorithm, fsdp):
     single, rollouts = trainer_and_rollouts(algorithm, [0, 1, 2, 3])
     start = {k: v.clone() for k, v in single.policy.state_dict().items()}
