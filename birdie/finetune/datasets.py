@@ -68,11 +68,16 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass a JSONL file with one JSON object per line")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with path.open("rb") as handle:  # bytes, so a non-UTF-8 line is named by its number
+        for number, raw in enumerate(handle, 1):
+            where = f"{path} line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{where}: not UTF-8 text (byte {error.start} of the line: {error.reason}); convert "
+                                "the file (e.g. `iconv -f latin1 -t utf-8`)") from None
             if not line.strip():
                 continue
-            where = f"{path} line {number}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
