@@ -15,7 +15,8 @@ from typing import Any
 from torch import nn
 
 from birdie.finetune.config import FinetuneConfig
-from birdie.finetune.datasets import LoadReport, load_preferences, load_sft, read_jsonl
+from birdie.finetune.datasets import LoadReport, load_preferences, load_sft
+from birdie.finetune.rows import read_rows
 from birdie.finetune.story_qa import chat_rows, preference_rows
 from birdie.train.config import ConfigError
 from birdie.train.distributed import Runtime
@@ -70,7 +71,9 @@ def _template(config: FinetuneConfig) -> Any:
 
 def _rows(config: FinetuneConfig, preference: bool) -> Any:
     if config.data.paths:
-        return itertools.chain.from_iterable(read_jsonl(path) for path in config.data.paths)
+        data = config.data
+        return itertools.chain.from_iterable(read_rows(path, data.columns, data.split, data.allow_download)
+                                             for path in data.paths)
     rows = (preference_rows if preference else chat_rows)("train", config.data.embedded_examples, config.train.seed)
     return ((f"embedded story question {index}", row) for index, row in enumerate(rows))
 
