@@ -25,7 +25,7 @@ from birdie.finetune.chat_template import write_tokenizer_config
 from birdie.finetune.config import FinetuneConfig
 from birdie.finetune.evaluate import pair_accuracy
 from birdie.finetune.losses import dpo_loss, reward_model_loss, sequence_logps
-from birdie.finetune.reference import cached_reference_logps
+from birdie.finetune.reference import cached_reference_logps, compute_reference_logps
 from birdie.finetune.reward_model import HEAD, RewardModel, score_inputs
 from birdie.models.lm import IGNORE_INDEX, token_loss_sum
 from birdie.train.distributed import Runtime, unwrap
@@ -113,6 +113,19 @@ class DPO(_Base):
             self.reference = copy.deepcopy(self.lm).requires_grad_(False).eval().to(runtime.device)
         else:
             self.cache = cached_reference_logps(self.lm, self.items, self.base_path, config, runtime, self.pad_id)
+        # the held-out pairs under the reference (the base), for the implicit-reward accuracy on them
+        self.heldout_reference = compute_reference_logps(self.lm.to(runtime.device), self.heldout, self.pad_id) \
+            if self.heldout else None
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Held-out ``answer_accuracy`` (policy log-prob of chosen > rejected) and ``reward_accuracy`` (the
+        implicit DPO reward of chosen > rejected, i.e. ``rewards/accuracies`` on held-out pairs)."""
+        if self.heldout_reference is None:
+            return {}
+        policy, reference = compute_reference_logps(model, self.heldout, self.pad_id), self.heldout_reference
+        rewards = policy - reference
+        return {"answer_accuracy": float((policy[:, 0] > policy[:, 1]).double().mean()),
+                "reward_accuracy": float((rewards[:, 0] > rewards[:, 1]).double().mean())}
 
     def count(self, indices: list[int]) -> int:
         return len(indices)
