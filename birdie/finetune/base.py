@@ -22,10 +22,27 @@ from birdie.train.config import ConfigError
 from birdie.train.distributed import Runtime
 
 DEMO_EXPORT = Path("runs/demo/export")
-#: The quick base: a few minutes of next-token prediction on the stories (tiny Hawk, CPU).
+#: The quick base: a few minutes of next-token prediction on the stories (tiny Hawk, CPU), with a BPE tokenizer
+#: trained on the stories (words are single tokens: a tiny model learns to read answers off a passage quickly).
 QUICK_BASE = {"curriculum": {"mixture": "ntp", "agent": "ntp"},
               "train": {"steps": 300, "sequence_length": 256, "batch_size": 8, "device": "cpu"},
               "schedule": {"warmup_steps": 20}, "logging": {"log_every": 50, "plots": False}}
+#: The quick base's tokenizer: vocabulary size and how many training stories it is learnt from.
+STORY_VOCAB, STORY_TOKENIZER_STORIES = 1024, 1000
+
+
+def story_tokenizer(directory: Path, vocab_size: int = STORY_VOCAB, stories: int = STORY_TOKENIZER_STORIES) -> Path:
+    """Train a byte-level BPE on the first ``stories`` train-split stories; returns ``directory/tokenizer.json``."""
+    from birdie.data.stories import story_texts
+    from birdie.tokenizers import train_bpe
+
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = directory / "stories.txt"
+    corpus.write_text("\n\n".join(itertools.islice(story_texts(0, "train"), stories)), encoding="utf-8")
+    path = directory / "tokenizer.json"
+    train_bpe([corpus], vocab_size).save(path)
+    corpus.unlink()
+    return path
 
 
 def base_path(config: FinetuneConfig, runtime: Runtime) -> Path:
@@ -44,7 +61,8 @@ def base_path(config: FinetuneConfig, runtime: Runtime) -> Path:
     from birdie.train.trainer import train
 
     print(f"no base model given (--pretrained) and no {DEMO_EXPORT}: training a small one into {quick} first")
-    values = {**QUICK_BASE, "model": {"preset": config.model.preset}}
+    values = {**QUICK_BASE, "model": {"preset": config.model.preset},
+              "data": {"tokenizer": str(story_tokenizer(quick / "tokenizer"))}}
     values["train"] = {**QUICK_BASE["train"], "out": str(quick), "seed": config.train.seed}
     values["logging"] = {**QUICK_BASE["logging"], "progress": config.logging.progress}
     return train(build_config(values)).export

@@ -8,9 +8,9 @@ Each entry of ``data.paths`` is one of:
 * a directory written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` -- ``datasets.load_from_disk``;
 * any other directory -- a local dataset (its data files, e.g. a clone of a hub dataset repository):
   ``datasets.load_dataset(directory)``, then the split ``data.split``;
-* a hub name (``org/name``) -- ``datasets.load_dataset(name, split=...)``. By default from the local HF cache
-  only (offline, so a missing dataset is an immediate error, never a network wait); ``data.allow_download``
-  lets ``datasets`` download it.
+* any other name (``org/name``, not a path that exists) -- a hub dataset, ``datasets.load_dataset(name)``, then
+  the split. By default from the local HF cache only (offline, so a missing dataset is an immediate error, never a
+  network wait); ``data.allow_download`` lets ``datasets`` download it.
 
 ``data.columns`` maps birdie's field names (:data:`birdie.finetune.config.ROW_FIELDS`) to the dataset's column
 names, e.g. ``{messages: conversations}``; a mapped column missing from a row is an error naming it and the row's
@@ -32,6 +32,7 @@ from birdie.finetune.datasets import DataError, read_jsonl
 #: File types loaded with a ``datasets`` builder (JSONL is read here, with line numbers).
 BUILDERS = {".json": "json", ".parquet": "parquet"}
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_FILE_TYPES = (".jsonl", *BUILDERS)
 
 
 def check_columns(columns: Mapping[str, str]) -> None:
@@ -64,13 +65,13 @@ def read_rows(spec: str, columns: Mapping[str, str] | None = None, split: str = 
     if path.is_file() and path.suffix == ".jsonl":
         rows = read_jsonl(path)
     elif path.is_file() and path.suffix in BUILDERS:
-        rows = _dataset_rows(spec, _load_files(path, split))
+        rows = _dataset_rows(spec, _load_file(path))
     elif path.is_file():
         raise DataError(f"{spec}: unsupported file type {path.suffix!r}; give a .jsonl, .json or .parquet file, a "
                         "dataset directory or a hub dataset name")
     elif path.is_dir():
         rows = _dataset_rows(spec, _load_directory(path, split))
-    elif _HUB_NAME.match(spec) and "/" in spec:
+    elif _HUB_NAME.match(spec) and path.suffix not in _FILE_TYPES:
         rows = _dataset_rows(spec, _load_hub(spec, split, allow_download))
     else:
         raise DataError(f"{spec}: no such file or directory; give a .jsonl/.json/.parquet file, a dataset directory "
@@ -95,7 +96,7 @@ def _pick_split(loaded: Any, split: str, spec: str) -> Any:
     return loaded
 
 
-def _load_files(path: Path, split: str) -> Any:
+def _load_file(path: Path) -> Any:
     from birdie.data.sources import first_non_utf8
 
     problem = first_non_utf8([str(path)]) if path.suffix == ".json" else None
@@ -110,10 +111,11 @@ def _load_directory(path: Path, split: str) -> Any:
     if saved:
         return _pick_split(datasets.load_from_disk(str(path)), split, str(path))
     try:
-        return _pick_split(datasets.load_dataset(str(path)), split, str(path))
+        loaded = datasets.load_dataset(str(path))
     except (FileNotFoundError, ValueError) as error:
         raise DataError(f"{path}: not a dataset directory ({error}); give a directory written by "
                         "Dataset.save_to_disk or one holding .jsonl/.json/.parquet data files") from None
+    return _pick_split(loaded, split, str(path))
 
 
 @contextmanager
@@ -139,7 +141,8 @@ def _load_hub(name: str, split: str, allow_download: bool) -> Any:
         how = ("check the name and your network" if allow_download else
                "it is not in the local HF datasets cache (hub datasets load offline by default); download it once "
                "with --data.allow_download true, or save it with Dataset.save_to_disk and pass the directory")
-        raise DataError(f"{name}: cannot load the hub dataset ({type(error).__name__}); {how}") from None
+        raise DataError(f"{name}: no such file or directory, nor a loadable hub dataset ({type(error).__name__}); "
+                        f"{how}") from None
     return _pick_split(loaded, split, name)
 
 

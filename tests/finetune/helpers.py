@@ -6,7 +6,8 @@ import torch
 
 from birdie.cli import main
 from birdie.models import create
-from birdie.tokenizers import ByteTokenizer
+from birdie.finetune.base import story_tokenizer
+from birdie.tokenizers import ByteTokenizer, load_tokenizer
 from birdie.train.export import export_model, read_weights
 
 #: A run of a few seconds: tiny batches of the embedded story questions, no progress bar or plots.
@@ -23,19 +24,11 @@ def make_base(directory: Path, preset: str = "transformer-tiny") -> Path:
     return export_model(directory, model, model.config.to_dict(), tokenizer)
 
 
-def make_story_base(directory: Path, vocab_size: int = 1024, stories: int = 1000) -> Path:
-    """A freshly initialised ``transformer-tiny`` exported with a BPE tokenizer trained on the embedded stories' train
-    split: story words are single tokens, so a tiny model learns to read answers off a passage in a few hundred
-    steps (byte-level, it needs thousands)."""
-    import itertools
-
-    from birdie.data.stories import story_texts
-    from birdie.tokenizers import train_bpe
-
-    directory.mkdir(parents=True, exist_ok=True)
-    corpus = directory / "stories.txt"
-    corpus.write_text("\n\n".join(itertools.islice(story_texts(0, "train"), stories)))
-    tokenizer = train_bpe([corpus], vocab_size)
+def make_story_base(directory: Path) -> Path:
+    """A freshly initialised ``transformer-tiny`` exported with the quick base's BPE tokenizer trained on the
+    embedded stories: story words are single tokens, so a tiny model learns to read answers off a passage in a few
+    hundred steps (byte-level, it needs thousands)."""
+    tokenizer = load_tokenizer(str(story_tokenizer(directory / "tokenizer")))
     torch.manual_seed(0)
     model = create("transformer-tiny", vocab_size=tokenizer.vocab_size)
     return export_model(directory / "export", model, model.config.to_dict(), tokenizer)

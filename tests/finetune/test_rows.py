@@ -42,6 +42,12 @@ def test_a_saved_dataset_dict_picks_the_split(tmp_path):
     assert [row["messages"] for _, row in read_rows(str(tmp_path / "dd"), split="test")] == CONVERSATIONS[4:]
     with pytest.raises(DataError, match=r"no split 'validation'; it has train, test \(set data.split\)"):
         read_rows(str(tmp_path / "dd"), split="validation")
+    (tmp_path / "repo").mkdir()  # a local dataset directory: its splits come from the data file names
+    for name, rows in (("train", CONVERSATIONS[:4]), ("test", CONVERSATIONS[4:])):
+        (tmp_path / "repo" / f"{name}.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    assert [row["messages"] for _, row in read_rows(str(tmp_path / "repo"), split="test")] == CONVERSATIONS[4:]
+    with pytest.raises(DataError, match=r"repo: no split 'validation'; it has train, test"):
+        read_rows(str(tmp_path / "repo"), split="validation")
 
 
 def test_local_dataset_directory_parquet_and_json_files(tmp_path):
@@ -64,8 +70,8 @@ def test_local_dataset_directory_parquet_and_json_files(tmp_path):
 
 
 def test_an_unavailable_hub_dataset_is_a_clear_error_not_a_wait(tmp_path):
-    with pytest.raises(DataError, match=r"nobody/no-such-dataset: cannot load the hub dataset .*not in the local HF "
-                                        r"datasets cache .*--data.allow_download true"):
+    with pytest.raises(DataError, match=r"nobody/no-such-dataset: no such file or directory, nor a loadable hub "
+                                        r"dataset .*not in the local HF datasets cache .*--data.allow_download true"):
         read_rows("nobody/no-such-dataset")
     with pytest.raises(DataError, match=r"missing.jsonl: no such file or directory"):
         read_rows(str(tmp_path / "missing.jsonl"))
