@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from torch import nn
 
@@ -87,20 +87,22 @@ def _template(config: FinetuneConfig) -> Any:
     return ChatTemplate.from_tokenizer_config(config.data.chat_template)
 
 
-def _rows(config: FinetuneConfig, preference: bool) -> Any:
-    if config.data.paths:
-        data = config.data
-        return itertools.chain.from_iterable(read_rows(path, data.columns, data.split, data.allow_download)
-                                             for path in data.paths)
-    rows = (preference_rows if preference else chat_rows)("train", config.data.embedded_examples, config.train.seed)
+def data_rows(config: FinetuneConfig, preference: bool) -> Iterable[tuple[str, dict[str, Any]]]:
+    """The ``(where, row)`` training rows: ``data.paths`` (each opened now, so a missing file or an unavailable
+    dataset fails before any quick base is trained), else the embedded story questions."""
+    data = config.data
+    if data.paths:
+        return itertools.chain(*[read_rows(path, data.columns, data.split, data.allow_download) for path in data.paths])
+    rows = (preference_rows if preference else chat_rows)("train", data.embedded_examples, config.train.seed)
     return ((f"embedded story question {index}", row) for index, row in enumerate(rows))
 
 
-def load_data(config: FinetuneConfig, tokenizer: Any, preference: bool, runtime: Runtime) -> tuple[list, LoadReport]:
-    """The training examples (SFT) or pairs (DPO, RM), with the load report printed on rank 0."""
+def load_data(config: FinetuneConfig, tokenizer: Any, rows: Iterable[tuple[str, dict[str, Any]]], preference: bool,
+              runtime: Runtime) -> tuple[list, LoadReport]:
+    """The training examples (SFT) or pairs (DPO, RM) of ``rows``, with the load report printed on rank 0."""
     load = load_preferences if preference else load_sft
-    items, report = load(_rows(config, preference), tokenizer, config.train.sequence_length,
-                         config.data.drop_truncated, _template(config))
+    items, report = load(rows, tokenizer, config.train.sequence_length, config.data.drop_truncated,
+                         _template(config))
     if runtime.is_main:
         print(f"{config.command} data: {report.summary()}")
     if not items:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from birdie.finetune.base import heldout_pairs, load_base, load_data
+from birdie.finetune.base import data_rows, heldout_pairs, load_base, load_data
 from birdie.finetune.batches import pack, pad
 from birdie.finetune.chat_template import write_tokenizer_config
 from birdie.finetune.config import FinetuneConfig
@@ -42,9 +42,10 @@ class _Base:
 
     def __init__(self, config: FinetuneConfig, runtime: Runtime) -> None:
         self.config, self.runtime = config, runtime
+        rows = data_rows(config, self.preference)  # first: bad data fails before a quick base is trained
         self.lm, self.tokenizer, self.base_path = load_base(config, runtime)
         self.pad_id = self.tokenizer.specials.id("pad")
-        self.items, self.report = load_data(config, self.tokenizer, self.preference, runtime)
+        self.items, self.report = load_data(config, self.tokenizer, rows, self.preference, runtime)
         self.num_examples = len(self.items)
         self.heldout = heldout_pairs(config, self.tokenizer)
 

@@ -104,3 +104,12 @@ def test_sft_trains_on_a_saved_dataset_from_the_command_line(tmp_path):
     run("sft", make_base(tmp_path / "base"), tmp_path / "sft", "--data", str(tmp_path / "d"), "--steps", "2",
         "--data.columns", "{messages: conversations}", "--train.sequence_length", "64")
     assert (tmp_path / "sft" / "export" / "model.safetensors").is_file()
+
+
+def test_unavailable_data_fails_before_a_quick_base_is_trained(tmp_path, monkeypatch, capsys):
+    from birdie.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no runs/demo/export: a base would be trained first
+    assert main(["sft", "--data", "nobody/no-such-dataset", "--out", str(tmp_path / "sft")]) == 2
+    assert "no-such-dataset: no such file or directory" in capsys.readouterr().err
+    assert not (tmp_path / "sft" / "base").exists()
