@@ -22,7 +22,7 @@ from birdie.train.config import ConfigError
 from birdie.train.distributed import Runtime
 
 DEMO_EXPORT = Path("runs/demo/export")
-#: The quick base: a few minutes of next-token prediction on the stories (tiny Hawk, CPU), with a BPE tokenizer
+#: The quick base: a minute of next-token prediction on the stories (``model.preset``, CPU), with a BPE tokenizer
 #: trained on the stories (words are single tokens: a tiny model learns to read answers off a passage quickly).
 QUICK_BASE = {"curriculum": {"mixture": "ntp", "agent": "ntp"},
               "train": {"steps": 300, "sequence_length": 256, "batch_size": 8, "device": "cpu"},

@@ -115,8 +115,9 @@ class DPO(_Base):
         else:
             self.cache = cached_reference_logps(self.lm, self.items, self.base_path, config, runtime, self.pad_id)
         # the held-out pairs under the reference (the base), for the implicit-reward accuracy on them
-        self.heldout_reference = compute_reference_logps(self.lm.to(runtime.device), self.heldout, self.pad_id) \
-            if self.heldout else None
+        self.heldout_reference: Tensor | None = None
+        if self.heldout:
+            self.heldout_reference = compute_reference_logps(self.lm.to(runtime.device), self.heldout, self.pad_id)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Held-out ``answer_accuracy`` (policy log-prob of chosen > rejected) and ``reward_accuracy`` (the

@@ -4,7 +4,8 @@
 The base is a fresh ``transformer-tiny`` with a BPE tokenizer trained on the stories (words are single tokens, so
 reading an answer off the passage is learnable in a few hundred CPU steps). The held-out pairs put the right
 answer against a corrupted one of the same kind; a model that learnt nothing stays near 0.5 on them, so every
-margin below fails if training does nothing.
+margin below fails if training does nothing (an untrained model scores exactly its "before" on the same pairs);
+the margins leave room under the values seen (in comments) for other CPUs' rounding.
 """
 
 import pytest
@@ -51,22 +52,22 @@ def test_heldout_questions_do_not_overlap_the_training_questions():
 def test_sft_raises_heldout_answer_accuracy(sft):
     (before, _), (_, after) = evaluations(sft[0]), evaluations(sft[1])
     assert before["eval/answer_accuracy"] < 0.65
-    assert after["eval/answer_accuracy"] > before["eval/answer_accuracy"] + 0.15, (before, after)
+    assert after["eval/answer_accuracy"] > before["eval/answer_accuracy"] + 0.1, (before, after)  # seen: +0.175
 
 
 def test_dpo_raises_rewards_accuracies_and_the_heldout_chosen_rate(sft, tmp_path):
     run("dpo", sft[0] / "export", tmp_path, *RUN, "--steps", "150", "--optimizer.lr", "3e-3")
     before, after = evaluations(tmp_path)
     assert before["eval/reward_accuracy"] == 0.0  # policy == reference: every implicit reward is 0, no strict win
-    assert after["eval/reward_accuracy"] > 0.7, after
-    assert after["eval/answer_accuracy"] > before["eval/answer_accuracy"] + 0.08, (before, after)
+    assert after["eval/reward_accuracy"] > 0.65, after  # seen: 0.73
+    assert after["eval/answer_accuracy"] > before["eval/answer_accuracy"] + 0.06, (before, after)  # seen: +0.12
     steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
     late = [r["rewards/accuracies"] for r in steps[-50:]]  # 800 training pairs (one batch of 16 is too noisy)
-    assert sum(late) / len(late) > 0.65, late
+    assert sum(late) / len(late) > 0.6, late  # seen: 0.69
 
 
 def test_reward_model_ranks_heldout_chosen_over_rejected(sft, tmp_path):
     run("rm", sft[1] / "export", tmp_path, *RUN, "--steps", "200", "--optimizer.lr", "2e-3")
     before, after = evaluations(tmp_path)
-    assert after["eval/answer_accuracy"] > 0.65, after
-    assert after["eval/answer_accuracy"] > before["eval/answer_accuracy"] + 0.15, (before, after)
+    assert after["eval/answer_accuracy"] > 0.6, after  # seen: 0.67
+    assert after["eval/answer_accuracy"] > before["eval/answer_accuracy"] + 0.1, (before, after)  # seen: +0.165
