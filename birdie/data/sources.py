@@ -268,18 +268,16 @@ def files_source(
     for file in files:
         if os.path.getsize(file) == 0:
             raise ValueError(f"{file} is empty; give it some text or leave it out of the data paths")
+    # checked before loading: `datasets` accepts some non-UTF-8 JSON and fails only when a row is read
+    problem = first_non_utf8(files) if builder in ("text", "json") else None
+    if problem is not None:
+        raise ValueError(problem)
     kwargs = {"sample_by": txt_sample_by} if builder == "text" else {}
-    try:
-        dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
-    except Exception:
-        problem = _first_non_utf8(files) if builder in ("text", "json") else None
-        if problem is None:
-            raise
-        raise ValueError(problem) from None
+    dataset = datasets.load_dataset(builder, data_files=files, split="train", **kwargs)
     return DatasetSource(dataset, text_grabber_fn, validation_fraction)
 
 
-def _first_non_utf8(files: Sequence[str], chunk_bytes: int = 1 << 20) -> str | None:
+def first_non_utf8(files: Sequence[str], chunk_bytes: int = 1 << 20) -> str | None:
     """Why the first of ``files`` that is not valid UTF-8 is not (naming the file and the byte), or None."""
     import codecs
 

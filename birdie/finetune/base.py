@@ -10,21 +10,39 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from torch import nn
 
 from birdie.finetune.config import FinetuneConfig
-from birdie.finetune.datasets import LoadReport, load_preferences, load_sft, read_jsonl
+from birdie.finetune.datasets import LoadReport, load_preferences, load_sft
+from birdie.finetune.rows import read_rows
 from birdie.finetune.story_qa import chat_rows, preference_rows
 from birdie.train.config import ConfigError
 from birdie.train.distributed import Runtime
 
 DEMO_EXPORT = Path("runs/demo/export")
-#: The quick base: a few minutes of next-token prediction on the stories (tiny Hawk, CPU).
+#: The quick base: a minute of next-token prediction on the stories (``model.preset``, CPU), with a BPE tokenizer
+#: trained on the stories (words are single tokens: a tiny model learns to read answers off a passage quickly).
 QUICK_BASE = {"curriculum": {"mixture": "ntp", "agent": "ntp"},
               "train": {"steps": 300, "sequence_length": 256, "batch_size": 8, "device": "cpu"},
               "schedule": {"warmup_steps": 20}, "logging": {"log_every": 50, "plots": False}}
+#: The quick base's tokenizer: vocabulary size and how many training stories it is learnt from.
+STORY_VOCAB, STORY_TOKENIZER_STORIES = 1024, 1000
+
+
+def story_tokenizer(directory: Path, vocab_size: int = STORY_VOCAB, stories: int = STORY_TOKENIZER_STORIES) -> Path:
+    """Train a byte-level BPE on the first ``stories`` train-split stories; returns ``directory/tokenizer.json``."""
+    from birdie.data.stories import story_texts
+    from birdie.tokenizers import train_bpe
+
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = directory / "stories.txt"
+    corpus.write_text("\n\n".join(itertools.islice(story_texts(0, "train"), stories)), encoding="utf-8")
+    path = directory / "tokenizer.json"
+    train_bpe([corpus], vocab_size).save(path)
+    corpus.unlink()
+    return path
 
 
 def base_path(config: FinetuneConfig, runtime: Runtime) -> Path:
@@ -43,7 +61,8 @@ def base_path(config: FinetuneConfig, runtime: Runtime) -> Path:
     from birdie.train.trainer import train
 
     print(f"no base model given (--pretrained) and no {DEMO_EXPORT}: training a small one into {quick} first")
-    values = {**QUICK_BASE, "model": {"preset": config.model.preset}}
+    values = {**QUICK_BASE, "model": {"preset": config.model.preset},
+              "data": {"tokenizer": str(story_tokenizer(quick / "tokenizer"))}}
     values["train"] = {**QUICK_BASE["train"], "out": str(quick), "seed": config.train.seed}
     values["logging"] = {**QUICK_BASE["logging"], "progress": config.logging.progress}
     return train(build_config(values)).export
@@ -68,18 +87,22 @@ def _template(config: FinetuneConfig) -> Any:
     return ChatTemplate.from_tokenizer_config(config.data.chat_template)
 
 
-def _rows(config: FinetuneConfig, preference: bool) -> Any:
-    if config.data.paths:
-        return itertools.chain.from_iterable(read_jsonl(path) for path in config.data.paths)
-    rows = (preference_rows if preference else chat_rows)("train", config.data.embedded_examples, config.train.seed)
+def data_rows(config: FinetuneConfig, preference: bool) -> Iterable[tuple[str, dict[str, Any]]]:
+    """The ``(where, row)`` training rows: ``data.paths`` (each opened now, so a missing file or an unavailable
+    dataset fails before any quick base is trained), else the embedded story questions."""
+    data = config.data
+    if data.paths:
+        return itertools.chain(*[read_rows(path, data.columns, data.split, data.allow_download) for path in data.paths])
+    rows = (preference_rows if preference else chat_rows)("train", data.embedded_examples, config.train.seed)
     return ((f"embedded story question {index}", row) for index, row in enumerate(rows))
 
 
-def load_data(config: FinetuneConfig, tokenizer: Any, preference: bool, runtime: Runtime) -> tuple[list, LoadReport]:
-    """The training examples (SFT) or pairs (DPO, RM), with the load report printed on rank 0."""
+def load_data(config: FinetuneConfig, tokenizer: Any, rows: Iterable[tuple[str, dict[str, Any]]], preference: bool,
+              runtime: Runtime) -> tuple[list, LoadReport]:
+    """The training examples (SFT) or pairs (DPO, RM) of ``rows``, with the load report printed on rank 0."""
     load = load_preferences if preference else load_sft
-    items, report = load(_rows(config, preference), tokenizer, config.train.sequence_length,
-                         config.data.drop_truncated, _template(config))
+    items, report = load(rows, tokenizer, config.train.sequence_length, config.data.drop_truncated,
+                         _template(config))
     if runtime.is_main:
         print(f"{config.command} data: {report.summary()}")
     if not items:

@@ -4,6 +4,7 @@
     birdie sft --pretrained runs/demo/export --data chat.jsonl --steps 500 --out runs/sft
     birdie dpo --pretrained runs/sft/export --data prefs.jsonl --dpo.beta 0.1 --dpo.reference live
     birdie rm  --pretrained runs/sft/export --data prefs.jsonl --rm.use_margin true
+    birdie sft --data saved_dataset_dir --data.columns '{messages: conversations}'   # HF datasets too
     torchrun --nproc-per-node 2 -m birdie sft --pretrained EXPORT --mesh_dim 1,-1,1
 
 Shortcuts (``--pretrained``, ``--data``, ``--steps``, ``--out``, ``--resume``, ``--save-every``) set the matching
@@ -30,7 +31,8 @@ def build_parser(parser: argparse.ArgumentParser, command: str) -> None:
     parser.description = __doc__
     parser.add_argument("--config", help="YAML or TOML file with config sections")
     parser.add_argument("--pretrained", help="base export/checkpoint/run dir (= --model.pretrained)")
-    parser.add_argument("--data", help="JSONL file(s), comma-separated (= --data.paths)")
+    parser.add_argument("--data", help="JSONL/JSON/parquet files, HF dataset directories or hub names, comma-separated "
+                        "(= --data.paths)")
     parser.add_argument("--steps", help="optimizer steps (= --train.steps)")
     parser.add_argument("--out", help="output directory (= --train.out)")
     parser.add_argument("--resume", help="'latest' or a checkpoint directory (= --checkpoint.resume)")

@@ -2,8 +2,9 @@
 
 SFT rows (one JSON object per line): ``{"messages": [{role, content}, ...]}`` (Tulu), or ``{"prompt": str,
 "completion": str}`` (a user turn and an assistant turn). Preference rows: ``{"chosen": [...], "rejected": [...]}``
-message lists, with an optional ``"prompt"`` (a string or a message list put before both sides, as in
-UltraFeedback) and an optional numeric ``"margin"`` (used by the reward-model loss).
+message lists (or completion strings answering the prompt, TRL's standard format), with an optional ``"prompt"`` (a
+string or a message list put before both sides, as in UltraFeedback) and an optional numeric ``"margin"`` (used by
+the reward-model loss).
 
 A malformed row (not JSON, not an object, missing fields, unknown role, empty conversation) is an error naming the
 file, the line and the fix. Rows that cannot train are skipped and counted in a :class:`LoadReport`, never dropped
@@ -68,11 +69,16 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass a JSONL file with one JSON object per line")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with path.open("rb") as handle:  # bytes, so a non-UTF-8 line is named by its number
+        for number, raw in enumerate(handle, 1):
+            where = f"{path} line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{where}: not UTF-8 text (byte {error.start} of the line: {error.reason}); convert "
+                                "the file (e.g. `iconv -f latin1 -t utf-8`)") from None
             if not line.strip():
                 continue
-            where = f"{path} line {number}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
@@ -132,7 +138,10 @@ def load_sft(rows: Iterable[tuple[str, dict[str, Any]]], tokenizer: Any, max_len
 def _side(row: dict[str, Any], key: str, where: str) -> list[dict[str, str]]:
     if key not in row:
         raise DataError(f"{where}: a preference row needs 'chosen' and 'rejected' message lists; missing {key!r}")
-    messages = check_messages(row[key], f"{where} ({key})")
+    side = row[key]
+    if isinstance(side, str):  # TRL's standard format: the prompt, then each side as a completion string
+        side = [{"role": "assistant", "content": side}]
+    messages = check_messages(side, f"{where} ({key})")
     prompt = row.get("prompt")
     if isinstance(prompt, str) and not (messages and messages[0]["role"] == "user"
                                         and messages[0]["content"].strip() == prompt.strip()):

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         before, after = summary.eval_before.get("answer_accuracy"), summary.eval_after.get("answer_accuracy")
         what = "reward model ranks" if command == "rm" else "policy prefers"
         print(f"  {command:<4} {what}: {before:.3f} -> {after:.3f}   export {summary.export}")
+        if "reward_accuracy" in summary.eval_after:  # DPO's implicit reward beta * (policy - reference)
+            print(f"       implicit reward ranks: {summary.eval_before['reward_accuracy']:.3f} -> "
+                  f"{summary.eval_after['reward_accuracy']:.3f}")
     print(f"  ppo  story-answer reward: {ppo[0]['objective/scores']:.3f} -> {ppo[-1]['objective/scores']:.3f} "
           f"(KL {ppo[-1]['objective/kl']:.3f})   export {out / 'ppo' / 'export'}")
     return 0

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from birdie.finetune.base import heldout_pairs, load_base, load_data
+from birdie.finetune.base import data_rows, heldout_pairs, load_base, load_data
 from birdie.finetune.batches import pack, pad
 from birdie.finetune.chat_template import write_tokenizer_config
 from birdie.finetune.config import FinetuneConfig
 from birdie.finetune.evaluate import pair_accuracy
 from birdie.finetune.losses import dpo_loss, reward_model_loss, sequence_logps
-from birdie.finetune.reference import cached_reference_logps
+from birdie.finetune.reference import cached_reference_logps, compute_reference_logps
 from birdie.finetune.reward_model import HEAD, RewardModel, score_inputs
 from birdie.models.lm import IGNORE_INDEX, token_loss_sum
 from birdie.train.distributed import Runtime, unwrap
@@ -42,9 +42,10 @@ class _Base:
 
     def __init__(self, config: FinetuneConfig, runtime: Runtime) -> None:
         self.config, self.runtime = config, runtime
+        rows = data_rows(config, self.preference)  # first: bad data fails before a quick base is trained
         self.lm, self.tokenizer, self.base_path = load_base(config, runtime)
         self.pad_id = self.tokenizer.specials.id("pad")
-        self.items, self.report = load_data(config, self.tokenizer, self.preference, runtime)
+        self.items, self.report = load_data(config, self.tokenizer, rows, self.preference, runtime)
         self.num_examples = len(self.items)
         self.heldout = heldout_pairs(config, self.tokenizer)
 
@@ -113,6 +114,20 @@ class DPO(_Base):
             self.reference = copy.deepcopy(self.lm).requires_grad_(False).eval().to(runtime.device)
         else:
             self.cache = cached_reference_logps(self.lm, self.items, self.base_path, config, runtime, self.pad_id)
+        # the held-out pairs under the reference (the base), for the implicit-reward accuracy on them
+        self.heldout_reference: Tensor | None = None
+        if self.heldout:
+            self.heldout_reference = compute_reference_logps(self.lm.to(runtime.device), self.heldout, self.pad_id)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Held-out ``answer_accuracy`` (policy log-prob of chosen > rejected) and ``reward_accuracy`` (the
+        implicit DPO reward of chosen > rejected, i.e. ``rewards/accuracies`` on held-out pairs)."""
+        if self.heldout_reference is None:
+            return {}
+        policy, reference = compute_reference_logps(model, self.heldout, self.pad_id), self.heldout_reference
+        rewards = policy - reference
+        return {"answer_accuracy": float((policy[:, 0] > policy[:, 1]).double().mean()),
+                "reward_accuracy": float((rewards[:, 0] > rewards[:, 1]).double().mean())}
 
     def count(self, indices: list[int]) -> int:
         return len(indices)

@@ -144,3 +144,10 @@ def test_a_non_utf8_text_file_is_named_with_the_byte(tmp_path):
     (tmp_path / "latin.txt").write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin.txt is not UTF-8 text \(byte 3: invalid continuation byte\)"):
         files_source(str(tmp_path / "*.txt"))
+
+
+def test_a_non_utf8_jsonl_file_that_datasets_would_load_is_named(tmp_path):
+    # `datasets` loads this file and fails only when row 0 is read; the check runs before loading
+    (tmp_path / "latin.jsonl").write_bytes('{"text": "caf\u00e9"}\n{"text": "plain"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.jsonl is not UTF-8 text \(byte 13: invalid continuation byte\)"):
+        files_source(str(tmp_path / "latin.jsonl"))

@@ -6,7 +6,8 @@ import torch
 
 from birdie.cli import main
 from birdie.models import create
-from birdie.tokenizers import ByteTokenizer
+from birdie.finetune.base import story_tokenizer
+from birdie.tokenizers import ByteTokenizer, load_tokenizer
 from birdie.train.export import export_model, read_weights
 
 #: A run of a few seconds: tiny batches of the embedded story questions, no progress bar or plots.
@@ -21,6 +22,16 @@ def make_base(directory: Path, preset: str = "transformer-tiny") -> Path:
     tokenizer = ByteTokenizer()
     model = create(preset, vocab_size=tokenizer.vocab_size)
     return export_model(directory, model, model.config.to_dict(), tokenizer)
+
+
+def make_story_base(directory: Path) -> Path:
+    """A freshly initialised ``transformer-tiny`` exported with the quick base's BPE tokenizer trained on the
+    embedded stories: story words are single tokens, so a tiny model learns to read answers off a passage in a few
+    hundred steps (byte-level, it needs thousands)."""
+    tokenizer = load_tokenizer(str(story_tokenizer(directory / "tokenizer")))
+    torch.manual_seed(0)
+    model = create("transformer-tiny", vocab_size=tokenizer.vocab_size)
+    return export_model(directory / "export", model, model.config.to_dict(), tokenizer)
 
 
 def run(command: str, base: Path, out: Path, *extra: str) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ def test_precedence_defaults_file_flags(tmp_path):
     path.write_text("train:\n  steps: 11\n  batch_size: 8\ndpo:\n  loss_type: ipo\n")
     config = parse("dpo", "--config", str(path), "--train.batch_size", "4")
     assert (config.train.steps, config.train.batch_size, config.dpo.loss_type) == (11, 4, "ipo")
-    assert config.optimizer.lr == 3e-4  # the dpo command's default, not birdie train's
+    assert config.optimizer.weight_decay == 0.0  # the dpo command's default, not birdie train's (0.1)
     assert parse("sft").train.out == "runs/sft"
 
 

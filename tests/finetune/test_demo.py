@@ -29,6 +29,8 @@ def test_quick_base_is_trained_when_none_is_given(tmp_path, monkeypatch):
     config = build_finetune_config("sft", {"train": {"out": str(tmp_path / "sft")}, "logging": {"progress": False}})
     path = base_module.base_path(config, init_runtime(config.distributed, "cpu"))
     assert path == tmp_path / "sft" / "base" / "export"
-    model, _ = load(path)
-    assert model.config.family == "hawk"
+    model, tokenizer = load(path)
+    assert model.config.family == "transformer"
+    assert model.config.vocab_size == tokenizer.vocab_size == base_module.STORY_VOCAB
+    assert len(tokenizer.encode(" village")) == 1  # the story tokenizer: story words are single tokens
     assert base_module.base_path(config, init_runtime(config.distributed, "cpu")) == path  # reused, not retrained
