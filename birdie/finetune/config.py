@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping
 from birdie.checks import ConfigError, check, option
 from birdie.train.config import (CheckpointConfig, DistributedConfig, LoggingConfig, ModelSection, OptimizerConfig,
                                  ScheduleConfig, TrainLoopConfig)
-from birdie.train.config_io import add_leaf_arguments, build_section
+from birdie.train.config_io import add_leaf_arguments, build_sections
 
 COMMANDS = ("sft", "dpo", "rm")
 #: The row fields of fine-tuning data (``data.columns`` maps dataset columns onto them).
@@ -138,15 +138,7 @@ def build_finetune_config(command: str, values: Mapping[str, Any] | None = None)
     """A validated config for ``command`` from nested ``{section: {field: value}}`` over the command defaults."""
     if command not in COMMANDS:
         raise ConfigError(f"unknown fine-tuning command {command!r}; valid: {', '.join(COMMANDS)}")
-    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in COMMAND_DEFAULTS[command].items()}
-    for name, given in (values or {}).items():
-        if name not in SECTIONS:
-            raise ConfigError(f"unknown config section {name!r}; valid: {', '.join(SECTIONS)}")
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"config section {name!r} must be a mapping of fields, got {given!r}")
-        merged.setdefault(name, {}).update(given)
-    sections = {name: build_section(cls, merged.get(name, {}), name) for name, cls in SECTIONS.items()}
-    return FinetuneConfig(command=command, **sections)
+    return FinetuneConfig(command=command, **build_sections(SECTIONS, COMMAND_DEFAULTS[command], values))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
