@@ -1,6 +1,7 @@
 """Fine-tuning throughput: SFT tokens/s with packing vs padding, and DPO pairs/s with a live vs cached reference.
 
     python bench/finetune.py [--preset transformer-tiny] [--examples 64] [--batch-size 16] [--steps 6]
+    python bench/finetune.py --trl [--steps 6]     # the same side by side with TRL (bench/finetune_trl.py)
 
 SFT: the same embedded story questions trained both ways (each conversation padded to ``--sequence-length`` as
 EasyLM does, or packed with per-conversation resets); the rate counts the conversations' real tokens, so padding's
@@ -59,7 +60,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sequence-length", type=int, default=256)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--trl", action="store_true",
+                        help="birdie vs TRL's SFTTrainer and DPOTrainer on the same model and data (needs trl)")
     args = parser.parse_args()
+    if args.trl:
+        from finetune_trl import side_by_side
+
+        side_by_side(args, trainer, timed_step)
+        return
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"{args.preset}, batch {args.batch_size}, rows of {args.sequence_length}, {args.steps} timed steps each")
     with tempfile.TemporaryDirectory() as tmp:
