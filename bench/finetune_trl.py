@@ -222,9 +222,17 @@ def side_by_side(args: argparse.Namespace, trainer: Callable[..., Trainer],
     print(f"TRL packed batch: {max(1, round(rows))} rows (birdie's packing fills {rows:.1f} rows per step)")
     _table("SFT", "real tokens/s", sft_rates, "birdie packing")
     _table("DPO", "pairs/s", dpo_rates, "birdie cached")
+    print("birdie / TRL, each mode (birdie: the mean of its two runs): " + ", ".join(
+        f"{kind} {mode} {_paired(rates, mode):.2f}x"
+        for kind, rates, modes in (("SFT", sft_rates, ("packing", "padding")), ("DPO", dpo_rates, ("live", "cached")))
+        for mode in modes))
     print(f"one-off reference pass over {args.examples} pairs: birdie {birdie_cache_s:.1f} s (with the data load), "
           f"TRL DPOTrainer constructor {built['TRL cached']:.1f} s with precompute_ref_log_probs, "
           f"{built['TRL live']:.1f} s without")
+
+
+def _paired(rates: dict[str, float], mode: str) -> float:
+    return (rates[f"birdie {mode}"] + rates[f"birdie {mode} (again)"]) / 2 / rates[f"TRL {mode}"]
 
 
 def _table(name: str, unit: str, rates: dict[str, float], against: str) -> None:
