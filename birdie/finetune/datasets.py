@@ -1,7 +1,9 @@
 """Reading fine-tuning data: chat rows for SFT and preference pairs for DPO and reward models.
 
 SFT rows (one JSON object per line): ``{"messages": [{role, content}, ...]}`` (Tulu), or ``{"prompt": str,
-"completion": str}`` (a user turn and an assistant turn). Preference rows: ``{"chosen": [...], "rejected": [...]}``
+"completion": str}`` (a user turn and an assistant turn). ShareGPT messages ``{"from": "human"|"gpt"|"system",
+"value": str}`` (in ``messages``, ShareGPT's ``conversations`` column, or a preference row's lists) become
+``{"role": "user"|"assistant"|"system", "content": str}``. Preference rows: ``{"chosen": [...], "rejected": [...]}``
 message lists (or completion strings answering the prompt, TRL's standard format), with an optional ``"prompt"`` (a
 string or a message list put before both sides, as in UltraFeedback) and an optional numeric ``"margin"`` (used by
 the reward-model loss).
@@ -88,16 +90,42 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield where, row
 
 
+#: ShareGPT speakers (``{"from", "value"}`` messages) and the roles they become.
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+
+
+def from_sharegpt(messages: Any, where: str) -> Any:
+    """``messages`` with each ShareGPT ``{"from", "value"}`` message as ``{"role", "content"}``; anything else is
+    returned as it is (for :func:`~birdie.finetune.chat.check_messages` to judge)."""
+    if not isinstance(messages, list):
+        return messages
+    converted = []
+    for index, message in enumerate(messages):
+        if isinstance(message, dict) and "from" in message and "role" not in message:
+            speaker = message["from"]
+            if speaker not in SHAREGPT_ROLES:
+                raise DataError(f"{where}: message {index} has unknown ShareGPT speaker 'from': {speaker!r}; valid: "
+                                f"{', '.join(SHAREGPT_ROLES)}")
+            if "value" not in message:
+                raise DataError(f"{where}: message {index} (from {speaker!r}) has no 'value'; a ShareGPT message is "
+                                "{\"from\": ..., \"value\": text}")
+            message = {"role": SHAREGPT_ROLES[speaker], "content": message["value"]}
+        converted.append(message)
+    return converted
+
+
 def sft_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
-    """The conversation of an SFT row (``messages``, or ``prompt``/``completion`` strings)."""
-    if "messages" in row:
-        return check_messages(row["messages"], where)
+    """The conversation of an SFT row: ``messages`` (or ShareGPT's ``conversations``) as ``{role, content}`` or
+    ShareGPT ``{from, value}`` messages, or ``prompt``/``completion`` strings."""
+    for key in ("messages", "conversations"):
+        if key in row:
+            return check_messages(from_sharegpt(row[key], where), where)
     if "prompt" in row and "completion" in row:
         if not isinstance(row["prompt"], str) or not isinstance(row["completion"], str):
             raise DataError(f"{where}: 'prompt' and 'completion' must be strings")
         return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
-    raise DataError(f"{where}: an SFT row needs 'messages' (a list of {{role, content}}) or 'prompt' and "
-                    f"'completion'; found keys {sorted(row)}")
+    raise DataError(f"{where}: an SFT row needs 'messages' (a list of {{role, content}} or ShareGPT {{from, value}}), "
+                    f"ShareGPT's 'conversations', or 'prompt' and 'completion'; found keys {sorted(row)}")
 
 
 def _render(messages: list[dict[str, str]], tokenizer: Any, train_on: str, max_length: int, drop_truncated: bool,
@@ -141,13 +169,13 @@ def _side(row: dict[str, Any], key: str, where: str) -> list[dict[str, str]]:
     side = row[key]
     if isinstance(side, str):  # TRL's standard format: the prompt, then each side as a completion string
         side = [{"role": "assistant", "content": side}]
-    messages = check_messages(side, f"{where} ({key})")
+    messages = check_messages(from_sharegpt(side, f"{where} ({key})"), f"{where} ({key})")
     prompt = row.get("prompt")
     if isinstance(prompt, str) and not (messages and messages[0]["role"] == "user"
                                         and messages[0]["content"].strip() == prompt.strip()):
         messages = [{"role": "user", "content": prompt}] + messages
     elif isinstance(prompt, list):
-        messages = check_messages(prompt, f"{where} (prompt)") + messages
+        messages = check_messages(from_sharegpt(prompt, f"{where} (prompt)"), f"{where} (prompt)") + messages
     return messages
 
 
