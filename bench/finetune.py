@@ -53,6 +53,16 @@ def timed_step(t: FinetuneTrainer, step: int) -> float:
     return time.perf_counter() - started
 
 
+def interleaved_seconds(trainers: dict[str, FinetuneTrainer], steps: int) -> dict[str, float]:
+    """Seconds of steps 1..``steps`` of each trainer, run interleaved step by step (step 0 warms up, untimed)."""
+    seconds = {mode: 0.0 for mode in trainers}
+    for step in range(steps + 1):
+        for mode, t in trainers.items():
+            elapsed = timed_step(t, step)
+            seconds[mode] += elapsed if step else 0.0
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="transformer-tiny")
@@ -66,7 +76,7 @@ def main() -> None:
     if args.trl:
         from finetune_trl import side_by_side
 
-        side_by_side(args, trainer, timed_step)
+        side_by_side(args, trainer, interleaved_seconds)
         return
     print(f"python {platform.python_version()}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"{args.preset}, batch {args.batch_size}, rows of {args.sequence_length}, {args.steps} timed steps each")
@@ -79,12 +89,8 @@ def main() -> None:
 
         sft = {mode: trainer("sft", base, tmp / mode, args, data={"packing": mode == "packing"})
                for mode in ("packing", "padding")}
-        seconds = {mode: 0.0 for mode in sft}
+        seconds = interleaved_seconds(sft, args.steps)
         tokens: dict[str, int] = {}
-        for step in range(args.steps + 1):  # step 0 warms up
-            for mode, t in sft.items():
-                elapsed = timed_step(t, step)
-                seconds[mode] += elapsed if step else 0.0
         for mode, t in sft.items():
             examples = [t.objective.items[i] for step in range(1, args.steps + 1)
                         for i in global_batch(t.objective.num_examples, args.batch_size, step, 0)]
@@ -99,11 +105,7 @@ def main() -> None:
         dpo = {"cached": trainer("dpo", base, tmp / "cached", args, dpo={"reference": "cached"})}
         cache_s = time.perf_counter() - started
         dpo["live"] = trainer("dpo", base, tmp / "live", args, dpo={"reference": "live"})
-        seconds = {mode: 0.0 for mode in dpo}
-        for step in range(args.steps + 1):
-            for mode, t in dpo.items():
-                elapsed = timed_step(t, step)
-                seconds[mode] += elapsed if step else 0.0
+        seconds = interleaved_seconds(dpo, args.steps)
         pairs = args.steps * args.batch_size
         for mode in ("live", "cached"):
             print(f"DPO {mode:<8} {pairs / seconds[mode]:9.1f} pairs/s")

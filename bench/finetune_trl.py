@@ -41,16 +41,13 @@ from birdie.finetune.batches import global_batch, pack
 from birdie.finetune.datasets import Example
 
 Trainer = Any  # birdie's FinetuneTrainer, built by bench/finetune.py's ``trainer``
+Interleaved = Callable[[dict[str, Trainer], int], dict[str, float]]  # bench/finetune.py's ``interleaved_seconds``
 
 
-def _birdie_rates(trainers: dict[str, Trainer], steps: int, timed_step: Callable[[Trainer, int], float],
+def _birdie_rates(trainers: dict[str, Trainer], steps: int, interleaved: Interleaved,
                   per_step: Callable[[Trainer, int], float]) -> dict[str, float]:
     """Work per second (``per_step`` units) of each trainer, the modes interleaved step by step; step 0 warms up."""
-    seconds = {mode: 0.0 for mode in trainers}
-    for step in range(steps + 1):
-        for mode, t in trainers.items():
-            elapsed = timed_step(t, step)
-            seconds[mode] += elapsed if step else 0.0
+    seconds = interleaved(trainers, steps)
     return {mode: sum(per_step(t, s) for s in range(1, steps + 1)) / seconds[mode] for mode, t in trainers.items()}
 
 
@@ -163,8 +160,7 @@ def _trl_dpo(hf_dir: Path, pairs: list[Any], decode: Callable[[list[int]], str],
     return args.batch_size * args.steps / sum(meter.times[1:]), built
 
 
-def side_by_side(args: argparse.Namespace, trainer: Callable[..., Trainer],
-                 timed_step: Callable[[Trainer, int], float]) -> None:
+def side_by_side(args: argparse.Namespace, trainer: Callable[..., Trainer], interleaved: Interleaved) -> None:
     """Print SFT tokens/s and DPO pairs/s of birdie and TRL as Markdown tables, with the ratios."""
     import datasets
     import transformers
@@ -194,11 +190,11 @@ def side_by_side(args: argparse.Namespace, trainer: Callable[..., Trainer],
         rows = statistics.mean(
             pack([examples[i] for i in global_batch(len(examples), args.batch_size, s, 0)], args.sequence_length,
                  0)["input_ids"].shape[0] for s in range(1, args.steps + 1))
-        sft_rates = {f"birdie {m}": r for m, r in _birdie_rates(sft, args.steps, timed_step, _real_tokens).items()}
+        sft_rates = {f"birdie {m}": r for m, r in _birdie_rates(sft, args.steps, interleaved, _real_tokens).items()}
         for packing in (True, False):
             sft_rates[f"TRL {'packing' if packing else 'padding'}"] = _trl_sft(
                 hf.out, examples, args, lr, betas, packing, max(1, round(rows)) if packing else args.batch_size, work)
-        again = _birdie_rates(sft, args.steps, timed_step, _real_tokens)
+        again = _birdie_rates(sft, args.steps, interleaved, _real_tokens)
         sft_rates.update({f"birdie {m} (again)": r for m, r in again.items()})
 
         started = time.perf_counter()
@@ -206,14 +202,14 @@ def side_by_side(args: argparse.Namespace, trainer: Callable[..., Trainer],
         birdie_cache_s = time.perf_counter() - started
         dpo["live"] = trainer("dpo", base, work / "live", args, dpo={"reference": "live"})
         pairs = dpo["live"].objective.items
-        dpo_rates = {f"birdie {m}": r for m, r in _birdie_rates(dpo, args.steps, timed_step, _pairs).items()}
+        dpo_rates = {f"birdie {m}": r for m, r in _birdie_rates(dpo, args.steps, interleaved, _pairs).items()}
         built = {}
         for precompute in (False, True):
             name = f"TRL {'cached' if precompute else 'live'}"
             dpo_rates[name], built[name] = _trl_dpo(hf.out, pairs, tokenizer.decode, args, lr, betas, precompute,
                                                     work)
         dpo_rates.update({f"birdie {m} (again)": r
-                          for m, r in _birdie_rates(dpo, args.steps, timed_step, _pairs).items()})
+                          for m, r in _birdie_rates(dpo, args.steps, interleaved, _pairs).items()})
 
     print(f"{hf.architecture} {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, byte tokenizer; "
           f"batch {args.batch_size}, rows of {args.sequence_length}, {args.steps} timed steps after 1 warm-up; "
