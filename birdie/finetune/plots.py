@@ -31,3 +31,45 @@ def plot_finetune(out_dir: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+PPO_PANELS = (
+    ("reward", ("objective/scores",)),
+    ("KL to the reference (nats per response)", ("objective/kl",)),
+    ("entropy (nats per token)", ("objective/entropy",)),
+    ("losses", ("loss/policy_avg", "loss/value_avg")),
+)
+
+
+def plot_ppo(out_dir: str | Path) -> Path:
+    """Write ``OUT/plots/ppo.png`` from a ``birdie ppo`` run's ``OUT/metrics.jsonl``: the mean reward (± its
+    standard deviation over rollouts), the KL to the reference, the entropy and the policy/value losses per step;
+    returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    records = read_metrics(out_dir / "metrics.jsonl")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (title, keys) in zip(axes.flat, PPO_PANELS):
+        for key in keys:
+            points = [(r["step"], r[key]) for r in records if key in r]
+            if points:
+                ax.plot(*zip(*points), label=key)
+        if title == "reward" and records:
+            steps = [r["step"] for r in records]
+            mean = [r["objective/scores"] for r in records]
+            spread = [r.get("objective/scores_std", 0.0) for r in records]
+            ax.fill_between(steps, [m - s for m, s in zip(mean, spread)], [m + s for m, s in zip(mean, spread)],
+                            alpha=0.2)
+        ax.set(xlabel="step", title=title)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "plots" / "ppo.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

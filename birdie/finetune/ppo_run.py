@@ -248,6 +248,10 @@ def _run(config: PPORunConfig, runtime: Runtime) -> list[dict[str, float]]:
             ckpt.save_checkpoint(out / "checkpoints", step, states, runtime, config.checkpoint.milestone_every)
     if progress is not None:
         progress.close()
+    if config.logging.plots and runtime.is_main:
+        from birdie.finetune.plots import plot_ppo
+
+        plot_ppo(out)
     if config.checkpoint.export:
         from birdie.train.export import export_model
 

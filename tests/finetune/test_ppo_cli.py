@@ -15,7 +15,7 @@ from birdie.finetune.ppo_config import build_ppo_config
 from birdie.train.export import read_weights
 from tests.finetune.helpers import make_base, run
 
-FAST = ["--no-progress", "--ppo.max_new_tokens", "3", "--ppo.rollouts_per_prompt", "2", "--prompts-per-step", "2"]
+FAST = ["--no-progress", "--logging.plots", "false", "--ppo.max_new_tokens", "3", "--ppo.rollouts_per_prompt", "2", "--prompts-per-step", "2"]
 
 
 def metrics(out):
@@ -50,6 +50,15 @@ def test_resume_is_bit_exact(tmp_path):
     same = [{k: v for k, v in m.items() if not k.startswith(drop)} for m in metrics(tmp_path / "straight")]
     again = [{k: v for k, v in m.items() if not k.startswith(drop)} for m in metrics(tmp_path / "cut")]
     assert same == again
+
+
+def test_a_run_plots_reward_kl_entropy_and_losses_unless_told_not_to(tmp_path):
+    base = make_base(tmp_path / "base")
+    plotted = [*FAST[:1], *FAST[3:]]
+    assert main(["ppo", "--pretrained", str(base), "--out", str(tmp_path / "plotted"), "--steps", "2", *plotted]) == 0
+    assert (tmp_path / "plotted" / "plots" / "ppo.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["ppo", "--pretrained", str(base), "--out", str(tmp_path / "quiet"), "--steps", "1", *FAST]) == 0
+    assert not (tmp_path / "quiet" / "plots").exists()
 
 
 @pytest.mark.parametrize("victim", ["shared.pt", "rank_0.pt", "__0_0.distcp"])
