@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from birdie.harness.core import Scorer
+from birdie.harness.decoding import greedy_batch
 from birdie.harness.text import encode_text, eos_string
 from birdie.harness.truncation import fit_generation, log
 
@@ -275,13 +276,21 @@ class ModelEndpoint:
 
     def _generate(self, prompts: list[list[int]], max_tokens: int, stop: list[str], temperature: float,
                   seed: int | None, splits: list[int] | None) -> list[dict[str, Any]]:
-        choices = []
+        """Greedy requests (``temperature`` 0) decode their prompts together (:func:`greedy_batch`, token for token
+        what one-at-a-time decoding gives); sampled ones one after another from ``seed``."""
         eos = self.tokenizer.specials.eos
+        kept, budgets, kept_splits = [], [], []
         for index, prompt in enumerate(prompts):
-            kept, budget = fit_generation(prompt, max_tokens, self.max_length, eos)
-            split = None if splits is None else max(splits[index] - (len(prompt) - len(kept)), 0)
-            result = self.scorer.generate(kept, budget, stop, temperature=temperature, seed=seed,
-                                          prefix=splits is not None, prefix_length=split)
-            choices.append({"index": index, "text": result.text, "logprobs": None,
-                            "finish_reason": result.finish_reason, "_generated": result.token_ids})
-        return choices
+            ids, budget = fit_generation(prompt, max_tokens, self.max_length, eos)
+            kept.append(ids)
+            budgets.append(budget)
+            kept_splits.append(None if splits is None else max(splits[index] - (len(prompt) - len(ids)), 0))
+        prefix = splits is not None
+        if temperature == 0:
+            results = greedy_batch(self.scorer, kept, budgets, stop, prefix=prefix, prefix_lengths=kept_splits)
+        else:
+            results = [self.scorer.generate(ids, budget, stop, temperature=temperature, seed=seed, prefix=prefix,
+                                            prefix_length=split)
+                       for ids, budget, split in zip(kept, budgets, kept_splits)]
+        return [{"index": index, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason,
+                 "_generated": result.token_ids} for index, result in enumerate(results)]

@@ -99,3 +99,24 @@ def test_lm_eval_generate_until_batches_greedy_requests_with_the_same_outputs(nu
         expected.append(lm.scorer.generate(prompt, kwargs["max_gen_toks"], stop,
                                            temperature=kwargs.get("temperature", 0.0), seed=lm.seed).text)
     assert lm.generate_until(requests) == expected
+
+
+@pytest.mark.parametrize("prefix_length", [None, [3, 0, 2, 1, 4, 5]])
+def test_a_greedy_server_request_decodes_its_prompts_together_as_one_at_a_time(birdie_model, prefix_length,
+                                                                              monkeypatch):
+    """``/v1/completions`` with several prompts at temperature 0 goes through the batched decoder and answers what
+    each prompt alone gets (stock form: causal; ``prefix_length``: the prefix-LM extension)."""
+    from birdie.harness.endpoint import ModelEndpoint
+
+    prompts = _prompts(birdie_model.tokenizer)
+    body = {"prompt": prompts, "max_tokens": 5, "temperature": 0}
+    if prefix_length is not None:
+        body["prefix_length"] = prefix_length
+    scorer = Scorer(birdie_model, ScorerConfig(batch_size=4))
+    splits = prefix_length or [None] * len(prompts)
+    expected = [scorer.generate(p, 5, prefix=prefix_length is not None, prefix_length=s)
+                for p, s in zip(prompts, splits)]
+    monkeypatch.setattr(scorer, "generate", lambda *a, **k: pytest.fail("a greedy request decoded one at a time"))
+    reply = ModelEndpoint("m", scorer).completions(body)
+    assert [c["text"] for c in reply["choices"]] == [g.text for g in expected]
+    assert reply["usage"]["completion_tokens"] == sum(len(g.token_ids) for g in expected)
