@@ -58,6 +58,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     phonebook.add_argument("--layout", default="question-context-question",
                            choices=["question-context-question", "question-context", "context-question"])
     phonebook.add_argument("--seed", type=int, default=0)
+    phonebook.add_argument("--number-digits", type=int, default=10,
+                           help="digits per phone number (default 10, the paper's XXX-XXX-XXXX; 3-9: plain digits, "
+                                "for small models)")
     phonebook.add_argument("--cache-dir", help=f"where generated sets are cached (default {cache.DEFAULT_CACHE_DIR})")
     _common(phonebook, batch_size=8)
     phonebook.set_defaults(func=run_phonebook)
@@ -147,7 +150,7 @@ def run_phonebook(args: argparse.Namespace) -> int:
     started = time.time()
     with _user_input("phonebook"):
         config = PhonebookConfig(args.num_books, args.min_entries, args.max_entries, args.num_queries, args.layout,
-                                 args.seed)
+                                 args.seed, args.number_digits)
     if not (args.checkpoint or args.generate):
         raise SystemExit("birdie eval phonebook: give --checkpoint DIR to score, or --generate FILE to write a set")
     with _user_input("phonebook"):

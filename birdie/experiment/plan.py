@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from birdie.checks import check
+from birdie.eval.phonebook import DIGITS_PER_NUMBER, MIN_NUMBER_DIGITS
 
 #: The arms, in the order they run. ``second_stage`` continues an NTP-trained model with the Birdie curriculum.
 ARMS = ("ntp", "ul2", "birdie", "second_stage")
@@ -43,6 +44,8 @@ class Scale:
             decay, loss on the answer only: the paper's A.9 recipe, scaled).
         book_entries: ``(min, max)`` names per phone book, for fine-tuning and evaluation.
         max_queries: numbers asked for at once, 1..max_queries (evaluated at each value).
+        number_digits: digits per phone number (10: the paper's ``XXX-XXX-XXXX``; fewer: plain digits), for
+            fine-tuning and evaluation.
         tokens_per_arm: the pretraining token budget of one arm when ``--budget-minutes`` is not given; None =
             derive it from the default budget (:data:`DEFAULT_BUDGET_MINUTES`) and the measured throughput.
         finetune_tokens: fine-tuning tokens per arm with ``tokens_per_arm``.
@@ -65,6 +68,7 @@ class Scale:
     finetune_lr: float
     book_entries: tuple[int, int]
     max_queries: int
+    number_digits: int = 10
     tokens_per_arm: int | None = None
     finetune_tokens: int | None = None
     eval_books: int = 64
@@ -74,6 +78,16 @@ class Scale:
     books: str = "birdie.experiment.books:cpu_books"
     grad_accum: int = 1
     finetune_grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        low, high = self.book_entries
+        check(self, "book_entries", 1 <= low <= high, "must be (min, max) names per book with 1 <= min <= max")
+        check(self, "max_queries", 1 <= self.max_queries <= low,
+              f"must be in [1, {low}] (a book cannot answer more queries than its fewest entries)")
+        check(self, "number_digits", MIN_NUMBER_DIGITS <= self.number_digits <= DIGITS_PER_NUMBER,
+              f"must be in [{MIN_NUMBER_DIGITS}, {DIGITS_PER_NUMBER}]")
+        check(self, "finetune_tokens", (self.tokens_per_arm is None) == (self.finetune_tokens is None),
+              "must be given together with tokens_per_arm (a fixed token budget has both)")
 
     def model_overrides(self, label: str) -> dict[str, Any]:
         """The preset overrides of model ``label`` (``max_seq_len`` covers the fine-tuning rows)."""
@@ -112,8 +126,9 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu", models=(("hawk", "hawk-tiny", (("d_model", 96), ("state_dim", 96))),),
         sequence_length=256, batch_size=8, lr=3e-3,
-        finetune_sequence_length=512, finetune_batch_size=8, finetune_lr=2e-3,
-        book_entries=(4, 8), max_queries=2, eval_books=48, eval_infilling_items=120, evaluations=8,
+        finetune_sequence_length=512, finetune_batch_size=8, finetune_lr=3e-3,
+        book_entries=(1, 3), max_queries=1, number_digits=4, tokens_per_arm=400 * 8 * 256,
+        finetune_tokens=150 * 8 * 512, eval_books=48, eval_infilling_items=120, evaluations=8,
     ),
     # The GPU ladder (byte tokens keep the data pipeline identical to the CPU run; vocab 512 covers them).
     # Parameters (`birdie experiment replicate --help` prints them for a run): Hawk / Gated SSM 29 M / 27 M,

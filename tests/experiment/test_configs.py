@@ -136,3 +136,37 @@ def test_gpu_configs_validate_with_the_paper_mixture_and_small_validation_batche
         big = ExperimentPlan(scale=name, arms=ARMS, seeds=1, pretrain_steps=10, finetune_steps=10)
         assert configs.pretrain_config(big, "hawk", "ntp", 10, 0, tmp_path).train.grad_accum == SCALES[name].grad_accum
         assert configs.finetune_config(big, "hawk", 0, tmp_path, tmp_path).train.grad_accum > 1
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(book_entries=(3, 2)), "book_entries"),
+    (dict(book_entries=(0, 2)), "book_entries"),
+    (dict(max_queries=3), "max_queries"),
+    (dict(max_queries=0), "max_queries"),
+    (dict(number_digits=2), "number_digits"),
+    (dict(number_digits=11), "number_digits"),
+    (dict(tokens_per_arm=10 ** 6, finetune_tokens=None), "finetune_tokens"),
+])
+def test_a_bad_scale_names_its_field(fields, message):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=f"Scale.{message}="):
+        dataclasses.replace(SCALES["cpu"], **fields)
+
+
+def test_the_cpu_books_and_evaluation_sets_have_the_scales_size_and_number_length():
+    from birdie.experiment import books, evaluate
+
+    scale = SCALES["cpu"]
+    low, high = scale.book_entries
+    p = plan(eval_books=4 * scale.max_queries)
+    records = [r for _, r in zip(range(40), books.cpu_books("train", 0, 1, 0))]
+    prompts = [r["prefix"] for r in records] + [i["prompt"] for i in evaluate.phonebook_items(p, 0)]
+    answers = [r["target"] for r in records] + [i["answer"] for i in evaluate.phonebook_items(p, 0)]
+    for prompt, answer in zip(prompts, answers):
+        entries = prompt.split("Phonebook:\n", 1)[1].split("\n\n")[0].split("\n")
+        assert low <= len(entries) <= high
+        numbers = [entry.rsplit(": ", 1)[1] for entry in entries]
+        assert all(n.isdigit() and len(n) == scale.number_digits for n in numbers)
+        asked = answer.split(", ")
+        assert 1 <= len(asked) <= scale.max_queries and set(asked) <= set(numbers)
