@@ -1,5 +1,6 @@
 """The plan's budget arithmetic and the training configs it builds (validated by the trainer's own config code)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_steps_from_budget_splits_the_time_equally_and_keeps_minimums():
         steps_from_budget(scale, 0.0, 8, 10.0)
 
 
-def test_gpu_rungs_train_about_20_tokens_per_parameter_and_cpu_needs_a_budget():
+def test_gpu_rungs_train_about_20_tokens_per_parameter_and_a_scale_without_tokens_needs_a_budget():
     from birdie.models.presets import count_parameters, preset_config
 
     rung = SCALES["gpu"]
@@ -98,7 +99,15 @@ def test_gpu_rungs_train_about_20_tokens_per_parameter_and_cpu_needs_a_budget():
     params = count_parameters(preset_config(rung.preset("hawk"), **rung.model_overrides("hawk")))
     assert 10 <= tokens / params <= 40
     with pytest.raises(ValueError, match="--budget-minutes"):
-        steps_from_tokens(SCALES["cpu"])
+        steps_from_tokens(dataclasses.replace(SCALES["cpu"], tokens_per_arm=None, finetune_tokens=None))
+
+
+def test_the_cpu_scale_has_a_fixed_token_budget_independent_of_the_machine():
+    # the default cpu run trains the scale's tokens (whole steps of its rows), whatever the machine's load
+    cpu = SCALES["cpu"]
+    pretrain, finetune = steps_from_tokens(cpu)
+    assert pretrain * cpu.batch_size * cpu.sequence_length == cpu.tokens_per_arm
+    assert finetune * cpu.finetune_batch_size * cpu.finetune_sequence_length == cpu.finetune_tokens
 
 
 def test_eval_sizes_shrink_with_short_budgets_but_cover_every_query_count():
@@ -148,8 +157,6 @@ def test_gpu_configs_validate_with_the_paper_mixture_and_small_validation_batche
     (dict(tokens_per_arm=10 ** 6, finetune_tokens=None), "finetune_tokens"),
 ])
 def test_a_bad_scale_names_its_field(fields, message):
-    import dataclasses
-
     with pytest.raises(ValueError, match=f"Scale.{message}="):
         dataclasses.replace(SCALES["cpu"], **fields)
 
