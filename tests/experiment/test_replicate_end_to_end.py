@@ -27,7 +27,8 @@ def test_replicate_runs_end_to_end_and_reports_every_arm(tmp_path, capsys):
         cpu = SCALES["cpu"]
         assert set(result["phonebook"]["by_num_queries"]) == {str(k) for k in range(1, cpu.max_queries + 1)}
         # the scale's short numbers, scored against their own random baseline
-        assert all(len(s["answer"]) == cpu.number_digits for s in result["phonebook"]["samples"])
+        assert all(len(number) == cpu.number_digits for s in result["phonebook"]["samples"]
+                   for number in s["answer"].split(", "))
         assert result["phonebook"]["random_digit_accuracy"] == random_digit_accuracy(cpu.number_digits)
         assert set(result["infilling"]) == {"prefix", "causal"}
         assert result["val_loss"] and result["loss_curve"]
