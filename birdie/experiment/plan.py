@@ -128,7 +128,7 @@ SCALES: dict[str, Scale] = {
         sequence_length=256, batch_size=8, lr=3e-3,
         finetune_sequence_length=512, finetune_batch_size=8, finetune_lr=3e-3,
         book_entries=(1, 3), max_queries=1, number_digits=4, tokens_per_arm=1000 * 8 * 256,
-        finetune_tokens=400 * 8 * 512, eval_books=96, eval_infilling_items=120, evaluations=8,
+        finetune_tokens=800 * 8 * 512, eval_books=96, eval_infilling_items=120, evaluations=8,
     ),
     # The GPU ladder (byte tokens keep the data pipeline identical to the CPU run; vocab 512 covers them).
     # Parameters (`birdie experiment replicate --help` prints them for a run): Hawk / Gated SSM 29 M / 27 M,
