@@ -15,8 +15,11 @@ is asked for ``k`` of the numbers at once::
 and the answer is the numbers in query order, comma-separated (``487-090-9300, 312-555-0101, 902-004-1234``).
 Layouts: ``question-context-question`` (above), ``question-context`` and ``context-question``.
 
-Scoring compares the i-th comma-separated chunk of the output with the i-th number, digit by digit (10 digits
-each, a missing digit counts wrong). Guessing digits uniformly gives about 10% digit accuracy.
+``number_digits`` (default 10, the paper's format above) shortens the numbers for small models: with fewer than 10
+digits a number is that many plain digits, the first 1..9 (``number_digits=4``: ``4870``).
+
+Scoring compares the i-th comma-separated chunk of the output with the i-th number, digit by digit (a missing
+digit counts wrong). Guessing digits uniformly gives about 10% digit accuracy (:func:`random_digit_accuracy`).
 """
 
 from __future__ import annotations
@@ -38,8 +41,17 @@ from birdie.eval.registry import EvalTask, evaluate_task, register
 
 LAYOUTS = ("question-context-question", "question-context", "context-question")
 DIGITS_PER_NUMBER = 10
-#: Expected digit accuracy of uniformly random digits (the first digit is 1..9, the other nine 0..9).
-RANDOM_DIGIT_ACCURACY = (1 / 9 + 9 / 10) / DIGITS_PER_NUMBER
+#: Shortest ``number_digits`` allowed (shorter numbers would repeat within a book too often to identify an entry).
+MIN_NUMBER_DIGITS = 3
+
+
+def random_digit_accuracy(digits: int = DIGITS_PER_NUMBER) -> float:
+    """Expected digit accuracy of uniformly random digits on ``digits``-digit numbers (first digit 1..9)."""
+    return (1 / 9 + (digits - 1) / 10) / digits
+
+
+#: :func:`random_digit_accuracy` of the paper's 10-digit numbers.
+RANDOM_DIGIT_ACCURACY = random_digit_accuracy()
 _GENERATOR_VERSION = 1
 
 
@@ -54,6 +66,7 @@ class PhonebookConfig:
             ``num_books / len(num_queries)`` times.
         layout: one of :data:`LAYOUTS`.
         seed: the set's seed; a set is a pure function of this config.
+        number_digits: digits per phone number, :data:`MIN_NUMBER_DIGITS`..10 (10: ``XXX-XXX-XXXX``).
     """
 
     num_books: int = 64
@@ -62,6 +75,7 @@ class PhonebookConfig:
     num_queries: tuple[int, ...] = (1, 2, 4, 8)
     layout: str = "question-context-question"
     seed: int = 0
+    number_digits: int = DIGITS_PER_NUMBER
     _version: int = field(default=_GENERATOR_VERSION, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +89,8 @@ class PhonebookConfig:
               f"must be non-empty, each in [1, min_entries={self.min_entries}] (a book cannot answer more queries "
               "than entries)")
         check(self, "layout", self.layout in LAYOUTS, f"must be one of {LAYOUTS}")
+        check(self, "number_digits", MIN_NUMBER_DIGITS <= self.number_digits <= DIGITS_PER_NUMBER,
+              f"must be in [{MIN_NUMBER_DIGITS}, {DIGITS_PER_NUMBER}]")
 
     def options(self) -> dict[str, Any]:
         """JSON-serialisable options (with the generator version) that identify the set."""
@@ -92,8 +108,10 @@ def _full_names(rng: random.Random, count: int) -> list[str]:
     return [f"{first[i // len(last)]} {last[i % len(last)]}" for i in rng.sample(range(len(first) * len(last)), count)]
 
 
-def _phone_number(rng: random.Random) -> str:
-    return f"{rng.randint(100, 999)}-{rng.randint(0, 999):03d}-{rng.randint(0, 9999):04d}"
+def _phone_number(rng: random.Random, digits: int) -> str:
+    if digits == DIGITS_PER_NUMBER:
+        return f"{rng.randint(100, 999)}-{rng.randint(0, 999):03d}-{rng.randint(0, 9999):04d}"
+    return str(rng.randint(10 ** (digits - 1), 10 ** digits - 1))
 
 
 def _name_list(names: Sequence[str]) -> str:
@@ -111,11 +129,12 @@ def question(names: Sequence[str], where: str) -> str:
     return f"What are the phone numbers for {_name_list(names)}? Find them in the phonebook {where}."
 
 
-def make_book(seed: int | str, num_entries: int, num_queries: int, layout: str) -> dict[str, Any]:
+def make_book(seed: int | str, num_entries: int, num_queries: int, layout: str,
+              number_digits: int = DIGITS_PER_NUMBER) -> dict[str, Any]:
     """One phone book with its query: ``prompt``, ``answer`` and metadata (pure function of the arguments)."""
     rng = random.Random(f"birdie-phonebook:{seed}")
     names = _full_names(rng, num_entries)
-    numbers = [_phone_number(rng) for _ in names]
+    numbers = [_phone_number(rng, number_digits) for _ in names]
     book = "Phonebook:\n" + "\n".join(f"{name}: {number}" for name, number in zip(names, numbers))
     asked = rng.sample(range(num_entries), num_queries)
     asked_names = [names[i] for i in asked]
@@ -142,14 +161,14 @@ def generate_phonebooks(config: PhonebookConfig) -> list[dict[str, Any]]:
     for index in range(config.num_books):
         rng = random.Random(f"birdie-phonebook-size:{config.seed}:{index}")
         item = make_book(f"eval:{config.seed}:{index}", rng.randint(config.min_entries, config.max_entries),
-                         config.num_queries[index % len(config.num_queries)], config.layout)
+                         config.num_queries[index % len(config.num_queries)], config.layout, config.number_digits)
         items.append({"id": f"phonebook-{config.seed}-{index}", **item})
     return items
 
 
 def phonebook_examples(
     split: str, worker_id: int, num_workers: int, rng_seed: int, min_entries: int = 5, max_entries: int = 20,
-    max_queries: int = 4, layouts: Sequence[str] = LAYOUTS,
+    max_queries: int = 4, layouts: Sequence[str] = LAYOUTS, number_digits: int = DIGITS_PER_NUMBER,
 ) -> Iterator[dict[str, Any]]:
     """Unlimited fine-tuning examples in the seeds' source contract, ``{"prefix", "target", "text"}``.
 
@@ -165,10 +184,13 @@ def phonebook_examples(
     if not 1 <= max_queries <= min_entries <= max_entries:
         raise ValueError(f"phonebook_examples: need 1 <= max_queries ({max_queries}) <= min_entries "
                          f"({min_entries}) <= max_entries ({max_entries})")
+    if not MIN_NUMBER_DIGITS <= number_digits <= DIGITS_PER_NUMBER:
+        raise ValueError(f"phonebook_examples: number_digits={number_digits} must be in [{MIN_NUMBER_DIGITS}, "
+                         f"{DIGITS_PER_NUMBER}]")
     for index in itertools.count(worker_id, num_workers):
         rng = random.Random(f"birdie-phonebook-train-shape:{rng_seed}:{split}:{index}")
         book = make_book(f"{split}:{rng_seed}:{index}", rng.randint(min_entries, max_entries),
-                         rng.randint(1, max_queries), rng.choice(list(layouts)))
+                         rng.randint(1, max_queries), rng.choice(list(layouts)), number_digits)
         yield {"prefix": book["prompt"], "target": book["answer"], "text": book["prompt"] + "\n" + book["answer"]}
 
 
@@ -203,7 +225,9 @@ def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str])
         for key in ("all", len(gold)):
             bucket = totals[key]
             bucket["digits"] += sum(digits)
-            bucket["gold_digits"] += DIGITS_PER_NUMBER * len(gold)
+            bucket["gold_digits"] += sum(len(_digits(number)) for number in gold)
+            bucket["random_digits"] += sum(random_digit_accuracy(len(_digits(number))) * len(_digits(number))
+                                           for number in gold)
             bucket["numbers_exact"] += sum(exact)
             bucket["numbers"] += len(gold)
             bucket["items_exact"] += all(exact)
@@ -219,8 +243,10 @@ def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str])
 
     if not items:
         raise ValueError("score_phonebook: no items to score")
-    result = summary(totals.pop("all"))
-    result["random_digit_accuracy"] = RANDOM_DIGIT_ACCURACY
+    overall = totals.pop("all")
+    result = summary(overall)
+    # uniform guessing, weighted by each gold number's digit count
+    result["random_digit_accuracy"] = overall["random_digits"] / overall["gold_digits"]
     result["by_num_queries"] = {k: summary(totals[k]) for k in sorted(totals)}
     return result
 
@@ -273,11 +299,14 @@ class Phonebook(EvalTask):
         parser.add_argument("--layout", default="question-context-question",
                             choices=["question-context-question", "question-context", "context-question"])
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--number-digits", type=int, default=DIGITS_PER_NUMBER,
+                            help="digits per phone number (default 10, the paper's XXX-XXX-XXXX; 3-9: plain digits, "
+                                 "for small models)")
         parser.add_argument("--cache-dir", help=f"where generated sets are cached (default {cache.DEFAULT_CACHE_DIR})")
 
     def _config(self, options: argparse.Namespace) -> Any:
         return PhonebookConfig(options.num_books, options.min_entries, options.max_entries, options.num_queries,
-                               options.layout, options.seed)
+                               options.layout, options.seed, options.number_digits)
 
     def standalone(self, options: argparse.Namespace) -> bool:
         self._config(options)  # a bad option is reported before anything is generated

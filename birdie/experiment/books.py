@@ -16,7 +16,7 @@ from birdie.experiment.plan import SCALES
 def _books(scale: str, split: str, worker_id: int, num_workers: int, rng_seed: int) -> Iterator[dict[str, Any]]:
     low, high = SCALES[scale].book_entries
     return phonebook_examples(split, worker_id, num_workers, rng_seed, min_entries=low, max_entries=high,
-                              max_queries=SCALES[scale].max_queries)
+                              max_queries=SCALES[scale].max_queries, number_digits=SCALES[scale].number_digits)
 
 
 def cpu_books(split: str, worker_id: int, num_workers: int, rng_seed: int) -> Iterator[dict[str, Any]]:

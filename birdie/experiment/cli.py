@@ -1,12 +1,13 @@
 """``birdie experiment replicate``: the Birdie effect at a scale you can rerun (docs/results.md).
 
-    birdie experiment replicate                           # the default: cpu scale, about an hour on 2 cores
+    birdie experiment replicate --seeds 3 --threads 1     # cpu scale, about 70 minutes on 2 cores (docs/results.md)
     birdie experiment replicate --budget-minutes 3 --seeds 1 --arms ntp,birdie --out runs/smoke
     birdie experiment replicate --scale gpu --out runs/gpu   # one GPU, the first rung of the ladder
 
-Every arm trains the same model on the same number of tokens; ``--budget-minutes`` sets that number from the
-throughput measured at the start (a short calibration run), so a busy machine takes longer but trains the same
-tokens as the arms it is compared with. Rerunning the same command on the same ``--out`` resumes it.
+Every arm trains the same model on the same number of tokens: the scale's fixed token budget, or, with
+``--budget-minutes``, the number that budget buys at the throughput measured at the start (a short calibration
+run), so a busy machine takes longer but trains the same tokens as the arms it is compared with. Rerunning the
+same command on the same ``--out`` resumes it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from birdie.experiment.plan import ARM_HELP, ARMS, DEFAULT_BUDGET_MINUTES, SCALES
+from birdie.experiment.plan import ARM_HELP, ARMS, SCALES
 
 CALIBRATION_STEPS = 12
 
@@ -50,9 +51,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                                                   "story infilling, per-objective losses",
                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     replicate.add_argument("--budget-minutes", type=_positive(float), default=None,
-                           help=f"wall-clock budget of the whole run on this machine, turned into equal training "
-                                f"tokens per arm (default: {DEFAULT_BUDGET_MINUTES:g} for cpu; the GPU scales "
-                                "have fixed token budgets)")
+                           help="wall-clock budget of the whole run on this machine, turned into equal training "
+                                "tokens per arm by a short calibration run (default: the scale's fixed token "
+                                "budget, the same on any machine)")
     replicate.add_argument("--scale", choices=list(SCALES), default="cpu",
                            help="cpu: tiny Hawk, 2 cores; gpu, gpu-m, gpu-l: Hawk and Gated SSM on one GPU at "
                                 "about 28M, 210M and 1.1B parameters (20 tokens per parameter)")
@@ -90,8 +91,6 @@ def make_plan(args: argparse.Namespace, out: Path) -> Any:
 
     scale = SCALES[args.scale]
     budget = args.budget_minutes
-    if budget is None and scale.tokens_per_arm is None:
-        budget = DEFAULT_BUDGET_MINUTES
     data = tuple(str(Path(p).resolve()) for p in args.data) if args.data else None
     requested = {"scale": args.scale, "arms": args.arms, "seeds": args.seeds, "budget_minutes": budget, "data": data}
     saved = store.saved_plan(out, requested)

@@ -35,7 +35,8 @@ def phonebook_items(plan: ExperimentPlan, seed: int) -> list[dict[str, Any]]:
     scale = plan.spec
     low, high = scale.book_entries
     return generate_phonebooks(PhonebookConfig(num_books=plan.eval_books, min_entries=low, max_entries=high,
-                                               num_queries=tuple(range(1, scale.max_queries + 1)), seed=seed))
+                                               num_queries=tuple(range(1, scale.max_queries + 1)), seed=seed,
+                                               number_digits=scale.number_digits))
 
 
 def infilling_items(plan: ExperimentPlan, seed: int) -> list[dict[str, Any]]:

@@ -132,8 +132,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"- seeds: {plan['seeds']}; evaluation: {plan['eval_books']} phone books per seed, "
         f"{plan['eval_infilling_items']} story-infilling items per seed",
         "- arms: " + "; ".join(f"`{arm}` {ARM_HELP[arm]}" for arm in plan["arms"]),
-        "", "Cells are mean ± sample standard deviation over seeds. Phone-book random digit accuracy ≈ 0.101; "
-        "story-infilling chance = 0.25.", "", "## Retrieval gap", "",
+        "", "Cells are mean ± sample standard deviation over seeds. "
+        + (f"Phone-book random digit accuracy ≈ {report['arms'][0]['phonebook']['random_digit_accuracy']:.3f}; "
+           if report["arms"] else "") + "story-infilling chance = 0.25.", "", "## Retrieval gap", "",
     ]
     lines += _gap_lines(report["arms"], list(context["model_parameters"])) or ["- not measured yet (arms missing)"]
     for table, rows in report["aggregate"]["tables"].items():

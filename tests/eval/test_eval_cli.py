@@ -50,6 +50,14 @@ def test_phonebook_generate_then_reuse_then_score(checkpoint, tmp_path, capsys):
     assert json.loads(out.read_text())["prompt_mode"] == "causal"
 
 
+def test_phonebook_number_digits_sets_the_numbers_length(tmp_path, capsys):
+    data = tmp_path / "short.jsonl"
+    assert main(["eval", "phonebook", "--generate", str(data), "--num-books", "6", "--min-entries", "1",
+                 "--max-entries", "3", "--num-queries", "1", "--number-digits", "4"]) == 0
+    answers = [json.loads(line)["answer"] for line in data.read_text().splitlines()]
+    assert len(answers) == 6 and all(re.fullmatch(r"[1-9]\d{3}", answer) for answer in answers)
+
+
 def test_story_infilling_from_a_user_corpus(checkpoint, tmp_path, capsys):
     corpus = tmp_path / "stories.txt"
     corpus.write_text("\n\n".join(" ".join(f"Story {s} step {e}." for e in range(5)) for s in range(6)))
@@ -91,6 +99,8 @@ def test_missing_inputs_fail_clearly(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["phonebook", "--generate", "{tmp}/b.jsonl", "--min-entries", "5", "--max-entries", "8", "--num-queries", "1-32"],
      r"^birdie eval phonebook: PhonebookConfig.num_queries=.*min_entries=5"),
+    (["phonebook", "--generate", "{tmp}/b.jsonl", "--number-digits", "2"],
+     r"^birdie eval phonebook: PhonebookConfig.number_digits=2 must be in \[3, 10\]"),
     (["phonebook", "--data", "{tmp}/nope.jsonl", "--checkpoint", "{tmp}"],
      r"^birdie eval phonebook: .*No such file.*nope\.jsonl"),
     (["story-infilling", "--generate", "{tmp}/s.jsonl", "--num-items", "0"],

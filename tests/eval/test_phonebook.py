@@ -12,6 +12,7 @@ from birdie.eval.phonebook import (
     LAYOUTS,
     RANDOM_DIGIT_ACCURACY,
     PhonebookConfig,
+    random_digit_accuracy,
     generate_phonebooks,
     phonebook_examples,
     score_phonebook,
@@ -80,6 +81,8 @@ def test_seed_changes_books_and_query_counts_cycle():
         (dict(min_entries=3, num_queries=(4,)), "num_queries"),
         (dict(num_queries=()), "num_queries"),
         (dict(layout="question-only"), "layout"),
+        (dict(number_digits=2), "number_digits"),
+        (dict(number_digits=11), "number_digits"),
     ],
 )
 def test_bad_options_fail_clearly(kwargs, message):
@@ -157,3 +160,36 @@ def test_random_numbers_score_near_the_baseline():
 def test_scorer_rejects_mismatched_lengths(items):
     with pytest.raises(ValueError, match="predictions"):
         score_phonebook(items, [""])
+
+
+@pytest.mark.parametrize("number_digits", [3, 4, 7])
+def test_short_numbers_are_plain_digits_in_books_answers_and_the_training_source(number_digits):
+    entry = re.compile(rf"^([A-Z][a-z]+ [A-Z][a-z]+): ([1-9]\d{{{number_digits - 1}}})$")
+    items = generate_phonebooks(PhonebookConfig(num_books=6, min_entries=2, max_entries=4, num_queries=(1, 2),
+                                                number_digits=number_digits))
+    train = list(itertools.islice(phonebook_examples("train", 0, 1, 0, min_entries=2, max_entries=4, max_queries=2,
+                                                     number_digits=number_digits), 6))
+    for prompt, answer in [(i["prompt"], i["answer"]) for i in items] + [(e["prefix"], e["target"]) for e in train]:
+        lines = prompt.split("Phonebook:\n", 1)[1].split("\n\n")[0].split("\n")
+        book = dict(entry.match(line).groups() for line in lines)
+        assert 2 <= len(book) <= 4
+        assert set(answer.split(", ")) <= set(book.values())
+
+
+def test_short_numbers_score_per_digit_against_their_own_random_baseline():
+    items = generate_phonebooks(PhonebookConfig(num_books=40, min_entries=8, max_entries=8, num_queries=(8,),
+                                                number_digits=4))
+    perfect = score_phonebook(items, [item["answer"] for item in items])
+    assert perfect["digit_accuracy"] == perfect["number_exact_match"] == 1.0
+    assert perfect["random_digit_accuracy"] == pytest.approx(random_digit_accuracy(4)) == (1 / 9 + 0.3) / 4
+    last_wrong = [", ".join(n[:3] + str((int(n[3]) + 1) % 10) for n in item["answer"].split(", ")) for item in items]
+    assert score_phonebook(items, last_wrong)["digit_accuracy"] == pytest.approx(0.75)
+    rng = random.Random(0)
+    guesses = [", ".join(str(rng.randint(1000, 9999)) for _ in range(8)) for _ in items]
+    # 1,280 digits: the standard deviation of the mean is below one percentage point.
+    assert abs(score_phonebook(items, guesses)["digit_accuracy"] - random_digit_accuracy(4)) < 0.04
+
+
+def test_the_training_source_rejects_a_bad_number_length():
+    with pytest.raises(ValueError, match="number_digits"):
+        next(phonebook_examples("train", 0, 1, 0, number_digits=2))

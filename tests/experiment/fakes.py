@@ -7,7 +7,8 @@ def arm_result(arm: str, seed: int, digit: float, model: str = "hawk") -> dict:
             "2": {"digit_accuracy": digit / 2, "number_exact_match": digit / 4}}
     return {
         "model": model, "arm": arm, "seed": seed,
-        "phonebook": {"digit_accuracy": digit, "number_exact_match": digit / 3, "by_num_queries": by_k},
+        "phonebook": {"digit_accuracy": digit, "number_exact_match": digit / 3, "by_num_queries": by_k,
+                      "random_digit_accuracy": 0.103},
         "infilling": {"prefix": 0.25 + digit / 10, "causal": 0.25},
         "val_loss": {"next_token_prediction": 2.0 - digit, "copying_l48-96": 1.0},
         "finetune": {"final_loss": 1.5, "wall_s": 10.0},

@@ -1,5 +1,6 @@
 """The plan's budget arithmetic and the training configs it builds (validated by the trainer's own config code)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_steps_from_budget_splits_the_time_equally_and_keeps_minimums():
         steps_from_budget(scale, 0.0, 8, 10.0)
 
 
-def test_gpu_rungs_train_about_20_tokens_per_parameter_and_cpu_needs_a_budget():
+def test_gpu_rungs_train_about_20_tokens_per_parameter_and_a_scale_without_tokens_needs_a_budget():
     from birdie.models.presets import count_parameters, preset_config
 
     rung = SCALES["gpu"]
@@ -98,7 +99,15 @@ def test_gpu_rungs_train_about_20_tokens_per_parameter_and_cpu_needs_a_budget():
     params = count_parameters(preset_config(rung.preset("hawk"), **rung.model_overrides("hawk")))
     assert 10 <= tokens / params <= 40
     with pytest.raises(ValueError, match="--budget-minutes"):
-        steps_from_tokens(SCALES["cpu"])
+        steps_from_tokens(dataclasses.replace(SCALES["cpu"], tokens_per_arm=None, finetune_tokens=None))
+
+
+def test_the_cpu_scale_has_a_fixed_token_budget_independent_of_the_machine():
+    # the default cpu run trains the scale's tokens (whole steps of its rows), whatever the machine's load
+    cpu = SCALES["cpu"]
+    pretrain, finetune = steps_from_tokens(cpu)
+    assert pretrain * cpu.batch_size * cpu.sequence_length == cpu.tokens_per_arm
+    assert finetune * cpu.finetune_batch_size * cpu.finetune_sequence_length == cpu.finetune_tokens
 
 
 def test_eval_sizes_shrink_with_short_budgets_but_cover_every_query_count():
@@ -115,7 +124,7 @@ def test_eval_sizes_shrink_with_short_budgets_but_cover_every_query_count():
     ("seeds", 0, "must be >= 1"),
     ("scale", "tpu", "must be one of"),
     ("pretrain_steps", 1, "must be >= 2"),
-    ("eval_books", 1, "must be >= 2"),
+    ("eval_books", 0, "must be >= 1"),
 ])
 def test_a_bad_plan_names_its_field(field, value, message):
     with pytest.raises(ValueError, match=f"ExperimentPlan.{field}=.*{message}"):
@@ -136,3 +145,35 @@ def test_gpu_configs_validate_with_the_paper_mixture_and_small_validation_batche
         big = ExperimentPlan(scale=name, arms=ARMS, seeds=1, pretrain_steps=10, finetune_steps=10)
         assert configs.pretrain_config(big, "hawk", "ntp", 10, 0, tmp_path).train.grad_accum == SCALES[name].grad_accum
         assert configs.finetune_config(big, "hawk", 0, tmp_path, tmp_path).train.grad_accum > 1
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(book_entries=(3, 2)), "book_entries"),
+    (dict(book_entries=(0, 2)), "book_entries"),
+    (dict(max_queries=3), "max_queries"),
+    (dict(max_queries=0), "max_queries"),
+    (dict(number_digits=2), "number_digits"),
+    (dict(number_digits=11), "number_digits"),
+    (dict(tokens_per_arm=10 ** 6, finetune_tokens=None), "finetune_tokens"),
+])
+def test_a_bad_scale_names_its_field(fields, message):
+    with pytest.raises(ValueError, match=f"Scale.{message}="):
+        dataclasses.replace(SCALES["cpu"], **fields)
+
+
+def test_the_cpu_books_and_evaluation_sets_have_the_scales_size_and_number_length():
+    from birdie.experiment import books, evaluate
+
+    scale = SCALES["cpu"]
+    low, high = scale.book_entries
+    p = plan(eval_books=4 * scale.max_queries)
+    records = [r for _, r in zip(range(40), books.cpu_books("train", 0, 1, 0))]
+    prompts = [r["prefix"] for r in records] + [i["prompt"] for i in evaluate.phonebook_items(p, 0)]
+    answers = [r["target"] for r in records] + [i["answer"] for i in evaluate.phonebook_items(p, 0)]
+    for prompt, answer in zip(prompts, answers):
+        entries = prompt.split("Phonebook:\n", 1)[1].split("\n\n")[0].split("\n")
+        assert low <= len(entries) <= high
+        numbers = [entry.rsplit(": ", 1)[1] for entry in entries]
+        assert all(n.isdigit() and len(n) == scale.number_digits for n in numbers)
+        asked = answer.split(", ")
+        assert 1 <= len(asked) <= scale.max_queries and set(asked) <= set(numbers)

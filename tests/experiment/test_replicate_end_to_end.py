@@ -5,7 +5,8 @@ import json
 import pytest
 
 from birdie.cli import main
-from birdie.experiment.plan import ARMS
+from birdie.eval.phonebook import random_digit_accuracy
+from birdie.experiment.plan import ARMS, SCALES
 
 
 @pytest.mark.slow
@@ -23,7 +24,12 @@ def test_replicate_runs_end_to_end_and_reports_every_arm(tmp_path, capsys):
     for result in report["arms"]:
         assert result["pretrain"]["tokens"] == report["context"]["pretrain_tokens_per_arm"]  # equal tokens
         assert 0.0 <= result["phonebook"]["digit_accuracy"] <= 1.0
-        assert set(result["phonebook"]["by_num_queries"]) == {"1", "2"}
+        cpu = SCALES["cpu"]
+        assert set(result["phonebook"]["by_num_queries"]) == {str(k) for k in range(1, cpu.max_queries + 1)}
+        # the scale's short numbers, scored against their own random baseline
+        assert all(len(number) == cpu.number_digits for s in result["phonebook"]["samples"]
+                   for number in s["answer"].split(", "))
+        assert result["phonebook"]["random_digit_accuracy"] == random_digit_accuracy(cpu.number_digits)
         assert set(result["infilling"]) == {"prefix", "causal"}
         assert result["val_loss"] and result["loss_curve"]
     second = next(r for r in report["arms"] if r["arm"] == "second_stage")

@@ -25,6 +25,7 @@ def test_the_report_has_a_table_per_metric_with_mean_and_spread(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert "`birdie experiment replicate --seeds 2`" in text and "`abc123`" in text
     assert "arms finished: 4 of 4" in text
+    assert "random digit accuracy ≈ 0.103" in text  # the arms' own baseline (their books' number length)
     assert "1,234 parameters" in text and "2.0–3.0 at the arms' ends" in text
     digits = text.split("## phone-book digit accuracy")[1].split("##")[0]
     # k=1 is the digit accuracy, k=2 half of it (fakes.arm_result); sd of (0.5, 0.6) = 0.0707
