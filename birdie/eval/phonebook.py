@@ -211,7 +211,8 @@ def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str])
 
     Returns:
         ``{"digit_accuracy", "number_exact_match", "item_exact_match", "num_items", "random_digit_accuracy",
-        "by_num_queries": {k: {same keys without the random baseline}}}``, accuracies in [0, 1].
+        "by_num_queries": {k: {same keys without the random baseline}}}``, accuracies in [0, 1]; with
+        ``"by_num_entries"`` alike (keyed by names per book) when every item states its ``num_entries``.
     """
     if len(items) != len(predictions):
         raise ValueError(f"score_phonebook: {len(items)} items but {len(predictions)} predictions")
@@ -222,7 +223,8 @@ def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str])
         chunks += [""] * (len(gold) - len(chunks))
         digits = [score_number(chunk, number) for chunk, number in zip(chunks, gold)]
         exact = [_digits(chunk) == _digits(number) for chunk, number in zip(chunks, gold)]
-        for key in ("all", len(gold)):
+        keys = ["all", len(gold)] + ([("entries", item["num_entries"])] if "num_entries" in item else [])
+        for key in keys:
             bucket = totals[key]
             bucket["digits"] += sum(digits)
             bucket["gold_digits"] += sum(len(_digits(number)) for number in gold)
@@ -247,7 +249,10 @@ def score_phonebook(items: Sequence[dict[str, Any]], predictions: Sequence[str])
     result = summary(overall)
     # uniform guessing, weighted by each gold number's digit count
     result["random_digit_accuracy"] = overall["random_digits"] / overall["gold_digits"]
-    result["by_num_queries"] = {k: summary(totals[k]) for k in sorted(totals)}
+    result["by_num_queries"] = {k: summary(totals[k]) for k in sorted(k for k in totals if isinstance(k, int))}
+    if all("num_entries" in item for item in items):
+        # small books separate copying (one entry: any number of the book is right) from finding the name
+        result["by_num_entries"] = {k[1]: summary(totals[k]) for k in sorted(k for k in totals if isinstance(k, tuple))}
     return result
 
 

@@ -52,7 +52,8 @@ def evaluate_phonebook_model(plan: ExperimentPlan, export: Path, seed: int) -> d
     model, tokenizer = _load(export)
     items = phonebook_items(plan, seed)
     metrics, predictions = evaluate_phonebook(model, tokenizer, items, batch_size=16)
-    metrics["by_num_queries"] = {str(k): v for k, v in metrics["by_num_queries"].items()}
+    for key in ("by_num_queries", "by_num_entries"):
+        metrics[key] = {str(k): v for k, v in metrics[key].items()}
     metrics["samples"] = [{"answer": item["answer"], "prediction": prediction}
                           for item, prediction in zip(items[:3], predictions[:3])]
     return metrics

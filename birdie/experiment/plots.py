@@ -80,6 +80,8 @@ def plot_retrieval(results: Sequence[dict[str, Any]], path: Path) -> Path:
     if results:  # every arm answers the same books, so they share one baseline
         ax.axhline(results[0]["phonebook"]["random_digit_accuracy"], color="grey", ls="--", lw=1,
                    label="random digits")
+    counts = sorted({int(k) for r in results for k in r["phonebook"]["by_num_queries"]})
+    ax.set_xticks(counts)  # whole numbers of queries (a scale that asks one has a single tick)
     ax.set(xlabel="numbers asked for at once", ylabel="digit accuracy", ylim=(0, 1),
            title="phone-book retrieval after fine-tuning (mean ± sd over seeds)")
     ax.legend(fontsize=8)

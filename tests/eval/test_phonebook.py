@@ -193,3 +193,21 @@ def test_short_numbers_score_per_digit_against_their_own_random_baseline():
 def test_the_training_source_rejects_a_bad_number_length():
     with pytest.raises(ValueError, match="number_digits"):
         next(phonebook_examples("train", 0, 1, 0, number_digits=2))
+
+
+def test_scores_are_split_by_entries_per_book_when_items_state_them():
+    items = generate_phonebooks(PhonebookConfig(num_books=30, min_entries=1, max_entries=3, num_queries=(1,),
+                                                number_digits=4))
+    # answer the first number of every book: right on every one-entry book, right by chance on larger ones
+    firsts = [re.search(r": (\d{4})$", item["prompt"].split("\n\n")[1], re.M).group(1) for item in items]
+    scored = score_phonebook(items, firsts)
+    by_entries = scored["by_num_entries"]
+    assert set(by_entries) == {item["num_entries"] for item in items} == {1, 2, 3}
+    assert by_entries[1]["number_exact_match"] == 1.0
+    assert sum(b["num_items"] for b in by_entries.values()) == len(items)
+    for n, bucket in by_entries.items():
+        subset = [(i, f) for i, f in zip(items, firsts) if i["num_entries"] == n]
+        assert bucket == {k: v for k, v in score_phonebook(*zip(*subset)).items()
+                          if k in bucket}  # a bucket scores its own books
+    without = [{k: v for k, v in item.items() if k != "num_entries"} for item in items]
+    assert "by_num_entries" not in score_phonebook(without, firsts)

@@ -30,6 +30,8 @@ def test_replicate_runs_end_to_end_and_reports_every_arm(tmp_path, capsys):
         assert all(len(number) == cpu.number_digits for s in result["phonebook"]["samples"]
                    for number in s["answer"].split(", "))
         assert result["phonebook"]["random_digit_accuracy"] == random_digit_accuracy(cpu.number_digits)
+        low, high = cpu.book_entries
+        assert set(result["phonebook"]["by_num_entries"]) <= {str(n) for n in range(low, high + 1)}
         assert set(result["infilling"]) == {"prefix", "causal"}
         assert result["val_loss"] and result["loss_curve"]
     second = next(r for r in report["arms"] if r["arm"] == "second_stage")
