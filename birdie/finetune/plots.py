@@ -7,13 +7,30 @@ from pathlib import Path
 from birdie.train.metrics import read_metrics
 
 
-def plot_finetune(out_dir: str | Path) -> Path:
-    """Write ``OUT/plots/finetune.png`` from ``OUT/metrics.jsonl``; returns its path."""
+def _pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (imported lazily: plotting is optional)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (creating its folder), close it, return ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_finetune(out_dir: str | Path) -> Path:
+    """Write ``OUT/plots/finetune.png`` from ``OUT/metrics.jsonl``; returns its path."""
+    plt = _pyplot()
     out_dir = Path(out_dir)
     records = [r for r in read_metrics(out_dir / "metrics.jsonl") if "loss" in r]
     keys = sorted({k for r in records for k in r if "accurac" in k})
@@ -25,12 +42,7 @@ def plot_finetune(out_dir: str | Path) -> Path:
     axes[1].set(xlabel="step", ylabel="accuracy", title="accuracy")
     if keys:
         axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    path = out_dir / "plots" / "finetune.png"
-    path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "plots" / "finetune.png")
 
 
 PPO_PANELS = (
@@ -45,11 +57,7 @@ def plot_ppo(out_dir: str | Path) -> Path:
     """Write ``OUT/plots/ppo.png`` from a ``birdie ppo`` run's ``OUT/metrics.jsonl``: the mean reward (± its
     standard deviation over rollouts), the KL to the reference, the entropy and the policy/value losses per step;
     returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     out_dir = Path(out_dir)
     records = read_metrics(out_dir / "metrics.jsonl")
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
@@ -67,9 +75,4 @@ def plot_ppo(out_dir: str | Path) -> Path:
         ax.set(xlabel="step", title=title)
         if len(keys) > 1:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out_dir / "plots" / "ppo.png"
-    path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "plots" / "ppo.png")
