@@ -37,9 +37,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from birdie.data.shards import MANIFEST, new_shard_directory
 from birdie.data.sources import Source, check_split, check_validation_fraction, split_hash, stream_seed
 
-MANIFEST = "manifest.jsonl"
 _BRACE = re.compile(r"\{([^{}]*)\}")
 
 
@@ -195,10 +195,7 @@ def write_open_lm_shards(documents: Any, out: str | os.PathLike, eos: int, seq_l
     written; the returned summary counts them (``leftover_tokens``)."""
     if seq_len < 1 or sequences_per_shard < 1:
         raise ValueError(f"seq_len ({seq_len}) and sequences_per_shard ({sequences_per_shard}) must be >= 1")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).exists():
-        raise FileExistsError(f"{out / MANIFEST} exists; write the shards into a new directory")
+    out = new_shard_directory(out)
     width = seq_len + 1
     buffer: list[int] = []
     pending: list[list[int]] = []

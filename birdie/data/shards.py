@@ -118,6 +118,16 @@ class ShardSource(IndexedSource):
         return state
 
 
+def new_shard_directory(out: str | os.PathLike) -> Path:
+    """``out``, created if missing; a :class:`FileExistsError` when it already holds a ``manifest.jsonl`` (shards
+    are written into a new directory, never over another set's)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST).exists():
+        raise FileExistsError(f"{out / MANIFEST} exists; write the shards into a new directory")
+    return out
+
+
 def read_manifest(directory: Path) -> list[dict]:
     """The entries of ``directory/manifest.jsonl``, each checked: a shard name that stays inside ``directory``
     and non-negative integer counts (a ValueError names the line otherwise)."""
@@ -215,10 +225,7 @@ def tokenize_to_shards(
 
     if documents_per_shard < 1 or num_workers < 1:
         raise ValueError(f"documents_per_shard ({documents_per_shard}) and num_workers ({num_workers}) must be >= 1")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).exists():
-        raise FileExistsError(f"{out / MANIFEST} exists; write the shards into a new directory")
+    out = new_shard_directory(out)
     total = len(corpus)
     _JOB.update(corpus=corpus, grab=text_grabber_fn or default_text_grabber, tokenizer=tokenizer, out=out,
                 dtype=token_dtype(tokenizer.vocab_size))

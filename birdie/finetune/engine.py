@@ -26,7 +26,7 @@ from birdie.finetune.batches import global_batch, rank_micro_batches, steps_per_
 from birdie.finetune.config import FinetuneConfig
 from birdie.train import checkpoint as ckpt
 from birdie.train.config import ConfigError
-from birdie.train.distributed import Runtime, apply_parallelism, gradient_sync, init_runtime, shutdown
+from birdie.train.distributed import Runtime, apply_parallelism, gradient_sync, joined_runtime
 from birdie.train.metrics import MetricsLogger
 from birdie.train.optim import build_optimizer, build_scheduler
 from birdie.train.stateful import ModelState, OptimizerState, TrainingState
@@ -211,13 +211,10 @@ def finetune(config: FinetuneConfig) -> FinetuneSummary:
     """Run ``config`` (``config.command`` is sft, dpo or rm) to completion, under torchrun or in one process."""
     from birdie.finetune.objectives import build_objective
 
-    runtime = init_runtime(config.distributed, config.train.device)
-    try:
+    with joined_runtime(config.distributed, config.train.device) as runtime:
         torch.manual_seed(config.train.seed)  # identical fresh heads on every rank
         trainer = FinetuneTrainer(config, runtime, build_objective(config, runtime))
         try:
             return trainer.fit()
         finally:
             trainer.close()
-    finally:
-        shutdown(runtime)

@@ -28,7 +28,7 @@ from birdie.finetune.rewards import RewardFn, StoryAnswerReward, load_callable, 
 from birdie.finetune.rollout import ValueModel, check_prompts, prompt_ids
 from birdie.train import checkpoint as ckpt
 from birdie.train.config import ConfigError
-from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
+from birdie.train.distributed import Runtime, apply_parallelism, joined_runtime
 from birdie.train.stateful import ModelState, OptimizerState, TrainingState
 
 
@@ -197,11 +197,8 @@ def _keep_metrics(path: Path, step: int) -> None:
 def run_ppo(config: PPORunConfig) -> list[dict[str, float]]:
     """Run ``config`` to ``train.steps`` (under torchrun or in one process); returns the metrics of the steps run
     in this call."""
-    runtime = init_runtime(config.distributed, config.train.device)
-    try:
+    with joined_runtime(config.distributed, config.train.device) as runtime:
         return _run(config, runtime)
-    finally:
-        shutdown(runtime)
 
 
 def _run(config: PPORunConfig, runtime: Runtime) -> list[dict[str, float]]:

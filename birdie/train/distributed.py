@@ -129,6 +129,16 @@ def shutdown(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def joined_runtime(config: DistributedConfig, device_preference: str = "auto") -> Iterator[Runtime]:
+    """:func:`init_runtime` for the duration of a run, then :func:`shutdown`, also when the run raises."""
+    runtime = init_runtime(config, device_preference)
+    try:
+        yield runtime
+    finally:
+        shutdown(runtime)
+
+
 def apply_parallelism(model: nn.Module, runtime: Runtime) -> nn.Module:
     """Wrap ``model`` for the mesh: tensor parallel first, then FSDP2 per block and at the root, or DDP.
 

@@ -21,7 +21,7 @@ from birdie.train import checkpoint as ckpt
 from birdie.train.config import ConfigError, TrainConfig
 from birdie.train.config_io import save_config
 from birdie.train.curriculum_setup import build_curriculum
-from birdie.train.distributed import Runtime, apply_parallelism, init_runtime, shutdown
+from birdie.train.distributed import Runtime, apply_parallelism, joined_runtime
 from birdie.train.export import export_model, load_weights, model_files, read_weights
 from birdie.train.memory import check_step_memory
 from birdie.train.metrics import MetricsLogger
@@ -45,15 +45,12 @@ class RunSummary:
 
 def train(config: TrainConfig) -> RunSummary:
     """Run ``config`` to completion (joining the process group under torchrun)."""
-    runtime = init_runtime(config.distributed, config.train.device)
-    try:
+    with joined_runtime(config.distributed, config.train.device) as runtime:
         trainer = Trainer(config, runtime)
         try:
             return trainer.fit()
         finally:
             trainer.close()
-    finally:
-        shutdown(runtime)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
